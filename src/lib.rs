@@ -1,0 +1,2 @@
+//! A RocketMQ-compatible BrokerContainer (RIP-31).
+pub mod remoting;

@@ -1,2 +1,3 @@
 //! A RocketMQ-compatible BrokerContainer (RIP-31).
+pub mod config;
 pub mod remoting;

@@ -1,0 +1,342 @@
+//! Config files: Java properties (what RocketMQ users already have) or TOML with the same camelCase
+//! keys, read into typed structs. Raw entries are applied once to one or more typed targets; an unknown
+//! key is a warning, a bad value an error naming the file, the key and the value.
+
+pub mod properties;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Errors of the config layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file's syntax is wrong.
+    #[error("config file {path}: {reason}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        reason: String,
+    },
+    /// A value does not fit its key.
+    #[error("config file {path}: bad value '{value}' for key '{key}' (line {line}): {reason}")]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// The line (0 when not known).
+        line: usize,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The values are each fine but do not make a valid whole.
+    #[error("config file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The raw entries of one config file, before they are applied to typed structs.
+#[derive(Debug, Clone, Default)]
+pub struct RawConfig {
+    /// Where they came from (for error messages).
+    pub path: PathBuf,
+    /// The entries in file order.
+    pub entries: Vec<properties::Entry>,
+}
+
+impl RawConfig {
+    /// Reads a file: `.toml` as TOML, anything else as Java properties.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        if path.extension().is_some_and(|e| e == "toml") {
+            Self::from_toml(path, &text)
+        } else {
+            Self::from_properties(path, &text)
+        }
+    }
+
+    /// Parses properties text.
+    pub fn from_properties(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let entries =
+            properties::parse(text).map_err(|reason| ConfigError::Syntax { path: path.to_path_buf(), reason })?;
+        Ok(RawConfig { path: path.to_path_buf(), entries })
+    }
+
+    /// Parses TOML text: top-level scalar keys; arrays of strings are joined with the key's separator
+    /// (`;` for `namesrvAddr`, `:` for `brokerConfigPaths`/`brokerConfigDirs`, `,` otherwise).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { path: path.to_path_buf(), reason: e.to_string() })?;
+        let line_of = |key: &str| {
+            text.lines()
+                .position(|l| {
+                    let l = l.trim_start();
+                    l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
+                })
+                .map(|i| i + 1)
+                .unwrap_or(0)
+        };
+        let mut entries = Vec::new();
+        for (key, value) in table {
+            let line = line_of(&key);
+            let value = toml_scalar(&key, &value).ok_or_else(|| ConfigError::BadValue {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                value: value.to_string(),
+                line,
+                reason: "expected a string, number, boolean or array of strings".into(),
+            })?;
+            entries.push(properties::Entry { key, value, line });
+        }
+        entries.sort_by_key(|e| e.line);
+        Ok(RawConfig { path: path.to_path_buf(), entries })
+    }
+
+    /// The value of `key`, if present (the last one wins, as in Java).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.iter().rev().find(|e| e.key == key).map(|e| e.value.as_str())
+    }
+
+    /// Applies every entry to the first target that knows its key. Returns the warnings (unknown keys).
+    pub fn apply(&self, targets: &mut [&mut dyn Configurable]) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        for e in &self.entries {
+            let mut known = false;
+            for t in targets.iter_mut() {
+                match t.set(&e.key, &e.value) {
+                    Ok(true) => {
+                        known = true;
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(reason) => {
+                        return Err(ConfigError::BadValue {
+                            path: self.path.clone(),
+                            key: e.key.clone(),
+                            value: e.value.clone(),
+                            line: e.line,
+                            reason,
+                        })
+                    }
+                }
+            }
+            if !known {
+                warnings.push(format!("{}: unknown key '{}' (line {}) is ignored", self.path.display(), e.key, e.line));
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+fn toml_scalar(key: &str, v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(a) => {
+            let sep = match key {
+                "namesrvAddr" => ";",
+                "brokerConfigPaths" | "brokerConfigDirs" => ":",
+                _ => ",",
+            };
+            let parts: Option<Vec<String>> = a.iter().map(|x| x.as_str().map(str::to_string)).collect();
+            parts.map(|p| p.join(sep))
+        }
+        _ => None,
+    }
+}
+
+/// A typed config struct whose fields can be set from `key=value` strings.
+pub trait Configurable {
+    /// Sets `key` from `value`: `Ok(false)` if the key is not this struct's, `Err` if the value is bad.
+    fn set(&mut self, key: &str, value: &str) -> Result<bool, String>;
+    /// Every key with its current value, in declaration order.
+    fn entries(&self) -> Vec<(&'static str, String)>;
+    /// Every key this struct knows.
+    fn keys(&self) -> &'static [&'static str];
+}
+
+/// A field type that can be read from and written to a config string.
+pub trait ConfigValue: Sized {
+    /// Parses the string.
+    fn parse_value(s: &str) -> Result<Self, String>;
+    /// Renders the value as it would be written in a properties file.
+    fn render(&self) -> String;
+}
+
+impl ConfigValue for String {
+    fn parse_value(s: &str) -> Result<Self, String> {
+        Ok(s.trim().to_string())
+    }
+    fn render(&self) -> String {
+        self.clone()
+    }
+}
+
+impl ConfigValue for bool {
+    fn parse_value(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("expected true or false".into()),
+        }
+    }
+    fn render(&self) -> String {
+        self.to_string()
+    }
+}
+
+macro_rules! config_num {
+    ($($t:ty),*) => {$(
+        impl ConfigValue for $t {
+            fn parse_value(s: &str) -> Result<Self, String> {
+                s.trim().parse::<$t>().map_err(|e| format!("expected {}: {e}", stringify!($t)))
+            }
+            fn render(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+config_num!(u16, u32, u64, usize, i32, i64, f64);
+
+impl<T: ConfigValue> ConfigValue for Option<T> {
+    fn parse_value(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            Ok(None)
+        } else {
+            T::parse_value(s).map(Some)
+        }
+    }
+    fn render(&self) -> String {
+        self.as_ref().map(ConfigValue::render).unwrap_or_default()
+    }
+}
+
+/// Defines a config enum whose values are written by name (e.g. `ASYNC_MASTER`).
+#[macro_export]
+macro_rules! config_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),* }
+        impl $crate::config::ConfigValue for $name {
+            fn parse_value(s: &str) -> Result<Self, String> {
+                match s.trim() {
+                    $($text => Ok($name::$variant),)*
+                    _ => Err(format!("expected one of: {}", [$($text),*].join(", "))),
+                }
+            }
+            fn render(&self) -> String {
+                match self { $($name::$variant => $text.to_string()),* }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&$crate::config::ConfigValue::render(self))
+            }
+        }
+    };
+}
+
+/// Defines a typed config struct: each field has its camelCase key and its default.
+#[macro_export]
+macro_rules! config_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $key:literal => $default:expr ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[$fmeta])* #[doc = concat!("\n\nKey `", $key, "`.")] pub $field: $ty, )*
+        }
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $( $field: $default, )* }
+            }
+        }
+        impl $name {
+            /// Every key of this struct.
+            pub const KEYS: &'static [&'static str] = &[$($key),*];
+        }
+        impl $crate::config::Configurable for $name {
+            fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
+                match key {
+                    $( $key => { self.$field = <$ty as $crate::config::ConfigValue>::parse_value(value)?; Ok(true) } )*
+                    _ => Ok(false),
+                }
+            }
+            fn entries(&self) -> Vec<(&'static str, String)> {
+                vec![$( ($key, $crate::config::ConfigValue::render(&self.$field)) ),*]
+            }
+            fn keys(&self) -> &'static [&'static str] {
+                Self::KEYS
+            }
+        }
+    };
+}
+
+/// Renders entries as properties text (`key=value\n`), as GET_BROKER_CONFIG answers.
+pub fn to_properties_text(entries: &[(&str, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in entries {
+        s.push_str(&properties::escape(k, true));
+        s.push('=');
+        s.push_str(&properties::escape(v, false));
+        s.push('\n');
+    }
+    s
+}
+
+/// A path relative to a config file is resolved against that file's directory.
+pub fn resolve_relative(base_file: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p.trim());
+    let p = if let Some(rest) = p.to_str().and_then(|s| s.strip_prefix("~/")) {
+        home_dir().join(rest)
+    } else {
+        p.to_path_buf()
+    };
+    if p.is_absolute() {
+        p
+    } else {
+        base_file.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// The user's home directory (`$HOME`, or `/` if unset).
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Shows a warning list one per line.
+pub struct Warnings<'a>(pub &'a [String]);
+
+impl fmt::Display for Warnings<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for w in self.0 {
+            writeln!(f, "{w}")?;
+        }
+        Ok(())
+    }
+}

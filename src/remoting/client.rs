@@ -1,0 +1,239 @@
+//! The outbound client: request/response with a timeout and oneway requests, over one reused
+//! connection per address.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, Instrument};
+
+use super::codec::{RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
+use super::command::{RemotingCommand, SerializeType};
+use super::server::write_loop;
+use super::RemotingError;
+
+/// Client settings (Apache's `NettyClientConfig`, as far as it applies).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Connect timeout (`connectTimeoutMillis`, 3000 ms).
+    pub connect_timeout: Duration,
+    /// The header serialization of the requests this client sends.
+    pub serialize_type: SerializeType,
+    /// Largest frame accepted.
+    pub max_frame_length: usize,
+    /// Requests queued per connection before senders wait.
+    pub write_queue: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(3),
+            serialize_type: SerializeType::Json,
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            write_queue: 1024,
+        }
+    }
+}
+
+struct ClientConn {
+    tx: mpsc::Sender<RemotingCommand>,
+    pending: Arc<Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>>,
+    closed: CancellationToken,
+}
+
+struct ClientInner {
+    config: ClientConfig,
+    conns: Mutex<HashMap<String, Arc<ClientConn>>>,
+    opaque: AtomicI32,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// An async remoting client shared by whoever makes outbound calls (brokers registering with
+/// NameServers, mqadmin, tests). Cheap to clone; [`RemotingClient::shutdown`] closes its connections.
+#[derive(Clone)]
+pub struct RemotingClient {
+    inner: Arc<ClientInner>,
+}
+
+impl Default for RemotingClient {
+    fn default() -> Self {
+        Self::new(ClientConfig::default())
+    }
+}
+
+impl RemotingClient {
+    /// A client with no connections yet.
+    pub fn new(config: ClientConfig) -> Self {
+        RemotingClient {
+            inner: Arc::new(ClientInner {
+                config,
+                conns: Mutex::new(HashMap::new()),
+                opaque: AtomicI32::new(1),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Sends `request` to `addr` (`host:port`) and waits up to `timeout` for the response.
+    pub async fn invoke(
+        &self,
+        addr: &str,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, RemotingError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let conn = tokio::time::timeout_at(deadline, self.connection(addr))
+            .await
+            .map_err(|_| RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 })??;
+        let opaque = self.inner.opaque.fetch_add(1, Ordering::Relaxed);
+        request.opaque = opaque;
+        request.flag &= !super::command::FLAG_RESPONSE;
+        request.serialize_type = self.inner.config.serialize_type;
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().insert(opaque, tx);
+        let sent = tokio::time::timeout_at(deadline, conn.tx.send(request)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            conn.pending.lock().remove(&opaque);
+            return Err(match sent {
+                Err(_) => RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 },
+                _ => RemotingError::ConnectionClosed { addr: addr.to_string() },
+            });
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(RemotingError::ConnectionClosed { addr: addr.to_string() }),
+            Err(_) => {
+                conn.pending.lock().remove(&opaque);
+                Err(RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 })
+            }
+        }
+    }
+
+    /// Sends a oneway request (no response is expected).
+    pub async fn invoke_oneway(
+        &self,
+        addr: &str,
+        mut request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<(), RemotingError> {
+        let conn = tokio::time::timeout(timeout, self.connection(addr))
+            .await
+            .map_err(|_| RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 })??;
+        request.opaque = self.inner.opaque.fetch_add(1, Ordering::Relaxed);
+        request.mark_oneway();
+        request.serialize_type = self.inner.config.serialize_type;
+        match tokio::time::timeout(timeout, conn.tx.send(request)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(RemotingError::ConnectionClosed { addr: addr.to_string() }),
+            Err(_) => Err(RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 }),
+        }
+    }
+
+    /// Closes the connection to `addr`, if any.
+    pub fn close_connection(&self, addr: &str) {
+        if let Some(c) = self.inner.conns.lock().remove(addr) {
+            c.closed.cancel();
+        }
+    }
+
+    /// Closes every connection and waits for their tasks to end.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let conns: Vec<_> = self.inner.conns.lock().drain().map(|(_, c)| c).collect();
+        for c in conns {
+            c.closed.cancel();
+        }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    async fn connection(&self, addr: &str) -> Result<Arc<ClientConn>, RemotingError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RemotingError::Shutdown);
+        }
+        if let Some(c) = self.inner.conns.lock().get(addr) {
+            if !c.closed.is_cancelled() {
+                return Ok(c.clone());
+            }
+        }
+        let stream = tokio::time::timeout(self.inner.config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| RemotingError::Connect {
+                addr: addr.to_string(),
+                reason: format!("timed out after {} ms", self.inner.config.connect_timeout.as_millis()),
+            })?
+            .map_err(|e| RemotingError::Connect { addr: addr.to_string(), reason: e.to_string() })?;
+        let _ = stream.set_nodelay(true);
+        let conn = self.start_connection(addr, stream);
+        let mut conns = self.inner.conns.lock();
+        if let Some(existing) = conns.get(addr) {
+            if !existing.closed.is_cancelled() {
+                // Another task connected first: use its connection, drop ours.
+                conn.closed.cancel();
+                return Ok(existing.clone());
+            }
+        }
+        conns.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    fn start_connection(&self, addr: &str, stream: TcpStream) -> Arc<ClientConn> {
+        let (rd, wr) = stream.into_split();
+        let codec = RemotingCodec::with_max_frame_length(self.inner.config.max_frame_length);
+        let (tx, rx) = mpsc::channel(self.inner.config.write_queue);
+        let closed = self.inner.shutdown.child_token();
+        let pending: Arc<Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>> = Arc::default();
+        let conn = Arc::new(ClientConn { tx, pending: pending.clone(), closed: closed.clone() });
+        let span = tracing::debug_span!("client_conn", addr = %addr);
+        let never = CancellationToken::new();
+        self.inner.tasks.spawn(
+            write_loop(FramedWrite::new(wr, codec.clone()), rx, closed.clone(), never, closed.clone())
+                .instrument(span.clone()),
+        );
+        let inner = self.inner.clone();
+        let addr = addr.to_string();
+        self.inner.tasks.spawn(
+            async move {
+                let mut reader = FramedRead::new(rd, codec);
+                loop {
+                    let frame = tokio::select! {
+                        _ = closed.cancelled() => break,
+                        f = reader.next() => f,
+                    };
+                    match frame {
+                        Some(Ok(cmd)) if cmd.is_response() => {
+                            if let Some(tx) = pending.lock().remove(&cmd.opaque) {
+                                let _ = tx.send(cmd);
+                            }
+                        }
+                        Some(Ok(cmd)) => debug!(code = cmd.code, "ignoring a request sent to a client connection"),
+                        Some(Err(e)) => {
+                            debug!(error = %e, "client connection read error");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                closed.cancel();
+                pending.lock().clear();
+                let mut conns = inner.conns.lock();
+                if conns.get(&addr).is_some_and(|c| c.closed.is_cancelled()) {
+                    conns.remove(&addr);
+                }
+            }
+            .instrument(span),
+        );
+        conn
+    }
+}

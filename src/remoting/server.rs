@@ -1,0 +1,592 @@
+//! The shared transport (RIP-31 "transport layer sharing", spec: container.md §5).
+//!
+//! One [`RemotingServer`] owns the accept loops and connection tasks of every port it serves. Each port
+//! is a [`SubServer`] with its own processor table: a request is dispatched by the local port it arrived
+//! on. Closing a sub-server frees its port and closes its connections without touching the others.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use super::codec::{RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
+use super::codes::response;
+use super::command::RemotingCommand;
+use super::RemotingError;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Handles the requests of one or more request codes.
+pub trait RequestProcessor: Send + Sync + 'static {
+    /// Processes one request; `None` means "write no response" (oneway requests are never answered
+    /// whatever this returns).
+    fn process<'a>(
+        &'a self,
+        conn: &'a ConnectionHandle,
+        request: RemotingCommand,
+    ) -> BoxFuture<'a, Option<RemotingCommand>>;
+}
+
+/// A processor made from an async closure.
+pub struct FnProcessor<F>(pub F);
+
+impl<F, Fut> RequestProcessor for FnProcessor<F>
+where
+    F: Fn(ConnectionHandle, RemotingCommand) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<RemotingCommand>> + Send + 'static,
+{
+    fn process<'a>(
+        &'a self,
+        conn: &'a ConnectionHandle,
+        request: RemotingCommand,
+    ) -> BoxFuture<'a, Option<RemotingCommand>> {
+        Box::pin((self.0)(conn.clone(), request))
+    }
+}
+
+/// Told when connections of a sub-server open and close (brokers drop a closed client's registrations).
+pub trait ChannelEventListener: Send + Sync + 'static {
+    /// A connection was accepted.
+    fn on_connect(&self, _conn: &ConnectionHandle) {}
+    /// A connection closed (by either side, or by a protocol error).
+    fn on_close(&self, _conn: &ConnectionHandle) {}
+}
+
+/// The processors of one port: by request code, with an optional default.
+#[derive(Clone, Default)]
+pub struct ProcessorTable {
+    by_code: HashMap<i32, Arc<dyn RequestProcessor>>,
+    default: Option<Arc<dyn RequestProcessor>>,
+}
+
+impl ProcessorTable {
+    /// An empty table: every request is answered REQUEST_CODE_NOT_SUPPORTED.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Routes `code` to `processor`.
+    pub fn register(&mut self, code: i32, processor: Arc<dyn RequestProcessor>) -> &mut Self {
+        self.by_code.insert(code, processor);
+        self
+    }
+    /// Routes every code in `codes` to `processor`.
+    pub fn register_all(&mut self, codes: &[i32], processor: Arc<dyn RequestProcessor>) -> &mut Self {
+        for c in codes {
+            self.by_code.insert(*c, processor.clone());
+        }
+        self
+    }
+    /// Routes every code not registered to `processor`.
+    pub fn set_default(&mut self, processor: Arc<dyn RequestProcessor>) -> &mut Self {
+        self.default = Some(processor);
+        self
+    }
+    fn get(&self, code: i32) -> Option<&Arc<dyn RequestProcessor>> {
+        self.by_code.get(&code).or(self.default.as_ref())
+    }
+}
+
+/// Limits and addresses of the shared server (Apache's `NettyServerConfig`, as far as it applies).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address the ports bind on (`bindAddress`, default 0.0.0.0).
+    pub bind_address: IpAddr,
+    /// Most connections open at once across all ports; further accepts wait (`serverMaxConnections`).
+    pub max_connections: usize,
+    /// Most requests being processed at once on one connection; the connection is not read meanwhile.
+    pub max_inflight_per_connection: usize,
+    /// Most request bytes being processed at once across all connections.
+    pub max_inflight_bytes: usize,
+    /// Largest frame accepted, length prefix included.
+    pub max_frame_length: usize,
+    /// Outbound frames queued per connection before processors wait.
+    pub write_queue: usize,
+    /// How long closing a port waits for in-flight requests before it drops them.
+    pub close_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_connections: 10_000,
+            max_inflight_per_connection: 256,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
+            write_queue: 1024,
+            close_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+struct ServerInner {
+    config: ServerConfig,
+    ports: Mutex<HashMap<u16, Arc<PortState>>>,
+    connections: Arc<Semaphore>,
+    inflight_bytes: Arc<Semaphore>,
+    next_conn_id: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+struct PortState {
+    port: u16,
+    table: ProcessorTable,
+    listener: Option<Arc<dyn ChannelEventListener>>,
+    /// Stop accepting and reading.
+    soft: CancellationToken,
+    /// Drop whatever is still running.
+    hard: CancellationToken,
+    tasks: TaskTracker,
+    live: Mutex<HashMap<u64, ConnectionHandle>>,
+}
+
+/// The shared transport: owns every port's accept loop and connections. Cheap to clone.
+#[derive(Clone)]
+pub struct RemotingServer {
+    inner: Arc<ServerInner>,
+}
+
+/// One port of the shared server, with its own processor table. Closing it frees the port.
+pub struct SubServer {
+    state: Arc<PortState>,
+    server: RemotingServer,
+}
+
+impl RemotingServer {
+    /// A shared server with no ports yet.
+    pub fn new(config: ServerConfig) -> Self {
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let inflight_bytes = Arc::new(Semaphore::new(config.max_inflight_bytes));
+        RemotingServer {
+            inner: Arc::new(ServerInner {
+                config,
+                ports: Mutex::new(HashMap::new()),
+                connections,
+                inflight_bytes,
+                next_conn_id: AtomicU64::new(1),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Binds `port` (0 = any free port) with its own processors. A port already served here, or in
+    /// use by anyone else, is an error that names the port.
+    pub async fn bind(
+        &self,
+        port: u16,
+        table: ProcessorTable,
+        listener: Option<Arc<dyn ChannelEventListener>>,
+    ) -> Result<SubServer, RemotingError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RemotingError::Shutdown);
+        }
+        if port != 0 && self.inner.ports.lock().contains_key(&port) {
+            return Err(RemotingError::PortInUse {
+                port,
+                reason: "already served by another sub-server of this process".into(),
+            });
+        }
+        let addr = SocketAddr::new(self.inner.config.bind_address, port);
+        let tcp = bind_listener(addr).map_err(|e| RemotingError::PortInUse { port, reason: e.to_string() })?;
+        let local_port = tcp.local_addr()?.port();
+        let state = Arc::new(PortState {
+            port: local_port,
+            table,
+            listener,
+            soft: self.inner.shutdown.child_token(),
+            hard: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            live: Mutex::new(HashMap::new()),
+        });
+        {
+            let mut ports = self.inner.ports.lock();
+            if ports.contains_key(&local_port) {
+                return Err(RemotingError::PortInUse {
+                    port: local_port,
+                    reason: "already served by another sub-server of this process".into(),
+                });
+            }
+            ports.insert(local_port, state.clone());
+        }
+        let server = self.clone();
+        let st = state.clone();
+        state.tasks.spawn(
+            async move { server.accept_loop(tcp, st).await }
+                .instrument(tracing::debug_span!("accept", port = local_port)),
+        );
+        info!(port = local_port, "remoting port bound");
+        Ok(SubServer { state, server: self.clone() })
+    }
+
+    /// The ports currently served.
+    pub fn ports(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.inner.ports.lock().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Closes every port (see [`SubServer::close`]).
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let states: Vec<Arc<PortState>> = self.inner.ports.lock().values().cloned().collect();
+        for st in states {
+            self.close_port(&st).await;
+        }
+    }
+
+    async fn close_port(&self, st: &Arc<PortState>) {
+        st.soft.cancel();
+        st.tasks.close();
+        if tokio::time::timeout(self.inner.config.close_grace, st.tasks.wait()).await.is_err() {
+            warn!(port = st.port, "in-flight requests did not finish within the grace period; dropping them");
+            st.hard.cancel();
+            st.tasks.wait().await;
+        }
+        st.hard.cancel();
+        self.inner.ports.lock().remove(&st.port);
+        info!(port = st.port, "remoting port closed");
+    }
+
+    async fn accept_loop(self, tcp: TcpListener, st: Arc<PortState>) {
+        loop {
+            let permit = tokio::select! {
+                _ = st.soft.cancelled() => break,
+                p = self.inner.connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                _ = st.soft.cancelled() => break,
+                a = tcp.accept() => a,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let server = self.clone();
+                    let st2 = st.clone();
+                    let id = self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+                    let span = tracing::debug_span!("conn", port = st.port, %peer, id);
+                    st.tasks.spawn(
+                        async move { server.serve_connection(stream, peer, id, st2, permit).await }.instrument(span),
+                    );
+                }
+                Err(e) => {
+                    warn!(port = st.port, error = %e, "accept failed");
+                    drop(permit);
+                    // Out of descriptors and the like: back off briefly instead of spinning.
+                    tokio::select! {
+                        _ = st.soft.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+        drop(tcp);
+        debug!(port = st.port, "accept loop stopped");
+    }
+
+    async fn serve_connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        st: Arc<PortState>,
+        _conn_permit: OwnedSemaphorePermit,
+    ) {
+        let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::new(self.inner.config.bind_address, st.port));
+        let (rd, wr) = stream.into_split();
+        let codec = RemotingCodec::with_max_frame_length(self.inner.config.max_frame_length);
+        let mut reader = FramedRead::new(rd, codec.clone());
+        let (tx, rx) = mpsc::channel::<RemotingCommand>(self.inner.config.write_queue);
+        let closed = CancellationToken::new();
+        let handle = ConnectionHandle {
+            inner: Arc::new(ConnInner {
+                id,
+                peer,
+                local,
+                tx,
+                closed: closed.clone(),
+                pending: Mutex::new(HashMap::new()),
+                opaque: std::sync::atomic::AtomicI32::new(1),
+            }),
+        };
+        st.live.lock().insert(id, handle.clone());
+        if let Some(l) = &st.listener {
+            l.on_connect(&handle);
+        }
+        let done_reading = CancellationToken::new();
+        let writer = {
+            let done = done_reading.clone();
+            let hard = st.hard.clone();
+            let closed = closed.clone();
+            st.tasks.spawn(write_loop(FramedWrite::new(wr, codec), rx, done, hard, closed).in_current_span())
+        };
+        let inflight = Arc::new(Semaphore::new(self.inner.config.max_inflight_per_connection));
+        let requests = TaskTracker::new();
+        loop {
+            let permit = tokio::select! {
+                _ = st.soft.cancelled() => break,
+                _ = closed.cancelled() => break,
+                p = inflight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let frame = tokio::select! {
+                _ = st.soft.cancelled() => break,
+                _ = closed.cancelled() => break,
+                f = reader.next() => f,
+            };
+            let cmd = match frame {
+                None => break,
+                Some(Err(e)) => {
+                    match e {
+                        RemotingError::Io(ref io) => {
+                            debug!(%peer, port = st.port, error = %io, "connection read error")
+                        }
+                        ref e => warn!(%peer, port = st.port, error = %e, "closing connection after a malformed frame"),
+                    }
+                    break;
+                }
+                Some(Ok(cmd)) => cmd,
+            };
+            if cmd.is_response() {
+                handle.complete(cmd);
+                continue;
+            }
+            let bytes = (cmd.body.len() + 64).min(self.inner.config.max_inflight_bytes) as u32;
+            let byte_permit = tokio::select! {
+                _ = st.soft.cancelled() => break,
+                p = self.inner.inflight_bytes.clone().acquire_many_owned(bytes) => match p { Ok(p) => p, Err(_) => break },
+            };
+            let h = handle.clone();
+            let st2 = st.clone();
+            requests.spawn(
+                async move {
+                    let _permits = (permit, byte_permit);
+                    let oneway = cmd.is_oneway();
+                    let code = cmd.code;
+                    let fut = dispatch(&st2.table, &h, cmd);
+                    let out = tokio::select! {
+                        _ = st2.hard.cancelled() => None,
+                        r = AssertUnwindSafe(fut).catch_unwind() => match r {
+                            Ok(r) => r,
+                            Err(_) => {
+                                warn!(code, "request processor panicked");
+                                None
+                            }
+                        },
+                    };
+                    if let (Some(resp), false) = (out, oneway) {
+                        let _ = h.inner.tx.send(resp).await;
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+        // Let in-flight requests finish (the hard token cuts them short), then flush and close.
+        requests.close();
+        tokio::select! {
+            _ = requests.wait() => {}
+            _ = st.hard.cancelled() => {}
+        }
+        done_reading.cancel();
+        let _ = writer.await;
+        closed.cancel();
+        handle.fail_pending();
+        st.live.lock().remove(&id);
+        if let Some(l) = &st.listener {
+            l.on_close(&handle);
+        }
+        debug!(%peer, port = st.port, "connection closed");
+    }
+}
+
+async fn dispatch(table: &ProcessorTable, conn: &ConnectionHandle, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    match table.get(cmd.code) {
+        Some(p) => p.process(conn, cmd).await,
+        None => {
+            let remark = format!(" request type {} not supported", cmd.code);
+            Some(RemotingCommand::error(&cmd, response::REQUEST_CODE_NOT_SUPPORTED, remark))
+        }
+    }
+}
+
+pub(crate) async fn write_loop<W>(
+    mut sink: FramedWrite<W, RemotingCodec>,
+    mut rx: mpsc::Receiver<RemotingCommand>,
+    done: CancellationToken,
+    hard: CancellationToken,
+    closed: CancellationToken,
+) where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let next = tokio::select! {
+            biased;
+            m = rx.recv() => m,
+            _ = done.cancelled() => None,
+            _ = hard.cancelled() => break,
+            _ = closed.cancelled() => break,
+        };
+        let Some(cmd) = next else { break };
+        if let Err(e) = sink.feed(cmd).await {
+            debug!(error = %e, "write failed");
+            closed.cancel();
+            return;
+        }
+        // Batch whatever else is queued into the same flush.
+        while let Ok(cmd) = rx.try_recv() {
+            if sink.feed(cmd).await.is_err() {
+                closed.cancel();
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            closed.cancel();
+            return;
+        }
+    }
+    while let Ok(cmd) = rx.try_recv() {
+        if sink.feed(cmd).await.is_err() {
+            break;
+        }
+    }
+    let _ = sink.flush().await;
+    let _ = futures::SinkExt::<RemotingCommand>::close(&mut sink).await;
+}
+
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+impl SubServer {
+    /// The port this sub-server is bound to.
+    pub fn port(&self) -> u16 {
+        self.state.port
+    }
+
+    /// The connections open on this port now.
+    pub fn connections(&self) -> Vec<ConnectionHandle> {
+        self.state.live.lock().values().cloned().collect()
+    }
+
+    /// Stops accepting, stops reading, lets in-flight requests finish (up to the grace period), writes
+    /// their responses, closes every connection of this port and frees the port.
+    pub async fn close(self) {
+        let server = self.server.clone();
+        server.close_port(&self.state).await;
+    }
+}
+
+struct ConnInner {
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tx: mpsc::Sender<RemotingCommand>,
+    closed: CancellationToken,
+    pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
+    opaque: std::sync::atomic::AtomicI32,
+}
+
+/// One accepted connection, as processors see it: who is on the other end, and a way to send it
+/// requests of our own (e.g. NOTIFY_CONSUMER_IDS_CHANGED). Cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    inner: Arc<ConnInner>,
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection#{}({} -> {})", self.inner.id, self.inner.peer, self.inner.local)
+    }
+}
+
+impl PartialEq for ConnectionHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.id == other.inner.id
+    }
+}
+impl Eq for ConnectionHandle {}
+impl std::hash::Hash for ConnectionHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.id.hash(state)
+    }
+}
+
+impl ConnectionHandle {
+    /// A process-unique id of this connection.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+    /// The remote address.
+    pub fn peer(&self) -> SocketAddr {
+        self.inner.peer
+    }
+    /// The local address (its port says which sub-server accepted it).
+    pub fn local(&self) -> SocketAddr {
+        self.inner.local
+    }
+    /// True once the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+    /// Asks the connection to close.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+    }
+    /// Sends a oneway request to the peer.
+    pub async fn send_oneway(&self, mut cmd: RemotingCommand) -> Result<(), RemotingError> {
+        cmd.mark_oneway();
+        cmd.opaque = self.inner.opaque.fetch_add(1, Ordering::Relaxed);
+        self.inner.tx.send(cmd).await.map_err(|_| RemotingError::ConnectionClosed { addr: self.inner.peer.to_string() })
+    }
+    /// Sends a request to the peer and waits for its response.
+    pub async fn invoke(&self, mut cmd: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, RemotingError> {
+        let opaque = self.inner.opaque.fetch_add(1, Ordering::Relaxed);
+        cmd.opaque = opaque;
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().insert(opaque, tx);
+        let addr = self.inner.peer.to_string();
+        if self.inner.tx.send(cmd).await.is_err() {
+            self.inner.pending.lock().remove(&opaque);
+            return Err(RemotingError::ConnectionClosed { addr });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(RemotingError::ConnectionClosed { addr }),
+            Err(_) => {
+                self.inner.pending.lock().remove(&opaque);
+                Err(RemotingError::Timeout { addr, millis: timeout.as_millis() as u64 })
+            }
+        }
+    }
+    fn complete(&self, resp: RemotingCommand) {
+        if let Some(tx) = self.inner.pending.lock().remove(&resp.opaque) {
+            let _ = tx.send(resp);
+        }
+    }
+    fn fail_pending(&self) {
+        self.inner.pending.lock().clear();
+    }
+}

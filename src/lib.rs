@@ -1,3 +1,8 @@
 //! A RocketMQ-compatible BrokerContainer (RIP-31).
+pub mod admin;
+pub mod broker;
 pub mod config;
+pub mod container;
+pub mod logging;
 pub mod remoting;
+pub mod util;

@@ -340,3 +340,50 @@ impl fmt::Display for Warnings<'_> {
         Ok(())
     }
 }
+
+/// Rewrites a properties file with `updates` applied: lines of updated keys get the new value in
+/// place, new keys are appended, comments and other lines are kept. Atomic: temp file, fsync, rename.
+pub fn update_properties_file(path: &Path, updates: &[(String, String)]) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut done = vec![false; updates.len()];
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let parsed = properties::parse(line).ok().and_then(|v| v.into_iter().next());
+        let hit = parsed.as_ref().and_then(|e| updates.iter().position(|(k, _)| *k == e.key));
+        match hit {
+            Some(i) if !line.trim_end().ends_with('\\') => {
+                let (k, v) = &updates[i];
+                out.push_str(&format!("{}={}\n", properties::escape(k, true), properties::escape(v, false)));
+                done[i] = true;
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (i, (k, v)) in updates.iter().enumerate() {
+        if !done[i] {
+            out.push_str(&format!("{}={}\n", properties::escape(k, true), properties::escape(v, false)));
+        }
+    }
+    write_atomically(path, out.as_bytes())
+}
+
+/// Writes a file atomically: a temp file beside it, fsync, rename, fsync of the directory.
+pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! `mqadmin`: administration commands, over the wire only.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rmqc::admin;
+use rmqc::remoting::RemotingClient;
+
+/// RocketMQ admin tool for the BrokerContainer.
+#[derive(Parser, Debug)]
+#[command(name = "mqadmin", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the config of a broker, or of a container (its admin address).
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig {
+        /// Broker or container address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+    },
+    /// Update one config key of a broker, or of a container.
+    #[command(name = "updateBrokerConfig")]
+    UpdateBrokerConfig {
+        /// Broker or container address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+        /// Key.
+        #[arg(short = 'k', long = "key")]
+        key: String,
+        /// Value.
+        #[arg(short = 'v', long = "value")]
+        value: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mqadmin: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        let client = RemotingClient::default();
+        let result = run(&client, cli.command).await;
+        client.shutdown().await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mqadmin: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn run(client: &RemotingClient, cmd: Command) -> Result<(), admin::AdminError> {
+    match cmd {
+        Command::GetBrokerConfig { broker_addr } => {
+            let text = admin::get_broker_config(client, &broker_addr).await?;
+            println!("============{broker_addr}============");
+            for line in text.lines() {
+                if let Some((k, v)) = line.split_once('=') {
+                    println!("{k:<50}=  {v}");
+                }
+            }
+        }
+        Command::UpdateBrokerConfig { broker_addr, key, value } => {
+            admin::update_broker_config(client, &broker_addr, &key, &value).await?;
+            println!("update broker config success, {broker_addr}");
+        }
+    }
+    Ok(())
+}

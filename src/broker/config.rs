@@ -1,0 +1,209 @@
+//! The broker's own config keys (Apache's `BrokerConfig`, plus the role keys Apache keeps in
+//! `MessageStoreConfig`), read raw and validated once.
+
+use crate::config::{ConfigError, ConfigValue};
+use crate::{config_enum, config_struct};
+use std::path::Path;
+
+config_enum! {
+    /// A broker's replication role (`brokerRole`).
+    pub enum BrokerRole {
+        /// Master that acknowledges before replication.
+        AsyncMaster = "ASYNC_MASTER",
+        /// Master that acknowledges after a slave has the message.
+        SyncMaster = "SYNC_MASTER",
+        /// Slave replicating a master.
+        Slave = "SLAVE",
+    }
+}
+
+config_struct! {
+    /// Broker identity, ports, registration and behaviour switches.
+    pub struct BrokerConfig {
+        /// Cluster the broker belongs to.
+        broker_cluster_name: String = "brokerClusterName" => "DefaultCluster".into(),
+        /// Broker group name (master and slaves share it).
+        broker_name: String = "brokerName" => default_broker_name(),
+        /// 0 for a master, > 0 for a slave.
+        broker_id: i64 = "brokerId" => 0,
+        /// Replication role.
+        broker_role: BrokerRole = "brokerRole" => BrokerRole::AsyncMaster,
+        /// Remoting port; `listenPort - 2` is the fast port and `listenPort + 1` the HA port.
+        listen_port: u16 = "listenPort" => 6888,
+        /// HA port; inside a container it is always `listenPort + 1`.
+        ha_listen_port: u16 = "haListenPort" => 0,
+        /// Address registered for clients (default: first non-loopback IPv4, else 127.0.0.1).
+        broker_ip1: String = "brokerIP1" => String::new(),
+        /// Address registered for HA.
+        broker_ip2: String = "brokerIP2" => String::new(),
+        /// Name servers (ignored inside a container, which registers through its own list).
+        namesrv_addr: Option<String> = "namesrvAddr" => None,
+        /// Create unknown topics on first send from `TBW102`.
+        auto_create_topic_enable: bool = "autoCreateTopicEnable" => true,
+        /// Create unknown subscription groups on first use.
+        auto_create_subscription_group: bool = "autoCreateSubscriptionGroup" => true,
+        /// Queue count of auto-created topics.
+        default_topic_queue_nums: i32 = "defaultTopicQueueNums" => 8,
+        /// Broker permission bits (6 = read + write).
+        broker_permission: i32 = "brokerPermission" => 6,
+        /// Registration period with the name servers, ms (clamped to 10 s..60 s).
+        register_name_server_period: u64 = "registerNameServerPeriod" => 30_000,
+        /// Timeout of one registration, ms.
+        register_broker_timeout_mills: u64 = "registerBrokerTimeoutMills" => 24_000,
+        /// Register even when the data version is unchanged.
+        force_register: bool = "forceRegister" => true,
+        /// Send REGISTER_BROKER bodies compressed.
+        compressed_register: bool = "compressedRegister" => false,
+        /// Let consumers read from slaves.
+        slave_read_enable: bool = "slaveReadEnable" => false,
+        /// Hold pulls that find nothing until a message arrives.
+        long_polling_enable: bool = "longPollingEnable" => true,
+        /// Hold time of a pull when long polling is off, ms.
+        short_polling_time_mills: u64 = "shortPollingTimeMills" => 1000,
+        /// Tell consumers when their group's membership changes.
+        notify_consumer_ids_changed_enable: bool = "notifyConsumerIdsChangedEnable" => true,
+        /// Delay levels of delayed and retried messages.
+        message_delay_level: String = "messageDelayLevel" => "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(),
+        /// Replica count of the group.
+        total_replicas: i32 = "totalReplicas" => 1,
+        /// Replicas (master included) that must have a message before a SYNC_MASTER acknowledges it.
+        in_sync_replicas: i32 = "inSyncReplicas" => 1,
+        /// Lower bound of in-sync replicas.
+        min_in_sync_replicas: i32 = "minInSyncReplicas" => 1,
+        /// Wait for a slave this long before FLUSH_SLAVE_TIMEOUT, ms.
+        slave_timeout: u64 = "slaveTimeout" => 3000,
+        /// DLedger commitlog (Raft replication).
+        enable_dleger_commit_log: bool = "enableDLegerCommitLog" => false,
+        /// DLedger group.
+        dleger_group: Option<String> = "dLegerGroup" => None,
+        /// DLedger peers `n0-host:port;n1-host:port`.
+        dleger_peers: Option<String> = "dLegerPeers" => None,
+        /// This node's DLedger id (`n0`, `n1`, ...).
+        dleger_self_id: Option<String> = "dLegerSelfId" => None,
+        /// Controller mode (not supported in a container).
+        enable_controller_mode: bool = "enableControllerMode" => false,
+        /// Slave acting as master when the master is gone.
+        enable_slave_acting_master: bool = "enableSlaveActingMaster" => false,
+        /// Message duplication (not supported in a container).
+        duplication_enable: bool = "duplicationEnable" => false,
+        /// Region id returned with sends.
+        region_id: String = "regionId" => "DefaultRegion".into(),
+        /// Message trace switch returned with sends.
+        trace_on: bool = "traceOn" => true,
+        /// Keys UPDATE_BROKER_CONFIG may not change (`;`-separated).
+        config_black_list: String = "configBlackList" => "configBlackList;brokerConfigPath".into(),
+        /// Standalone-only: separate log dir per broker.
+        isolate_log_enable: bool = "isolateLogEnable" => false,
+        /// Lag ratio of physical memory beyond which reads are suggested from a slave.
+        access_message_in_memory_max_ratio: i32 = "accessMessageInMemoryMaxRatio" => 40,
+    }
+}
+
+fn default_broker_name() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "DEFAULT_BROKER".into())
+}
+
+/// A broker's identity in a container: `cluster_brokerName_brokerId`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BrokerIdentity {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker (group) name.
+    pub name: String,
+    /// Broker id (for DLedger the number in `dLegerSelfId`).
+    pub id: i64,
+}
+
+impl std::fmt::Display for BrokerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}_{}", self.cluster, self.name, self.id)
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 127 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-%|.".contains(c))
+}
+
+impl BrokerConfig {
+    /// Checks the values together, the way Apache's container does when it adds a broker, and
+    /// applies Apache's forced values (a master's id is 0; HA port is `listenPort + 1`).
+    pub fn validate(&mut self, path: &Path) -> Result<Vec<String>, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid { path: path.to_path_buf(), reason };
+        let mut notes = Vec::new();
+        if !valid_name(&self.broker_cluster_name) {
+            return Err(invalid(format!(
+                "brokerClusterName '{}' must be 1-127 of [A-Za-z0-9_-%|.]",
+                self.broker_cluster_name
+            )));
+        }
+        if !valid_name(&self.broker_name) {
+            return Err(invalid(format!("brokerName '{}' must be 1-127 of [A-Za-z0-9_-%|.]", self.broker_name)));
+        }
+        if self.listen_port < 3 || self.listen_port == u16::MAX {
+            return Err(invalid(format!(
+                "listenPort {} leaves no room for the fast port (listenPort-2) and the HA port (listenPort+1)",
+                self.listen_port
+            )));
+        }
+        if self.duplication_enable {
+            return Err(invalid("Can not add broker to container when duplicationEnable is true currently".into()));
+        }
+        if self.enable_controller_mode {
+            return Err(invalid("enableControllerMode is not supported in a broker container".into()));
+        }
+        if self.enable_dleger_commit_log {
+            let id = self.dleger_self_id.as_deref().unwrap_or("");
+            let num = id.get(1..).and_then(|n| n.parse::<i64>().ok());
+            match num {
+                Some(n) => self.broker_id = n,
+                None => return Err(invalid(format!("dLegerSelfId '{id}' must look like n0, n1, ..."))),
+            }
+        } else {
+            match self.broker_role {
+                BrokerRole::AsyncMaster | BrokerRole::SyncMaster => {
+                    if self.broker_id != 0 {
+                        notes.push(format!("brokerId {} of a master is forced to 0", self.broker_id));
+                        self.broker_id = 0;
+                    }
+                }
+                BrokerRole::Slave if self.broker_id <= 0 => {
+                    return Err(invalid("slave broker id must be > 0".into()));
+                }
+                BrokerRole::Slave => {}
+            }
+        }
+        if self.total_replicas < self.in_sync_replicas
+            || self.total_replicas < self.min_in_sync_replicas
+            || self.in_sync_replicas < self.min_in_sync_replicas
+        {
+            return Err(invalid(format!(
+                "invalid replicas number: totalReplicas={} inSyncReplicas={} minInSyncReplicas={}",
+                self.total_replicas, self.in_sync_replicas, self.min_in_sync_replicas
+            )));
+        }
+        self.ha_listen_port = self.listen_port + 1;
+        if self.broker_ip1.is_empty() {
+            self.broker_ip1 = crate::util::local_ip();
+        }
+        if self.broker_ip2.is_empty() {
+            self.broker_ip2 = self.broker_ip1.clone();
+        }
+        for level in self.message_delay_level.split_whitespace() {
+            if crate::util::parse_duration_unit(level).is_none() {
+                return Err(invalid(format!("messageDelayLevel entry '{level}' must be a number with s, m, h or d")));
+            }
+        }
+        let _ = self.broker_role.render();
+        Ok(notes)
+    }
+
+    /// The identity that keeps brokers apart in a container.
+    pub fn identity(&self) -> BrokerIdentity {
+        BrokerIdentity { cluster: self.broker_cluster_name.clone(), name: self.broker_name.clone(), id: self.broker_id }
+    }
+
+    /// `brokerIP1:listenPort`, the address registered for clients.
+    pub fn broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+}

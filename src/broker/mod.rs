@@ -1,0 +1,3 @@
+//! A broker: processors, topic/offset/subscription managers, registration.
+
+pub mod config;

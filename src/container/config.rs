@@ -1,0 +1,135 @@
+//! The container's own config (Apache's `BrokerContainerConfig` plus the network keys it shares with
+//! every hosted broker, plus our additions: `brokerConfigDirs`, `logRoot`, the embedded NameServer).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{resolve_relative, ConfigError, Configurable, RawConfig};
+use crate::config_struct;
+
+config_struct! {
+    /// Container settings.
+    pub struct ContainerConfig {
+        /// The container's admin port; `listenPort - 2` is bound too.
+        listen_port: u16 = "listenPort" => 10811,
+        /// Name servers, `host:port;host:port` (default: `NAMESRV_ADDR`).
+        namesrv_addr: Option<String> = "namesrvAddr" => std::env::var("NAMESRV_ADDR").ok().filter(|s| !s.is_empty()),
+        /// Broker config files hosted at start, `:`-separated (relative to this file's directory).
+        broker_config_paths: Option<String> = "brokerConfigPaths" => None,
+        /// Directories ADD_BROKER may read broker configs from, `:`-separated (default: this file's
+        /// directory and `brokers-conf/` beside it).
+        broker_config_dirs: Option<String> = "brokerConfigDirs" => None,
+        /// RocketMQ home (informational).
+        rocketmq_home: Option<String> = "rocketmqHome" => std::env::var("ROCKETMQ_HOME").ok(),
+        /// The container's address host (default 127.0.0.1).
+        broker_container_ip: String = "brokerContainerIP" => crate::util::local_ip(),
+        /// Fetch the NameServer list from an address server (not supported; must stay false).
+        fetch_namesrv_addr_by_address_server: bool = "fetchNamesrvAddrByAddressServer" => false,
+        /// Period of the NameServer address refresh, ms.
+        update_namesrv_addr_interval: u64 = "updateNamesrvAddrInterval" => 120_000,
+        /// Keys UPDATE_BROKER_CONFIG may not change on the container (`;`-separated).
+        config_black_list: String = "configBlackList" => "configBlackList;brokerConfigPaths".into(),
+        /// Root of the per-broker log directories.
+        log_root: String = "logRoot" => "~/logs/rocketmqlogs".into(),
+        /// Start a NameServer inside the container on the shared transport.
+        embedded_namesrv_enable: bool = "embeddedNamesrvEnable" => false,
+        /// Port of the embedded NameServer.
+        embedded_namesrv_port: u16 = "embeddedNamesrvPort" => 9876,
+        /// Address every port binds on.
+        bind_address: String = "bindAddress" => "0.0.0.0".into(),
+        /// Most connections open at once across all ports.
+        server_max_connections: usize = "serverMaxConnections" => 10_000,
+        /// Most requests in flight on one connection.
+        server_max_inflight_per_connection: usize = "serverMaxInflightPerConnection" => 256,
+        /// Worker threads of the shared runtime (0 = one per core).
+        server_worker_threads: usize = "serverWorkerThreads" => 0,
+    }
+}
+
+/// A container config read and validated once, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedContainerConfig {
+    /// The values.
+    pub config: ContainerConfig,
+    /// The file (None for the embedded default).
+    pub path: Option<PathBuf>,
+    /// Broker config files to host at start, resolved.
+    pub broker_paths: Vec<PathBuf>,
+    /// Directories ADD_BROKER may read from, canonical.
+    pub allowed_dirs: Vec<PathBuf>,
+    /// Unknown keys and other notes.
+    pub warnings: Vec<String>,
+}
+
+impl LoadedContainerConfig {
+    /// Reads `path`, applies `-b`/`-n` overrides, and validates.
+    pub fn load(
+        path: &Path,
+        broker_override: Option<&str>,
+        namesrv_override: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let raw = RawConfig::load(path)?;
+        let mut config = ContainerConfig::default();
+        let warnings = raw.apply(&mut [&mut config as &mut dyn Configurable])?;
+        Self::finish(config, Some(path), warnings, broker_override, namesrv_override)
+    }
+
+    /// The built-in default: the container port only, no brokers (unless `-b` lists some).
+    pub fn defaults(broker_override: Option<&str>, namesrv_override: Option<&str>) -> Result<Self, ConfigError> {
+        Self::finish(ContainerConfig::default(), None, Vec::new(), broker_override, namesrv_override)
+    }
+
+    fn finish(
+        mut config: ContainerConfig,
+        path: Option<&Path>,
+        warnings: Vec<String>,
+        broker_override: Option<&str>,
+        namesrv_override: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let file = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("container-conf/broker-container.conf"));
+        let invalid = |reason: String| ConfigError::Invalid { path: file.clone(), reason };
+        if let Some(n) = namesrv_override {
+            config.namesrv_addr = Some(n.to_string());
+        }
+        if let Some(b) = broker_override {
+            config.broker_config_paths = Some(b.to_string());
+        }
+        if config.listen_port < 3 {
+            return Err(invalid(format!("listenPort {} leaves no room for listenPort-2", config.listen_port)));
+        }
+        if config.fetch_namesrv_addr_by_address_server {
+            return Err(invalid("fetchNamesrvAddrByAddressServer=true is not supported: list namesrvAddr".into()));
+        }
+        if config.bind_address.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid(format!("bindAddress '{}' is not an IP address", config.bind_address)));
+        }
+        if let Some(ns) = &config.namesrv_addr {
+            for a in ns.split(';').filter(|a| !a.trim().is_empty()) {
+                let ok = a.trim().rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(invalid(format!("namesrvAddr entry '{a}' must be host:port")));
+                }
+            }
+        }
+        if config.embedded_namesrv_enable && config.namesrv_addr.is_none() {
+            config.namesrv_addr = Some(format!("127.0.0.1:{}", config.embedded_namesrv_port));
+        }
+        let broker_paths = config
+            .broker_config_paths
+            .as_deref()
+            .unwrap_or("")
+            .split(':')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| resolve_relative(&file, p))
+            .collect();
+        let dirs: Vec<PathBuf> = match &config.broker_config_dirs {
+            Some(d) => d.split(':').filter(|p| !p.trim().is_empty()).map(|p| resolve_relative(&file, p)).collect(),
+            None => {
+                let own = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+                let own = if own.as_os_str().is_empty() { PathBuf::from(".") } else { own };
+                vec![own.clone(), own.join("../brokers-conf"), PathBuf::from("brokers-conf")]
+            }
+        };
+        let allowed_dirs = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
+        Ok(LoadedContainerConfig { config, path: path.map(Path::to_path_buf), broker_paths, allowed_dirs, warnings })
+    }
+}

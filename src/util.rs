@@ -1,0 +1,90 @@
+//! Small helpers shared by the layers.
+
+/// The address a broker registers when `brokerIP1` is not set: `ROCKETMQ_LOCAL_IP` if set, else
+/// `127.0.0.1`. (Apache picks the first non-loopback address; we default to loopback so that a
+/// quickstart never advertises an address off this machine. Set `brokerIP1` for multi-host use.)
+pub fn local_ip() -> String {
+    if let Ok(v) = std::env::var("ROCKETMQ_LOCAL_IP") {
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    "127.0.0.1".to_string()
+}
+
+/// Parses `1s`, `5m`, `2h`, `1d` into milliseconds.
+pub fn parse_duration_unit(s: &str) -> Option<u64> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Apache's `DataVersion`: a timestamp and a counter bumped on every change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVersion {
+    /// Changes to this version.
+    pub counter: i64,
+    /// State version (controller mode; 0 here).
+    #[serde(default)]
+    pub state_version: i64,
+    /// Time of the last change, ms.
+    pub timestamp: i64,
+}
+
+impl DataVersion {
+    /// A fresh version stamped now.
+    pub fn new() -> Self {
+        DataVersion { counter: 0, state_version: 0, timestamp: now_millis() }
+    }
+    /// Bumps the counter and the timestamp.
+    pub fn next(&mut self) {
+        self.counter += 1;
+        self.timestamp = now_millis();
+    }
+    /// The JSON form (`{"counter":N,"stateVersion":0,"timestamp":ms}`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Default for DataVersion {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,107 @@
+//! Helpers shared by the process-level tests: free ports, child processes killed on drop, waiting on
+//! conditions with a deadline.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 such that `port - below ..= port + above` are all free too.
+pub fn free_port_block(below: u16, above: u16) -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let p = l.local_addr().unwrap().port();
+        drop(l);
+        if p < 1024 + below || p > 65535 - above {
+            continue;
+        }
+        let all_free = (p - below..=p + above).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok());
+        if all_free {
+            return p;
+        }
+    }
+    panic!("no free port block found");
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    /// Spawns `bin args...` with stdout/stderr captured to files in `log_dir`.
+    pub fn spawn(bin: &str, args: &[&str], log_dir: &Path, name: &str) -> ChildGuard {
+        let out = std::fs::File::create(log_dir.join(format!("{name}.out"))).unwrap();
+        let err = std::fs::File::create(log_dir.join(format!("{name}.err"))).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .env("HOME", log_dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        ChildGuard(Some(child))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (with a deadline).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("running");
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("process did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills with SIGKILL and reaps.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The process's exit status if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Waits until `cond` holds, polling, or panics after `timeout` naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True if something accepts connections on 127.0.0.1:`port`.
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// Runs a command to completion.
+pub fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {bin}: {e}"))
+}
+
+/// Stdout and stderr of an output, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}

@@ -31,7 +31,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    rmqc::logging::init_stdout();
     let loaded = match &args.config_file {
         Some(p) => LoadedContainerConfig::load(p, args.broker_config_files.as_deref(), args.namesrv_addr.as_deref()),
         None => LoadedContainerConfig::defaults(args.broker_config_files.as_deref(), args.namesrv_addr.as_deref()),
@@ -52,6 +51,10 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let _router = rmqc::logging::init_with_router(std::path::Path::new(&loaded.config.log_root));
     let threads = loaded.config.server_worker_threads;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all().thread_name("rmqc-worker");

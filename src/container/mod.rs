@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::broker::config::BrokerConfig;
 use crate::config::{to_properties_text, ConfigError, Configurable, RawConfig};
@@ -102,9 +102,6 @@ impl BrokerContainer {
                 return Err(e.into());
             }
         };
-        for w in &loaded.warnings {
-            warn!("{w}");
-        }
         info!(port = c.listen_port, fast_port = c.listen_port - 2, "broker container admin ports bound");
         Ok(BrokerContainer { shared, server, ports: vec![main, fast], planned })
     }

@@ -195,7 +195,7 @@ impl RemotingClient {
         let closed = self.inner.shutdown.child_token();
         let pending: Arc<Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>> = Arc::default();
         let conn = Arc::new(ClientConn { tx, pending: pending.clone(), closed: closed.clone() });
-        let span = tracing::debug_span!("client_conn", addr = %addr);
+        let span = tracing::info_span!("client_conn", addr = %addr);
         let never = CancellationToken::new();
         self.inner.tasks.spawn(
             write_loop(FramedWrite::new(wr, codec.clone()), rx, closed.clone(), never, closed.clone())

@@ -231,7 +231,7 @@ impl RemotingServer {
         let st = state.clone();
         state.tasks.spawn(
             async move { server.accept_loop(tcp, st).await }
-                .instrument(tracing::debug_span!("accept", port = local_port)),
+                .instrument(tracing::info_span!("accept", port = local_port)),
         );
         info!(port = local_port, "remoting port bound");
         Ok(SubServer { state, server: self.clone() })
@@ -285,7 +285,7 @@ impl RemotingServer {
                     let server = self.clone();
                     let st2 = st.clone();
                     let id = self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
-                    let span = tracing::debug_span!("conn", port = st.port, %peer, id);
+                    let span = tracing::info_span!("conn", port = st.port, %peer, id);
                     st.tasks.spawn(
                         async move { server.serve_connection(stream, peer, id, st2, permit).await }.instrument(span),
                     );

@@ -5,4 +5,5 @@ pub mod config;
 pub mod container;
 pub mod logging;
 pub mod remoting;
+pub mod store;
 pub mod util;

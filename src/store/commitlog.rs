@@ -1,0 +1,436 @@
+//! The commitlog: append under a put lock (queue offsets assigned here), BLANK at file end,
+//! raw append for replication, reads and the recovery scan.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::error::{Result, StoreError};
+use super::mapped_file::MappedFile;
+use super::mapped_file_queue::MappedFileQueue;
+use super::message::{
+    check_record, create_offset_msg_id, encode_blank, encode_record, now_ms,
+    store_timestamp_position, sysflag, MessageInner, MessageVersion, RecordCheck, RecordStamp,
+    RecordView, END_FILE_MIN_BLANK_LENGTH,
+};
+
+/// Outcome of a put (Apache's `PutMessageStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMessageStatus {
+    /// Stored (and flushed if SYNC_FLUSH).
+    PutOk,
+    /// Stored, but the sync flush did not finish within `syncFlushTimeout`.
+    FlushDiskTimeout,
+    /// Stored, slave did not acknowledge in time (used by the HA layer).
+    FlushSlaveTimeout,
+    /// Stored, no slave available (used by the HA layer).
+    SlaveNotAvailable,
+    /// Store shut down, not writeable (disk full, poisoned after a failed flush, …).
+    ServiceNotAvailable,
+    /// A new commitlog file could not be created (e.g. ENOSPC).
+    CreateMappedFileFailed,
+    /// Message too large or malformed.
+    MessageIllegal,
+    /// Properties longer than 32767 bytes.
+    PropertiesSizeExceeded,
+    /// Page cache busy (not produced by this store).
+    OsPageCacheBusy,
+    /// Anything else (including a failed flush of this very message).
+    UnknownError,
+}
+
+impl PutMessageStatus {
+    /// Apache's constant name, e.g. `PUT_OK`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PutMessageStatus::PutOk => "PUT_OK",
+            PutMessageStatus::FlushDiskTimeout => "FLUSH_DISK_TIMEOUT",
+            PutMessageStatus::FlushSlaveTimeout => "FLUSH_SLAVE_TIMEOUT",
+            PutMessageStatus::SlaveNotAvailable => "SLAVE_NOT_AVAILABLE",
+            PutMessageStatus::ServiceNotAvailable => "SERVICE_NOT_AVAILABLE",
+            PutMessageStatus::CreateMappedFileFailed => "CREATE_MAPPED_FILE_FAILED",
+            PutMessageStatus::MessageIllegal => "MESSAGE_ILLEGAL",
+            PutMessageStatus::PropertiesSizeExceeded => "PROPERTIES_SIZE_EXCEEDED",
+            PutMessageStatus::OsPageCacheBusy => "OS_PAGE_CACHE_BUSY",
+            PutMessageStatus::UnknownError => "UNKNOWN_ERROR",
+        }
+    }
+    /// Whether the message was stored (PUT_OK and the three "sent but" statuses).
+    pub fn is_stored(self) -> bool {
+        matches!(
+            self,
+            PutMessageStatus::PutOk
+                | PutMessageStatus::FlushDiskTimeout
+                | PutMessageStatus::FlushSlaveTimeout
+                | PutMessageStatus::SlaveNotAvailable
+        )
+    }
+}
+
+/// What an append wrote (Apache's `AppendMessageResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessageResult {
+    /// Commitlog offset of the first record.
+    pub wrote_offset: i64,
+    /// Bytes written (all records of a batch, excluding a BLANK).
+    pub wrote_bytes: usize,
+    /// Offset message ids, comma-joined for a batch.
+    pub msg_id: String,
+    /// Queue offset of the first message (0 for PREPARED/ROLLBACK).
+    pub logics_offset: i64,
+    /// Store timestamp.
+    pub store_timestamp: i64,
+    /// Number of messages.
+    pub msg_num: usize,
+}
+
+impl AppendMessageResult {
+    /// End offset (first byte after the last record).
+    pub fn end_offset(&self) -> i64 {
+        self.wrote_offset + self.wrote_bytes as i64
+    }
+}
+
+/// Mutable state guarded by the put lock.
+#[derive(Debug, Default)]
+struct PutState {
+    /// topic → queueId → next queue offset.
+    table: HashMap<String, HashMap<i32, i64>>,
+}
+
+/// The commitlog.
+#[derive(Debug)]
+pub struct CommitLog {
+    files: MappedFileQueue,
+    put: Mutex<PutState>,
+    /// Store time of the newest record appended.
+    last_store_ts: AtomicI64,
+    /// Where the stream starts when no file exists (after recovery / cleanup).
+    empty_start: AtomicU64,
+    /// Set by [`CommitLog::fence`] at shutdown.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl CommitLog {
+    /// Loads the commitlog directory.
+    pub fn load(dir: &std::path::Path, file_size: u64) -> Result<CommitLog> {
+        Ok(CommitLog {
+            files: MappedFileQueue::load(dir, file_size)?,
+            put: Mutex::new(PutState::default()),
+            last_store_ts: AtomicI64::new(0),
+            empty_start: AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The file queue.
+    pub fn files(&self) -> &MappedFileQueue {
+        &self.files
+    }
+
+    /// First offset held.
+    pub fn min_offset(&self) -> i64 {
+        match self.files.first() {
+            Some(f) => f.from_offset() as i64,
+            None => self.empty_start.load(Ordering::Acquire) as i64,
+        }
+    }
+
+    /// End of the written data.
+    pub fn max_offset(&self) -> i64 {
+        match self.files.last() {
+            Some(f) => (f.from_offset() + f.wrote_pos() as u64) as i64,
+            None => self.empty_start.load(Ordering::Acquire) as i64,
+        }
+    }
+
+    /// Store time of the newest appended record.
+    pub fn last_store_timestamp(&self) -> i64 {
+        self.last_store_ts.load(Ordering::Acquire)
+    }
+
+    /// Replaces the topic-queue offset table (after recovery).
+    pub fn set_queue_offset_table(&self, table: HashMap<String, HashMap<i32, i64>>) {
+        self.put.lock().table = table;
+    }
+
+    /// Next queue offset of a topic-queue.
+    pub fn queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.put
+            .lock()
+            .table
+            .get(topic)
+            .and_then(|m| m.get(&queue_id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Refuses further appends and waits for any in-flight append to finish.
+    pub fn fence(&self) {
+        let _g = self.put.lock();
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Forgets the queue offsets of a topic.
+    pub fn remove_topic(&self, topic: &str) {
+        self.put.lock().table.remove(topic);
+    }
+
+    /// Appends `msgs` (one message or a batch of one topic-queue) as consecutive records in one
+    /// file. `crcs[i]` is the masked body CRC of `msgs[i]`, computed by the caller outside the lock.
+    pub fn append(
+        &self,
+        msgs: &[MessageInner],
+        crcs: &[i32],
+        version: MessageVersion,
+    ) -> std::result::Result<AppendMessageResult, PutMessageStatus> {
+        let lens: Vec<usize> = msgs.iter().map(|m| m.record_length(version)).collect();
+        let total: usize = lens.iter().sum();
+        let file_size = self.files.file_size() as usize;
+        if msgs.is_empty() || total + END_FILE_MIN_BLANK_LENGTH > file_size {
+            return Err(PutMessageStatus::MessageIllegal);
+        }
+        let mut st = self.put.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PutMessageStatus::ServiceNotAvailable);
+        }
+        let start = self.empty_start.load(Ordering::Acquire);
+        let mut file = self.file_for_write(start)?;
+        if total + END_FILE_MIN_BLANK_LENGTH > file.remaining() {
+            let pos = file.wrote_pos();
+            let remaining = file.remaining();
+            if remaining >= END_FILE_MIN_BLANK_LENGTH {
+                // SAFETY: single writer (put lock), beyond the published position.
+                encode_blank(unsafe { file.slice_mut(pos, 8) }, remaining as i32);
+            }
+            file.set_wrote_pos(file_size);
+            file = self.file_for_write(start)?;
+        }
+        let store_ts = now_ms();
+        let wrote_pos = file.wrote_pos();
+        let base = file.from_offset() + wrote_pos as u64;
+        // SAFETY: single writer (put lock); readers only look below the published position.
+        let dst = unsafe { file.slice_mut(wrote_pos, total) };
+        let mut at = 0usize;
+        let mut ids = String::new();
+        let mut first_qo = 0;
+        for (i, m) in msgs.iter().enumerate() {
+            let tran = sysflag::transaction_value(m.sys_flag);
+            let qo =
+                if tran == sysflag::TRANSACTION_PREPARED || tran == sysflag::TRANSACTION_ROLLBACK {
+                    0
+                } else {
+                    let e = st
+                        .table
+                        .entry(m.topic.clone())
+                        .or_default()
+                        .entry(m.queue_id)
+                        .or_insert(0);
+                    let q = *e;
+                    *e += 1;
+                    q
+                };
+            if i == 0 {
+                first_qo = qo;
+            }
+            let phys = base + at as u64;
+            let stamp = RecordStamp {
+                version,
+                body_crc: crcs[i],
+                queue_offset: qo,
+                physical_offset: phys as i64,
+                store_timestamp: store_ts,
+            };
+            let n = match encode_record(m, &stamp, &mut dst[at..at + lens[i]]) {
+                Some(n) => n,
+                None => return Err(PutMessageStatus::MessageIllegal),
+            };
+            if i > 0 {
+                ids.push(',');
+            }
+            ids.push_str(&create_offset_msg_id(&m.store_host, phys as i64));
+            at += n;
+        }
+        file.set_wrote_pos(wrote_pos + total);
+        self.last_store_ts.store(store_ts, Ordering::Release);
+        drop(st);
+        Ok(AppendMessageResult {
+            wrote_offset: base as i64,
+            wrote_bytes: total,
+            msg_id: ids,
+            logics_offset: first_qo,
+            store_timestamp: store_ts,
+            msg_num: msgs.len(),
+        })
+    }
+
+    fn file_for_write(&self, start: u64) -> std::result::Result<Arc<MappedFile>, PutMessageStatus> {
+        self.files.last_or_create(start).map_err(|e| {
+            tracing::error!(error = %e, "cannot create commitlog file");
+            PutMessageStatus::CreateMappedFileFailed
+        })
+    }
+
+    /// Appends raw commitlog bytes (replication) at exactly the current max offset.
+    pub fn append_raw(&self, start_offset: i64, data: &[u8]) -> Result<()> {
+        let _st = self.put.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::ShutDown);
+        }
+        let max = self.max_offset();
+        if start_offset != max {
+            return Err(StoreError::InvalidArgument(format!(
+                "append_raw at {start_offset} but commitlog max offset is {max}"
+            )));
+        }
+        let mut at = start_offset as u64;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let f = match self.files.last() {
+                Some(f) if !f.is_full() => f,
+                Some(f) => self
+                    .files
+                    .create_file(f.from_offset() + self.files.file_size())?,
+                None => {
+                    let f = self.files.create_file(at - at % self.files.file_size())?;
+                    f.set_wrote_pos((at - f.from_offset()) as usize);
+                    f.set_flushed_pos((at - f.from_offset()) as usize);
+                    self.files.set_flushed_where(at);
+                    f
+                }
+            };
+            let pos = f.wrote_pos();
+            let n = rest.len().min(f.remaining());
+            // SAFETY: single writer (put lock), beyond the published position.
+            unsafe { f.slice_mut(pos, n) }.copy_from_slice(&rest[..n]);
+            f.set_wrote_pos(pos + n);
+            rest = &rest[n..];
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// `size` bytes at `offset` if fully written (zero-copy).
+    pub fn read(&self, offset: i64, size: usize) -> Option<Bytes> {
+        if offset < 0 {
+            return None;
+        }
+        let f = self.files.find(offset as u64)?;
+        let pos = (offset as u64 - f.from_offset()) as usize;
+        if pos + size > f.wrote_pos() {
+            return None;
+        }
+        Some(f.bytes(pos, size))
+    }
+
+    /// The whole record at `offset` (size read from TOTALSIZE).
+    pub fn read_record(&self, offset: i64) -> Option<Bytes> {
+        let head = self.read(offset, 4)?;
+        let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        if size <= 0 {
+            return None;
+        }
+        self.read(offset, size as usize)
+    }
+
+    /// Up to `max` written bytes from `offset`, within one file (replication reads).
+    pub fn read_from(&self, offset: i64, max: usize) -> Option<Bytes> {
+        if offset < 0 {
+            return None;
+        }
+        let f = self.files.find(offset as u64)?;
+        let pos = (offset as u64 - f.from_offset()) as usize;
+        let wrote = f.wrote_pos();
+        if pos >= wrote {
+            return None;
+        }
+        Some(f.bytes(pos, (wrote - pos).min(max)))
+    }
+
+    /// Store timestamp of the record at `offset`.
+    pub fn store_time_at(&self, offset: i64, size: i32) -> Option<i64> {
+        let rec = self.read(offset, size.max(0) as usize)?;
+        if rec.len() < 72 {
+            return None;
+        }
+        let sf = i32::from_be_bytes([rec[36], rec[37], rec[38], rec[39]]);
+        let p = store_timestamp_position(sf);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&rec[p..p + 8]);
+        Some(i64::from_be_bytes(b))
+    }
+
+    /// The first record of a file, if valid.
+    pub fn first_record(&self, f: &MappedFile, check_crc: bool) -> Option<RecordView> {
+        match check_record(f.slice(0, f.size()), check_crc) {
+            RecordCheck::Message(v) if v.commit_log_offset == f.from_offset() as i64 => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Scans records forward from `from` (a record boundary) over the whole files (recovery);
+    /// returns the end of the last valid record. A record is valid when [`check_record`] accepts it
+    /// and its PHYSICALOFFSET equals its position.
+    pub fn scan_valid_end(&self, from: u64, check_crc: bool) -> u64 {
+        let mut at = from;
+        loop {
+            let Some(f) = self.files.find(at) else {
+                return at;
+            };
+            let pos = (at - f.from_offset()) as usize;
+            let data = f.slice(pos, f.size() - pos);
+            match check_record(data, check_crc) {
+                RecordCheck::Message(v) => {
+                    if v.commit_log_offset != at as i64 {
+                        tracing::warn!(
+                            offset = at,
+                            stored = v.commit_log_offset,
+                            "record physical offset mismatch; cutting here"
+                        );
+                        return at;
+                    }
+                    at += v.store_size as u64;
+                }
+                RecordCheck::Blank(_) => {
+                    let next = f.from_offset() + f.size() as u64;
+                    if self.files.find(next).is_none() {
+                        return at;
+                    }
+                    at = next;
+                }
+                RecordCheck::End => return at,
+                RecordCheck::Incomplete => {
+                    tracing::warn!(offset = at, "incomplete (torn) record; cutting here");
+                    return at;
+                }
+                RecordCheck::Invalid(e) => {
+                    tracing::warn!(offset = at, error = %e, "invalid record; cutting here");
+                    return at;
+                }
+            }
+        }
+    }
+
+    /// Sets the write positions so the stream ends at `offset` (zeroing the cut tail if `zero`).
+    pub fn truncate(&self, offset: u64, zero: bool) -> Result<()> {
+        self.files.truncate_dirty(offset, zero)?;
+        self.files.set_flushed_where(offset);
+        if self.files.is_empty() {
+            self.empty_start.store(offset, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Flushes (see [`MappedFileQueue::flush`]).
+    pub fn flush(&self, least_pages: usize) -> Result<u64> {
+        self.files.flush(least_pages)
+    }
+
+    /// Flushed offset.
+    pub fn flushed_where(&self) -> u64 {
+        self.files.flushed_where()
+    }
+}

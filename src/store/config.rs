@@ -1,0 +1,127 @@
+//! Message store configuration (`MessageStoreConfig`), with Apache RocketMQ defaults.
+
+use std::path::PathBuf;
+
+/// When is a put acknowledged with respect to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FlushDiskType {
+    /// `ASYNC_FLUSH`: periodic flush; puts return once the bytes are in the page cache.
+    #[serde(rename = "ASYNC_FLUSH")]
+    AsyncFlush,
+    /// `SYNC_FLUSH`: group commit; puts return once their bytes are msync'ed.
+    #[serde(rename = "SYNC_FLUSH")]
+    SyncFlush,
+}
+
+/// Store configuration. Field docs name the Apache property key.
+#[derive(Debug, Clone)]
+pub struct MessageStoreConfig {
+    /// `storePathRootDir` (default `~/store`).
+    pub store_path_root_dir: PathBuf,
+    /// `storePathCommitLog` (default `<storePathRootDir>/commitlog`; multi-path not supported).
+    pub store_path_commit_log: Option<PathBuf>,
+    /// `mappedFileSizeCommitLog` (default 1 GiB).
+    pub mapped_file_size_commit_log: u64,
+    /// `mappedFileSizeConsumeQueue` (default 6,000,000; rounded up to a multiple of 20).
+    pub mapped_file_size_consume_queue: u64,
+    /// `flushDiskType` (default ASYNC_FLUSH).
+    pub flush_disk_type: FlushDiskType,
+    /// `flushIntervalCommitLog` in ms (default 500), async flush period.
+    pub flush_interval_commit_log: u64,
+    /// `flushCommitLogLeastPages` (default 4), pages of 4 KiB needed for a periodic async flush.
+    pub flush_commit_log_least_pages: usize,
+    /// `flushCommitLogThoroughInterval` in ms (default 10000): full flush at least that often.
+    pub flush_commit_log_thorough_interval: u64,
+    /// `flushIntervalConsumeQueue` in ms (default 1000): consume queue / index / checkpoint flush period.
+    pub flush_interval_consume_queue: u64,
+    /// `syncFlushTimeout` in ms (default 5000): SYNC_FLUSH wait before FLUSH_DISK_TIMEOUT.
+    pub sync_flush_timeout: u64,
+    /// `checkCRCOnRecover` (default true).
+    pub check_crc_on_recover: bool,
+    /// `maxMessageSize` (default 4 MiB), body size limit.
+    pub max_message_size: usize,
+    /// `messageIndexEnable` (default true).
+    pub message_index_enable: bool,
+    /// `maxHashSlotNum` (default 5,000,000).
+    pub max_hash_slot_num: u32,
+    /// `maxIndexNum` (default 20,000,000).
+    pub max_index_num: u32,
+    /// `defaultQueryMaxNum` (default 32).
+    pub default_query_max_num: usize,
+    /// `autoMessageVersionOnTopicLen` (default true): v2 records for topics longer than 127.
+    pub auto_message_version_on_topic_len: bool,
+    /// `messageDelayLevel` (default `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`),
+    /// used to compute the tagsCode (deliver time) of `SCHEDULE_TOPIC_XXXX` records at dispatch.
+    pub message_delay_level: String,
+}
+
+impl Default for MessageStoreConfig {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        MessageStoreConfig {
+            store_path_root_dir: home.join("store"),
+            store_path_commit_log: None,
+            mapped_file_size_commit_log: 1024 * 1024 * 1024,
+            mapped_file_size_consume_queue: 300_000 * 20,
+            flush_disk_type: FlushDiskType::AsyncFlush,
+            flush_interval_commit_log: 500,
+            flush_commit_log_least_pages: 4,
+            flush_commit_log_thorough_interval: 10_000,
+            flush_interval_consume_queue: 1000,
+            sync_flush_timeout: 5000,
+            check_crc_on_recover: true,
+            max_message_size: 4 * 1024 * 1024,
+            message_index_enable: true,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
+            default_query_max_num: 32,
+            auto_message_version_on_topic_len: true,
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .to_string(),
+        }
+    }
+}
+
+impl MessageStoreConfig {
+    /// A config rooted at `root` with other fields at their defaults.
+    pub fn with_root(root: impl Into<PathBuf>) -> Self {
+        MessageStoreConfig {
+            store_path_root_dir: root.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Commitlog directory.
+    pub fn commit_log_dir(&self) -> PathBuf {
+        self.store_path_commit_log
+            .clone()
+            .unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
+    }
+
+    /// Consume queue file size rounded up to a multiple of 20.
+    pub fn consume_queue_file_size(&self) -> u64 {
+        let s = self.mapped_file_size_consume_queue.max(20);
+        s.div_ceil(20) * 20
+    }
+
+    /// Parsed delay levels in ms (index 0 = level 1). Unparsable tokens are skipped.
+    pub fn delay_levels_ms(&self) -> Vec<i64> {
+        self.message_delay_level
+            .split_whitespace()
+            .filter_map(|t| {
+                let (num, unit) = t.split_at(t.len().checked_sub(1)?);
+                let n: i64 = num.parse().ok()?;
+                let mul = match unit {
+                    "s" => 1000,
+                    "m" => 60_000,
+                    "h" => 3_600_000,
+                    "d" => 86_400_000,
+                    _ => return None,
+                };
+                Some(n * mul)
+            })
+            .collect()
+    }
+}

@@ -7,6 +7,7 @@ pub mod client;
 pub mod codec;
 pub mod codes;
 pub mod command;
+pub mod json;
 pub mod server;
 
 pub use client::{ClientConfig, RemotingClient};

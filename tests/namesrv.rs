@@ -592,3 +592,31 @@ async fn mqnamesrv_binary_serves_requests() {
     assert_eq!(r.code, response::TOPIC_NOT_EXIST);
     c.shutdown().await;
 }
+
+#[test]
+fn mqnamesrv_prints_config_from_toml_and_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("namesrv.toml");
+    std::fs::write(&conf, "listenPort = 19999\norderMessageEnable = true\n").expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqnamesrv"))
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .output()
+        .expect("mqnamesrv runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("listenPort=19999\n"), "{text}");
+    assert!(text.contains("orderMessageEnable=true\n"), "{text}");
+    assert!(text.contains("scanNotActiveBrokerInterval=5000\n"), "{text}");
+    // A bad value is refused with a message naming the key.
+    std::fs::write(&conf, "listenPort = \"abc\"\n").expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqnamesrv"))
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .output()
+        .expect("mqnamesrv runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listenPort"));
+}

@@ -4,6 +4,7 @@ pub mod broker;
 pub mod config;
 pub mod container;
 pub mod logging;
+pub mod namesrv;
 pub mod remoting;
 pub mod store;
 pub mod util;

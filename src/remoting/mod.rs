@@ -8,6 +8,7 @@ pub mod codec;
 pub mod codes;
 pub mod command;
 pub mod fastjson;
+pub mod json;
 pub mod server;
 
 pub use client::{ClientConfig, RemotingClient};

@@ -6,12 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rmqc::store::consume_queue::BoundaryType;
-use rmqc::store::message::{
-    self, decode_offset_msg_id, decode_record, property, sysflag, MessageInner,
-};
-use rmqc::store::{
-    GetMessageStatus, MessageStore, MessageStoreConfig, PutMessageStatus, StoreError,
-};
+use rmqc::store::message::{self, decode_offset_msg_id, decode_record, property, sysflag, MessageInner};
+use rmqc::store::{GetMessageStatus, MessageStore, MessageStoreConfig, PutMessageStatus, StoreError};
 
 fn small_config(dir: &std::path::Path) -> MessageStoreConfig {
     let mut c = MessageStoreConfig::with_root(dir);
@@ -25,9 +21,7 @@ fn small_config(dir: &std::path::Path) -> MessageStoreConfig {
 }
 
 fn body(i: usize) -> Vec<u8> {
-    (0..100 + (i * 37) % 400)
-        .map(|j| (i * 7 + j) as u8)
-        .collect()
+    (0..100 + (i * 37) % 400).map(|j| (i * 7 + j) as u8).collect()
 }
 
 fn msg(topic: &str, q: i32, i: usize) -> MessageInner {
@@ -64,13 +58,7 @@ async fn write_many(store: &MessageStore, n: usize) -> Vec<Written> {
         let r = store.put_message(msg("TopicA", q, i)).await;
         assert_eq!(r.status, PutMessageStatus::PutOk, "put {i}");
         let a = r.append.unwrap();
-        out.push(Written {
-            i,
-            queue: q,
-            queue_offset: a.logics_offset,
-            phys: a.wrote_offset,
-            msg_id: a.msg_id,
-        });
+        out.push(Written { i, queue: q, queue_offset: a.logics_offset, phys: a.wrote_offset, msg_id: a.msg_id });
     }
     out
 }
@@ -86,9 +74,7 @@ fn check_all(store: &MessageStore, written: &[Written]) {
         let mut off = 0i64;
         let mut got = Vec::new();
         loop {
-            let r = store
-                .get_message("TopicA", *q, off, 32, 1 << 20, |_| true)
-                .unwrap();
+            let r = store.get_message("TopicA", *q, off, 32, 1 << 20, |_| true).unwrap();
             if r.status == GetMessageStatus::OffsetOverflowOne {
                 break;
             }
@@ -128,28 +114,17 @@ async fn write_across_files_and_read_back_every_way() {
     let store = MessageStore::open(small_config(dir.path())).unwrap();
     let written = write_many(&store, 600).await;
     wait_dispatched(&store).await;
-    let files = std::fs::read_dir(dir.path().join("commitlog"))
-        .unwrap()
-        .count();
+    let files = std::fs::read_dir(dir.path().join("commitlog")).unwrap().count();
     assert!(files >= 3, "expected several commitlog files, got {files}");
     let idx_files = std::fs::read_dir(dir.path().join("index")).unwrap().count();
-    assert!(
-        idx_files >= 2,
-        "expected index files to roll, got {idx_files}"
-    );
+    assert!(idx_files >= 2, "expected index files to roll, got {idx_files}");
     check_all(&store, &written);
     // A shared key: messages i%7==0 → newest first, limited by max_num.
     let r = store.query_message("TopicA", "common0", 5, 0, i64::MAX);
     assert_eq!(r.messages.len(), 5);
     let r = store.query_message("TopicA", "common0", 1000, 0, i64::MAX);
-    assert_eq!(
-        r.messages.len(),
-        written.iter().filter(|w| w.i % 7 == 0).count()
-    );
-    assert!(store
-        .query_message("TopicB", "k1", 32, 0, i64::MAX)
-        .messages
-        .is_empty());
+    assert_eq!(r.messages.len(), written.iter().filter(|w| w.i % 7 == 0).count());
+    assert!(store.query_message("TopicB", "k1", 32, 0, i64::MAX).messages.is_empty());
 
     // clean restart
     store.shutdown().unwrap();
@@ -159,11 +134,7 @@ async fn write_across_files_and_read_back_every_way() {
     assert!(store.last_exit_ok());
     check_all(&store, &written);
     let r = store.put_message(msg("TopicA", 0, 9999)).await;
-    assert_eq!(
-        r.append.unwrap().logics_offset,
-        200,
-        "queue offsets continue after restart"
-    );
+    assert_eq!(r.append.unwrap().logics_offset, 200, "queue offsets continue after restart");
 }
 
 #[tokio::test]
@@ -176,11 +147,7 @@ async fn get_message_statuses_and_filter() {
         store.put_message(msg("T", 0, i)).await;
     }
     wait_dispatched(&store).await;
-    let g = |off| {
-        store
-            .get_message("T", 0, off, 32, 1 << 20, |_| true)
-            .unwrap()
-    };
+    let g = |off| store.get_message("T", 0, off, 32, 1 << 20, |_| true).unwrap();
     assert_eq!(g(10).status, GetMessageStatus::OffsetOverflowOne);
     assert_eq!(g(10).next_begin_offset, 10);
     let r = g(11);
@@ -188,29 +155,15 @@ async fn get_message_statuses_and_filter() {
     assert_eq!(r.next_begin_offset, 0);
     assert_eq!(g(-1).status, GetMessageStatus::OffsetTooSmall);
     let r = g(3);
-    assert_eq!(
-        (r.status, r.messages.len(), r.next_begin_offset),
-        (GetMessageStatus::Found, 7, 10)
-    );
+    assert_eq!((r.status, r.messages.len(), r.next_begin_offset), (GetMessageStatus::Found, 7, 10));
     assert_eq!((r.min_offset, r.max_offset), (0, 10));
     // tag filter: tag1 = i%3==1 → 1,4,7
     let t1 = message::tags_code(Some("tag1"));
-    let r = store
-        .get_message("T", 0, 0, 32, 1 << 20, |c| c == t1)
-        .unwrap();
-    let got: Vec<usize> = r
-        .messages
-        .iter()
-        .map(|b| decode_record(b, false).unwrap().queue_offset as usize)
-        .collect();
+    let r = store.get_message("T", 0, 0, 32, 1 << 20, |c| c == t1).unwrap();
+    let got: Vec<usize> = r.messages.iter().map(|b| decode_record(b, false).unwrap().queue_offset as usize).collect();
     assert_eq!(got, vec![1, 4, 7]);
-    let r = store
-        .get_message("T", 0, 0, 32, 1 << 20, |_| false)
-        .unwrap();
-    assert_eq!(
-        (r.status, r.next_begin_offset),
-        (GetMessageStatus::NoMatchedMessage, 10)
-    );
+    let r = store.get_message("T", 0, 0, 32, 1 << 20, |_| false).unwrap();
+    assert_eq!((r.status, r.next_begin_offset), (GetMessageStatus::NoMatchedMessage, 10));
     // max_count and max_bytes
     let r = store.get_message("T", 0, 0, 2, 1 << 20, |_| true).unwrap();
     assert_eq!((r.messages.len(), r.next_begin_offset), (2, 2));
@@ -218,22 +171,10 @@ async fn get_message_statuses_and_filter() {
     assert_eq!((r.messages.len(), r.next_begin_offset), (1, 1));
     // time lookups
     let t0 = store.earliest_message_time("T", 0).unwrap();
-    assert_eq!(
-        store.offset_in_queue_by_time("T", 0, 0, BoundaryType::Lower),
-        0
-    );
-    assert_eq!(
-        store.offset_in_queue_by_time("T", 0, i64::MAX, BoundaryType::Lower),
-        10
-    );
-    assert_eq!(
-        store.offset_in_queue_by_time("T", 0, i64::MAX, BoundaryType::Upper),
-        9
-    );
-    assert_eq!(
-        store.offset_in_queue_by_time("T", 0, t0 - 1, BoundaryType::Upper),
-        0
-    );
+    assert_eq!(store.offset_in_queue_by_time("T", 0, 0, BoundaryType::Lower), 0);
+    assert_eq!(store.offset_in_queue_by_time("T", 0, i64::MAX, BoundaryType::Lower), 10);
+    assert_eq!(store.offset_in_queue_by_time("T", 0, i64::MAX, BoundaryType::Upper), 9);
+    assert_eq!(store.offset_in_queue_by_time("T", 0, t0 - 1, BoundaryType::Upper), 0);
     // delete topic
     store.delete_topics(&["T"]).unwrap();
     assert!(!dir.path().join("consumequeue").join("T").exists());
@@ -255,22 +196,13 @@ async fn batch_transactions_and_limits() {
     assert_eq!(a.msg_id.split(',').count(), 5);
     // mixed topics in a batch are illegal
     let bad = vec![msg("B", 1, 0), msg("C", 1, 0)];
-    assert_eq!(
-        store.put_messages(&bad).await.status,
-        PutMessageStatus::MessageIllegal
-    );
+    assert_eq!(store.put_messages(&bad).await.status, PutMessageStatus::MessageIllegal);
     let mut big = msg("B", 1, 0);
     big.body = Bytes::from(vec![0u8; 1001]);
-    assert_eq!(
-        store.put_message(big).await.status,
-        PutMessageStatus::MessageIllegal
-    );
+    assert_eq!(store.put_message(big).await.status, PutMessageStatus::MessageIllegal);
     let mut props = msg("B", 1, 0);
     props.properties = "a\u{1}".to_string() + &"x".repeat(40000) + "\u{2}";
-    assert_eq!(
-        store.put_message(props).await.status,
-        PutMessageStatus::PropertiesSizeExceeded
-    );
+    assert_eq!(store.put_message(props).await.status, PutMessageStatus::PropertiesSizeExceeded);
     // prepared: queue offset 0, not dispatched; commit: dispatched
     let mut p = msg("B", 1, 100);
     p.sys_flag = sysflag::TRANSACTION_PREPARED;
@@ -288,9 +220,7 @@ async fn batch_transactions_and_limits() {
     let a = store.put_message(s).await.append.unwrap();
     wait_dispatched(&store).await;
     let want = a.store_timestamp + 5000;
-    let r = store
-        .get_message(message::SCHEDULE_TOPIC, 1, 0, 1, 1 << 20, |c| c == want)
-        .unwrap();
+    let r = store.get_message(message::SCHEDULE_TOPIC, 1, 0, 1, 1 << 20, |c| c == want).unwrap();
     assert_eq!(r.status, GetMessageStatus::Found);
 }
 
@@ -306,10 +236,7 @@ async fn append_raw_is_followed_by_dispatch_and_listeners() {
     })));
     let written = write_many(&master, 400).await;
     // wrong offset refused
-    assert!(matches!(
-        slave.append_raw(5, b"x"),
-        Err(StoreError::InvalidArgument(_))
-    ));
+    assert!(matches!(slave.append_raw(5, b"x"), Err(StoreError::InvalidArgument(_))));
     // ship in odd-sized chunks (records split across chunks)
     let mut off = 0i64;
     while off < master.commit_log_max_offset() {
@@ -317,10 +244,7 @@ async fn append_raw_is_followed_by_dispatch_and_listeners() {
         slave.append_raw(off, &data).unwrap();
         off += data.len() as i64;
     }
-    assert_eq!(
-        slave.commit_log_max_offset(),
-        master.commit_log_max_offset()
-    );
+    assert_eq!(slave.commit_log_max_offset(), master.commit_log_max_offset());
     wait_dispatched(&slave).await;
     check_all(&slave, &written);
     let mut max_seen: HashMap<i32, i64> = HashMap::new();
@@ -365,10 +289,7 @@ async fn shutdown_refuses_puts_and_stops_threads() {
     assert!(open_fds_under(dir.path()) > 0);
     assert!(mappings_under(dir.path()) > 0);
     store.shutdown().unwrap();
-    assert_eq!(
-        store.put_message(msg("T", 0, 1)).await.status,
-        PutMessageStatus::ServiceNotAvailable
-    );
+    assert_eq!(store.put_message(msg("T", 0, 1)).await.status, PutMessageStatus::ServiceNotAvailable);
     drop(store);
     assert_eq!(open_fds_under(dir.path()), 0, "fds left open after drop");
     assert_eq!(mappings_under(dir.path()), 0, "mappings left after drop");
@@ -389,9 +310,5 @@ fn open_fds_under(dir: &std::path::Path) -> usize {
 fn mappings_under(dir: &std::path::Path) -> usize {
     let dir = dir.canonicalize().unwrap();
     let dir = dir.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(dir))
-        .count()
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().filter(|l| l.contains(dir)).count()
 }

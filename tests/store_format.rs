@@ -64,10 +64,7 @@ fn decode_at(buf: &[u8], pos: usize) -> Item {
     if magic == 0xCBD4_3194 {
         return Item::Blank(total);
     }
-    assert!(
-        magic == 0xDAA3_20A7 || magic == 0xDAA3_20AB,
-        "magic {magic:x} at {pos}"
-    );
+    assert!(magic == 0xDAA3_20A7 || magic == 0xDAA3_20AB, "magic {magic:x} at {pos}");
     let crc = r.i32();
     let qid = r.i32();
     let flag = r.i32();
@@ -82,19 +79,11 @@ fn decode_at(buf: &[u8], pos: usize) -> Item {
     let prep = r.i64();
     let blen = r.i32() as usize;
     let body = r.n(blen).to_vec();
-    let tlen = if magic == 0xDAA3_20A7 {
-        r.n(1)[0] as usize
-    } else {
-        r.i16() as usize
-    };
+    let tlen = if magic == 0xDAA3_20A7 { r.n(1)[0] as usize } else { r.i16() as usize };
     let topic = String::from_utf8(r.n(tlen).to_vec()).unwrap();
     let plen = r.i16() as usize;
     let props = String::from_utf8(r.n(plen).to_vec()).unwrap();
-    assert_eq!(
-        r.p - pos,
-        total as usize,
-        "TOTALSIZE matches the fields at {pos}"
-    );
+    assert_eq!(r.p - pos, total as usize, "TOTALSIZE matches the fields at {pos}");
     Item::Rec(Rec {
         total,
         magic,
@@ -117,8 +106,7 @@ fn decode_at(buf: &[u8], pos: usize) -> Item {
 }
 
 fn java_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }
 
 #[tokio::test]
@@ -131,20 +119,13 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
     cfg.max_index_num = 1000;
     let store = MessageStore::open(cfg).unwrap();
     assert!(dir.path().join("abort").exists());
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("abort")).unwrap(),
-        std::process::id().to_string()
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("abort")).unwrap(), std::process::id().to_string());
 
     let long_topic = "L".repeat(150); // v2 record
     let mut expected = Vec::new();
     let mut t0 = 0;
     for i in 0..600usize {
-        let topic = if i % 50 == 49 {
-            long_topic.clone()
-        } else {
-            "Fmt".to_string()
-        };
+        let topic = if i % 50 == 49 { long_topic.clone() } else { "Fmt".to_string() };
         let mut m = MessageInner::new(topic.clone(), (i % 2) as i32, vec![i as u8; 150 + i % 13]);
         m.flag = i as i32;
         m.born_timestamp = 1_700_000_000_000 + i as i64;
@@ -167,20 +148,15 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
     }
     let target = store.commit_log_max_offset();
     let mut rx = store.subscribe_dispatched();
-    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v >= target))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v >= target)).await.unwrap().unwrap();
     store.shutdown().unwrap();
     drop(store);
     assert!(!dir.path().join("abort").exists());
 
     // --- commitlog files ---
     let cl = dir.path().join("commitlog");
-    let mut names: Vec<String> = std::fs::read_dir(&cl)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&cl).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert!(names.len() >= 3);
     let mut qoffs = [0i64; 2];
@@ -195,11 +171,7 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
         while pos + 8 <= buf.len() && k < expected.len() {
             match decode_at(&buf, pos) {
                 Item::Blank(n) => {
-                    assert_eq!(
-                        n as usize,
-                        FILE_SIZE - pos,
-                        "BLANK covers the rest of the file"
-                    );
+                    assert_eq!(n as usize, FILE_SIZE - pos, "BLANK covers the rest of the file");
                     assert!(buf[pos + 8..].iter().all(|b| *b == 0));
                     blanks += 1;
                     break;
@@ -207,24 +179,13 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
                 Item::Rec(r) => {
                     let (m, a) = &expected[k];
                     let q = m.queue_id as usize;
-                    let want_qoff = if m.topic == long_topic {
-                        &mut long_qoff[q]
-                    } else {
-                        &mut qoffs[q]
-                    };
+                    let want_qoff = if m.topic == long_topic { &mut long_qoff[q] } else { &mut qoffs[q] };
                     assert_eq!(r.qoff, *want_qoff);
                     *want_qoff += 1;
                     assert_eq!(r.phys as usize, fi * FILE_SIZE + pos);
                     assert_eq!(r.phys, a.wrote_offset);
                     assert_eq!(r.total as usize, a.wrote_bytes);
-                    assert_eq!(
-                        r.magic,
-                        if m.topic.len() > 127 {
-                            0xDAA3_20AB
-                        } else {
-                            0xDAA3_20A7
-                        }
-                    );
+                    assert_eq!(r.magic, if m.topic.len() > 127 { 0xDAA3_20AB } else { 0xDAA3_20A7 });
                     assert_eq!(r.crc as u32, crc32fast::hash(&m.body) & 0x7FFF_FFFF);
                     assert_eq!(r.qid, m.queue_id);
                     assert_eq!(r.flag, m.flag);
@@ -232,11 +193,7 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
                     assert_eq!(r.sysflag, if v6 { 0x30 } else { 0 });
                     assert_eq!(r.born_ts, m.born_timestamp);
                     if v6 {
-                        let mut h = "2001:db8::1"
-                            .parse::<std::net::Ipv6Addr>()
-                            .unwrap()
-                            .octets()
-                            .to_vec();
+                        let mut h = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec();
                         h.extend_from_slice(&4242i32.to_be_bytes());
                         assert_eq!(r.born_host, h);
                         assert_eq!(r.store_host.len(), 20);
@@ -250,10 +207,7 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
                     assert_eq!(r.prep, 77);
                     assert_eq!(r.body, m.body.to_vec());
                     assert_eq!(r.topic, m.topic);
-                    assert_eq!(
-                        r.props,
-                        format!("TAGS\u{1}t{}\u{2}KEYS\u{1}key{k}\u{2}", k % 5)
-                    );
+                    assert_eq!(r.props, format!("TAGS\u{1}t{}\u{2}KEYS\u{1}key{k}\u{2}", k % 5));
                     // offset msgId = hex(store ip, port, phys)
                     if !v6 {
                         assert_eq!(a.msg_id, format!("0A00000900002A9F{:016X}", r.phys));
@@ -269,10 +223,8 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
 
     // --- consume queue of Fmt/1: 20-byte entries, files of 1000 bytes ---
     let qdir = dir.path().join("consumequeue").join("Fmt").join("1");
-    let mut qfiles: Vec<String> = std::fs::read_dir(&qdir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut qfiles: Vec<String> =
+        std::fs::read_dir(&qdir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     qfiles.sort();
     assert!(qfiles.len() >= 3);
     let mut entries = Vec::new();
@@ -288,10 +240,7 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
             }
         }
     }
-    let fmt1: Vec<_> = expected
-        .iter()
-        .filter(|(m, _)| m.topic == "Fmt" && m.queue_id == 1)
-        .collect();
+    let fmt1: Vec<_> = expected.iter().filter(|(m, _)| m.topic == "Fmt" && m.queue_id == 1).collect();
     assert_eq!(entries.len(), fmt1.len());
     for ((off, size, tags), (m, a)) in entries.iter().zip(fmt1) {
         assert_eq!(*off, a.wrote_offset);
@@ -302,21 +251,15 @@ async fn commitlog_consume_queue_index_and_checkpoint_bytes_follow_the_spec() {
 
     // --- index: header, slots, chain ---
     let idir = dir.path().join("index");
-    let inames: Vec<String> = std::fs::read_dir(&idir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let inames: Vec<String> =
+        std::fs::read_dir(&idir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(inames.len(), 1);
     assert!(inames[0].len() == 17 && inames[0].bytes().all(|c| c.is_ascii_digit()));
     let ib = std::fs::read(idir.join(&inames[0])).unwrap();
     assert_eq!(ib.len(), 40 + 16 * 4 + 1000 * 20);
     let mut h = Be { b: &ib, p: 0 };
-    let (bts, ets, bphy, ephy, slots_used, count) =
-        (h.i64(), h.i64(), h.i64(), h.i64(), h.i32(), h.i32());
-    assert_eq!(
-        count, 601,
-        "indexCount starts at 1, one KEYS entry per message"
-    );
+    let (bts, ets, bphy, ephy, slots_used, count) = (h.i64(), h.i64(), h.i64(), h.i64(), h.i32(), h.i32());
+    assert_eq!(count, 601, "indexCount starts at 1, one KEYS entry per message");
     assert_eq!(bts, t0);
     assert_eq!(ets, expected.last().unwrap().1.store_timestamp);
     assert_eq!(bphy, 0);

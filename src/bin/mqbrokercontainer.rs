@@ -82,6 +82,9 @@ async fn run(loaded: LoadedContainerConfig) -> ExitCode {
     let ns = container.config().namesrv_addr.clone().unwrap_or_else(|| "(none)".into());
     println!("The broker container boot success. serializeType=JSON and name server is {ns}");
     println!("Container admin port: {} (and {})", container.addr(), container.config().listen_port - 2);
+    if let Some(p) = container.embedded_namesrv_port() {
+        println!("The Name Server boot success (embedded). address 127.0.0.1:{p}");
+    }
     for plan in container.planned() {
         let c = &plan.config;
         println!(

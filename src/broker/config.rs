@@ -2,8 +2,74 @@
 //! `MessageStoreConfig`), read raw and validated once.
 
 use crate::config::{ConfigError, ConfigValue};
-use crate::{config_enum, config_struct};
+use crate::store::config::{FlushDiskType, MessageStoreConfig};
+use crate::{config_enum, config_struct, configurable_fields};
 use std::path::Path;
+
+impl ConfigValue for FlushDiskType {
+    fn parse_value(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "ASYNC_FLUSH" => Ok(FlushDiskType::AsyncFlush),
+            "SYNC_FLUSH" => Ok(FlushDiskType::SyncFlush),
+            _ => Err("expected ASYNC_FLUSH or SYNC_FLUSH".into()),
+        }
+    }
+    fn render(&self) -> String {
+        match self {
+            FlushDiskType::AsyncFlush => "ASYNC_FLUSH".into(),
+            FlushDiskType::SyncFlush => "SYNC_FLUSH".into(),
+        }
+    }
+}
+
+configurable_fields!(MessageStoreConfig {
+    store_path_root_dir = "storePathRootDir",
+    store_path_commit_log = "storePathCommitLog",
+    mapped_file_size_commit_log = "mappedFileSizeCommitLog",
+    mapped_file_size_consume_queue = "mappedFileSizeConsumeQueue",
+    flush_disk_type = "flushDiskType",
+    flush_interval_commit_log = "flushIntervalCommitLog",
+    flush_commit_log_least_pages = "flushCommitLogLeastPages",
+    flush_commit_log_thorough_interval = "flushCommitLogThoroughInterval",
+    flush_interval_consume_queue = "flushIntervalConsumeQueue",
+    sync_flush_timeout = "syncFlushTimeout",
+    check_crc_on_recover = "checkCRCOnRecover",
+    max_message_size = "maxMessageSize",
+    message_index_enable = "messageIndexEnable",
+    max_hash_slot_num = "maxHashSlotNum",
+    max_index_num = "maxIndexNum",
+    default_query_max_num = "defaultQueryMaxNum",
+    auto_message_version_on_topic_len = "autoMessageVersionOnTopicLen",
+    message_delay_level = "messageDelayLevel",
+});
+
+config_struct! {
+    /// File cleanup and disk-quota keys (Apache keeps them in `MessageStoreConfig`).
+    pub struct CleanupConfig {
+        /// Hours of the day when expired files may be deleted, `;`-separated.
+        delete_when: String = "deleteWhen" => "04".into(),
+        /// Hours a file is kept before it expires.
+        file_reserved_time: u64 = "fileReservedTime" => 72,
+        /// Disk usage (%) above which expired files go regardless of `deleteWhen` (clamped 10..95).
+        disk_max_used_space_ratio: u32 = "diskMaxUsedSpaceRatio" => 75,
+        /// Physical usage above which the oldest files go even if not expired.
+        disk_space_clean_forcibly_ratio: f64 = "diskSpaceCleanForciblyRatio" => 0.85,
+        /// Physical usage above which writes are refused (SERVICE_NOT_AVAILABLE).
+        disk_space_warning_level_ratio: f64 = "diskSpaceWarningLevelRatio" => 0.90,
+        /// Allow deleting files that have not expired when space is short.
+        clean_file_forcibly_enable: bool = "cleanFileForciblyEnable" => true,
+        /// Period of the cleanup service, ms.
+        clean_resource_interval: u64 = "cleanResourceInterval" => 10_000,
+        /// Most commitlog files deleted per run.
+        delete_file_batch_max: u32 = "deleteFileBatchMax" => 10,
+        /// Brokers sharing this broker's disk partition (share = 1 / replicas).
+        replicas_per_disk_partition: u32 = "replicasPerDiskPartition" => 1,
+        /// RIP-31: this broker's share of the partition (0 < q <= 1); overrides replicasPerDiskPartition.
+        quota_percent_for_disk_partition: Option<f64> = "quotaPercentForDiskPartition" => None,
+        /// Logical (quota) usage above which the oldest files go.
+        logical_disk_space_clean_forcibly_threshold: f64 = "logicalDiskSpaceCleanForciblyThreshold" => 0.8,
+    }
+}
 
 config_enum! {
     /// A broker's replication role (`brokerRole`).
@@ -62,8 +128,6 @@ config_struct! {
         short_polling_time_mills: u64 = "shortPollingTimeMills" => 1000,
         /// Tell consumers when their group's membership changes.
         notify_consumer_ids_changed_enable: bool = "notifyConsumerIdsChangedEnable" => true,
-        /// Delay levels of delayed and retried messages.
-        message_delay_level: String = "messageDelayLevel" => "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".into(),
         /// Replica count of the group.
         total_replicas: i32 = "totalReplicas" => 1,
         /// Replicas (master included) that must have a message before a SYNC_MASTER acknowledges it.
@@ -188,12 +252,6 @@ impl BrokerConfig {
         if self.broker_ip2.is_empty() {
             self.broker_ip2 = self.broker_ip1.clone();
         }
-        for level in self.message_delay_level.split_whitespace() {
-            if crate::util::parse_duration_unit(level).is_none() {
-                return Err(invalid(format!("messageDelayLevel entry '{level}' must be a number with s, m, h or d")));
-            }
-        }
-        let _ = self.broker_role.render();
         Ok(notes)
     }
 

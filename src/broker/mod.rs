@@ -1,3 +1,4 @@
 //! A broker: processors, topic/offset/subscription managers, registration.
 
 pub mod config;
+pub mod headers;

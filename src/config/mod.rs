@@ -387,3 +387,42 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+impl ConfigValue for PathBuf {
+    /// A leading `~/` is the home directory.
+    fn parse_value(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("expected a path".into());
+        }
+        Ok(match s.strip_prefix("~/") {
+            Some(rest) => home_dir().join(rest),
+            None => PathBuf::from(s),
+        })
+    }
+    fn render(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+/// Implements [`Configurable`] for a struct defined elsewhere (e.g. the store's config), listing
+/// each field with its key.
+#[macro_export]
+macro_rules! configurable_fields {
+    ($ty:ty { $( $field:ident = $key:literal ),* $(,)? }) => {
+        impl $crate::config::Configurable for $ty {
+            fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
+                match key {
+                    $( $key => { self.$field = $crate::config::ConfigValue::parse_value(value)?; Ok(true) } )*
+                    _ => Ok(false),
+                }
+            }
+            fn entries(&self) -> Vec<(&'static str, String)> {
+                vec![$( ($key, $crate::config::ConfigValue::render(&self.$field)) ),*]
+            }
+            fn keys(&self) -> &'static [&'static str] {
+                &[$($key),*]
+            }
+        }
+    };
+}

@@ -13,13 +13,14 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tracing::info;
 
-use crate::broker::config::BrokerConfig;
+use crate::broker::config::{BrokerConfig, CleanupConfig};
 use crate::config::{to_properties_text, ConfigError, Configurable, RawConfig};
 use crate::remoting::codes::{request, response};
 use crate::remoting::{
     BoxFuture, ConnectionHandle, ProcessorTable, RemotingCommand, RemotingServer, RequestProcessor, ServerConfig,
     SubServer,
 };
+use crate::store::config::MessageStoreConfig;
 use config::{ContainerConfig, LoadedContainerConfig};
 
 /// Errors of the container layer.
@@ -31,6 +32,9 @@ pub enum ContainerError {
     /// A port could not be bound, or another transport failure.
     #[error(transparent)]
     Remoting(#[from] crate::remoting::RemotingError),
+    /// The embedded NameServer did not start.
+    #[error("embedded NameServer: {0}")]
+    Namesrv(String),
 }
 
 /// A broker config read and validated, not yet started.
@@ -40,6 +44,10 @@ pub struct BrokerPlan {
     pub path: PathBuf,
     /// The validated values.
     pub config: BrokerConfig,
+    /// The store's values.
+    pub store: MessageStoreConfig,
+    /// Cleanup and quota values.
+    pub cleanup: CleanupConfig,
     /// Unknown keys and forced values.
     pub notes: Vec<String>,
 }
@@ -51,9 +59,45 @@ pub fn load_broker_config(path: &std::path::Path) -> Result<BrokerPlan, ConfigEr
         return Err(ConfigError::Invalid { path: path.to_path_buf(), reason: "the file has no properties".into() });
     }
     let mut config = BrokerConfig::default();
-    let mut notes = raw.apply(&mut [&mut config as &mut dyn Configurable])?;
+    let mut store = MessageStoreConfig::default();
+    let mut cleanup = CleanupConfig::default();
+    let mut notes = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?;
     notes.extend(config.validate(path)?);
-    Ok(BrokerPlan { path: path.to_path_buf(), config, notes })
+    validate_store(path, &store, &cleanup)?;
+    Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes })
+}
+
+fn validate_store(path: &std::path::Path, s: &MessageStoreConfig, c: &CleanupConfig) -> Result<(), ConfigError> {
+    let invalid = |reason: String| Err(ConfigError::Invalid { path: path.to_path_buf(), reason });
+    if s.mapped_file_size_commit_log < 4096 {
+        return invalid(format!("mappedFileSizeCommitLog {} is below 4096 bytes", s.mapped_file_size_commit_log));
+    }
+    if s.max_message_size == 0 || s.max_message_size as u64 + 65_536 > s.mapped_file_size_commit_log {
+        return invalid(format!(
+            "maxMessageSize {} must be > 0 and leave room in a commitlog file of {} bytes",
+            s.max_message_size, s.mapped_file_size_commit_log
+        ));
+    }
+    if s.delay_levels_ms().len() != s.message_delay_level.split_whitespace().count() {
+        return invalid(format!(
+            "messageDelayLevel '{}': each level is a number with s, m, h or d",
+            s.message_delay_level
+        ));
+    }
+    if let Some(q) = c.quota_percent_for_disk_partition {
+        if !(q > 0.0 && q <= 1.0) {
+            return invalid(format!("quotaPercentForDiskPartition {q} must be in (0, 1]"));
+        }
+    }
+    if c.replicas_per_disk_partition == 0 {
+        return invalid("replicasPerDiskPartition must be >= 1".into());
+    }
+    for h in c.delete_when.split(';').filter(|h| !h.trim().is_empty()) {
+        if !h.trim().parse::<u32>().is_ok_and(|h| h < 24) {
+            return invalid(format!("deleteWhen entry '{h}' must be an hour 00-23"));
+        }
+    }
+    Ok(())
 }
 
 struct Shared {
@@ -68,6 +112,7 @@ pub struct BrokerContainer {
     server: RemotingServer,
     ports: Vec<SubServer>,
     planned: Vec<BrokerPlan>,
+    namesrv: Option<crate::namesrv::NameServer>,
 }
 
 impl BrokerContainer {
@@ -103,7 +148,24 @@ impl BrokerContainer {
             }
         };
         info!(port = c.listen_port, fast_port = c.listen_port - 2, "broker container admin ports bound");
-        Ok(BrokerContainer { shared, server, ports: vec![main, fast], planned })
+        let mut container = BrokerContainer { shared, server, ports: vec![main, fast], planned, namesrv: None };
+        if c.embedded_namesrv_enable {
+            let mut ns =
+                crate::namesrv::config::NamesrvConfig { listen_port: c.embedded_namesrv_port, ..Default::default() };
+            ns.kv_config_path =
+                crate::config::home_dir().join("namesrv").join("kvConfig.json").to_string_lossy().into_owned();
+            match crate::namesrv::NameServer::start(ns, &container.server).await {
+                Ok(n) => {
+                    info!(port = n.port(), "embedded NameServer started");
+                    container.namesrv = Some(n);
+                }
+                Err(e) => {
+                    container.shutdown().await;
+                    return Err(ContainerError::Namesrv(e.to_string()));
+                }
+            }
+        }
+        Ok(container)
     }
 
     /// The shared transport (brokers and an embedded NameServer bind their ports on it).
@@ -127,8 +189,16 @@ impl BrokerContainer {
         self.shared.config.load_full()
     }
 
+    /// The port of the embedded NameServer, if one runs.
+    pub fn embedded_namesrv_port(&self) -> Option<u16> {
+        self.namesrv.as_ref().map(|n| n.port())
+    }
+
     /// Closes every port.
     pub async fn shutdown(self) {
+        if let Some(ns) = self.namesrv {
+            ns.shutdown().await;
+        }
         for p in self.ports {
             p.close().await;
         }

@@ -44,9 +44,7 @@ pub struct Checkpoint {
 
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpoint")
-            .field("values", &self.get())
-            .finish()
+        f.debug_struct("Checkpoint").field("values", &self.get()).finish()
     }
 }
 
@@ -54,10 +52,7 @@ impl Checkpoint {
     /// Opens or creates the checkpoint at `path`.
     pub fn open(path: &Path) -> Result<Checkpoint> {
         let file = MappedFile::create(path, 0, CHECKPOINT_FILE_SIZE)?;
-        Ok(Checkpoint {
-            file,
-            lock: Mutex::new(()),
-        })
+        Ok(Checkpoint { file, lock: Mutex::new(()) })
     }
 
     /// Current values.

@@ -12,9 +12,8 @@ use super::error::{Result, StoreError};
 use super::mapped_file::MappedFile;
 use super::mapped_file_queue::MappedFileQueue;
 use super::message::{
-    check_record, create_offset_msg_id, encode_blank, encode_record, now_ms,
-    store_timestamp_position, sysflag, MessageInner, MessageVersion, RecordCheck, RecordStamp,
-    RecordView, END_FILE_MIN_BLANK_LENGTH,
+    check_record, create_offset_msg_id, encode_blank, encode_record, now_ms, store_timestamp_position, sysflag,
+    MessageInner, MessageVersion, RecordCheck, RecordStamp, RecordView, END_FILE_MIN_BLANK_LENGTH,
 };
 
 /// Outcome of a put (Apache's `PutMessageStatus`).
@@ -159,13 +158,7 @@ impl CommitLog {
 
     /// Next queue offset of a topic-queue.
     pub fn queue_offset(&self, topic: &str, queue_id: i32) -> i64 {
-        self.put
-            .lock()
-            .table
-            .get(topic)
-            .and_then(|m| m.get(&queue_id))
-            .copied()
-            .unwrap_or(0)
+        self.put.lock().table.get(topic).and_then(|m| m.get(&queue_id)).copied().unwrap_or(0)
     }
 
     /// Refuses further appends and waits for any in-flight append to finish.
@@ -219,20 +212,14 @@ impl CommitLog {
         let mut first_qo = 0;
         for (i, m) in msgs.iter().enumerate() {
             let tran = sysflag::transaction_value(m.sys_flag);
-            let qo =
-                if tran == sysflag::TRANSACTION_PREPARED || tran == sysflag::TRANSACTION_ROLLBACK {
-                    0
-                } else {
-                    let e = st
-                        .table
-                        .entry(m.topic.clone())
-                        .or_default()
-                        .entry(m.queue_id)
-                        .or_insert(0);
-                    let q = *e;
-                    *e += 1;
-                    q
-                };
+            let qo = if tran == sysflag::TRANSACTION_PREPARED || tran == sysflag::TRANSACTION_ROLLBACK {
+                0
+            } else {
+                let e = st.table.entry(m.topic.clone()).or_default().entry(m.queue_id).or_insert(0);
+                let q = *e;
+                *e += 1;
+                q
+            };
             if i == 0 {
                 first_qo = qo;
             }
@@ -291,9 +278,7 @@ impl CommitLog {
         while !rest.is_empty() {
             let f = match self.files.last() {
                 Some(f) if !f.is_full() => f,
-                Some(f) => self
-                    .files
-                    .create_file(f.from_offset() + self.files.file_size())?,
+                Some(f) => self.files.create_file(f.from_offset() + self.files.file_size())?,
                 None => {
                     let f = self.files.create_file(at - at % self.files.file_size())?;
                     f.set_wrote_pos((at - f.from_offset()) as usize);

@@ -57,9 +57,7 @@ pub struct MessageStoreConfig {
 
 impl Default for MessageStoreConfig {
     fn default() -> Self {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
         MessageStoreConfig {
             store_path_root_dir: home.join("store"),
             store_path_commit_log: None,
@@ -78,8 +76,7 @@ impl Default for MessageStoreConfig {
             max_index_num: 20_000_000,
             default_query_max_num: 32,
             auto_message_version_on_topic_len: true,
-            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
-                .to_string(),
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string(),
         }
     }
 }
@@ -87,17 +84,12 @@ impl Default for MessageStoreConfig {
 impl MessageStoreConfig {
     /// A config rooted at `root` with other fields at their defaults.
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
-        MessageStoreConfig {
-            store_path_root_dir: root.into(),
-            ..Default::default()
-        }
+        MessageStoreConfig { store_path_root_dir: root.into(), ..Default::default() }
     }
 
     /// Commitlog directory.
     pub fn commit_log_dir(&self) -> PathBuf {
-        self.store_path_commit_log
-            .clone()
-            .unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
+        self.store_path_commit_log.clone().unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
     }
 
     /// Consume queue file size rounded up to a multiple of 20.

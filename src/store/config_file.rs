@@ -145,10 +145,7 @@ mod tests {
     fn quotes_only_bare_integer_keys() {
         let s = r#"{"offsetTable":{"t@g":{0:12,3:45}},"x":[1,2,{5:"a:1,{2:3}"}],"n":-1,-2:0}"#;
         let q = quote_integer_keys(s);
-        assert_eq!(
-            q,
-            r#"{"offsetTable":{"t@g":{"0":12,"3":45}},"x":[1,2,{"5":"a:1,{2:3}"}],"n":-1,"-2":0}"#
-        );
+        assert_eq!(q, r#"{"offsetTable":{"t@g":{"0":12,"3":45}},"x":[1,2,{"5":"a:1,{2:3}"}],"n":-1,"-2":0}"#);
         let v: serde_json::Value = parse_lenient(s).unwrap();
         assert_eq!(v["offsetTable"]["t@g"]["3"], 45);
         let m: HashMap<i32, i64> = parse_lenient("{\n\t1:0,\n\t2:5\n}").unwrap();
@@ -161,10 +158,7 @@ mod tests {
         let p = d.path().join("config").join("delayOffset.json");
         persist(&p, "{1:1}").unwrap();
         persist(&p, "{1:2}").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(with_suffix(&p, ".bak")).unwrap(),
-            "{1:1}"
-        );
+        assert_eq!(std::fs::read_to_string(with_suffix(&p, ".bak")).unwrap(), "{1:1}");
         let m: HashMap<i32, i64> = load_json(&p).unwrap().unwrap();
         assert_eq!(m[&1], 2);
         std::fs::write(&p, "{garbage").unwrap();

@@ -55,11 +55,7 @@ impl CqEntry {
         self.phys_offset == 0 && self.size == i32::MAX && self.tags_code == 0
     }
     /// The filler entry.
-    pub const FILLER: CqEntry = CqEntry {
-        phys_offset: 0,
-        size: i32::MAX,
-        tags_code: 0,
-    };
+    pub const FILLER: CqEntry = CqEntry { phys_offset: 0, size: i32::MAX, tags_code: 0 };
 }
 
 /// Which end of a run of equal timestamps [`ConsumeQueue::offset_by_time`] returns.
@@ -199,9 +195,7 @@ impl ConsumeQueue {
 
     /// First logical offset served.
     pub fn min_offset_in_queue(&self) -> i64 {
-        self.min_logic_offset
-            .load(Ordering::Acquire)
-            .min(self.max_offset_in_queue())
+        self.min_logic_offset.load(Ordering::Acquire).min(self.max_offset_in_queue())
     }
 
     /// Appends the entry for logical offset `queue_offset`. Records already covered
@@ -239,8 +233,7 @@ impl ConsumeQueue {
                 let f = self.files.last_or_create(at)?;
                 let pos = f.wrote_pos();
                 // SAFETY: single writer under write_lock, beyond published position.
-                unsafe { f.slice_mut(pos, CQ_UNIT_SIZE) }
-                    .copy_from_slice(&CqEntry::FILLER.to_bytes());
+                unsafe { f.slice_mut(pos, CQ_UNIT_SIZE) }.copy_from_slice(&CqEntry::FILLER.to_bytes());
                 f.set_wrote_pos(pos + CQ_UNIT_SIZE);
                 at += CQ_UNIT_SIZE as u64;
             }
@@ -250,8 +243,7 @@ impl ConsumeQueue {
         // SAFETY: single writer under write_lock, beyond the published position.
         unsafe { f.slice_mut(pos, CQ_UNIT_SIZE) }.copy_from_slice(&entry.to_bytes());
         f.set_wrote_pos(pos + CQ_UNIT_SIZE);
-        self.max_physic_offset
-            .store(entry.phys_offset + entry.size as i64, Ordering::Release);
+        self.max_physic_offset.store(entry.phys_offset + entry.size as i64, Ordering::Release);
         Ok(())
     }
 
@@ -315,12 +307,7 @@ impl ConsumeQueue {
     }
 
     /// Binary search by store time; `store_time(phys, size)` reads the commitlog.
-    pub fn offset_by_time(
-        &self,
-        ts: i64,
-        boundary: BoundaryType,
-        store_time: impl Fn(i64, i32) -> Option<i64>,
-    ) -> i64 {
+    pub fn offset_by_time(&self, ts: i64, boundary: BoundaryType, store_time: impl Fn(i64, i32) -> Option<i64>) -> i64 {
         let min = self.min_offset_in_queue();
         let max = self.max_offset_in_queue();
         let time_at = |i: i64| -> Option<i64> {
@@ -431,16 +418,10 @@ impl ConsumeQueueTable {
                     continue;
                 };
                 let cq = ConsumeQueue::load(&q.path(), &topic, qid, file_size)?;
-                map.entry(topic.clone())
-                    .or_default()
-                    .insert(qid, Arc::new(cq));
+                map.entry(topic.clone()).or_default().insert(qid, Arc::new(cq));
             }
         }
-        Ok(ConsumeQueueTable {
-            root: root.to_path_buf(),
-            file_size,
-            queues: RwLock::new(map),
-        })
+        Ok(ConsumeQueueTable { root: root.to_path_buf(), file_size, queues: RwLock::new(map) })
     }
 
     /// The queue if it exists.
@@ -459,19 +440,13 @@ impl ConsumeQueueTable {
         }
         let dir = self.root.join(topic).join(queue_id.to_string());
         let q = Arc::new(ConsumeQueue::load(&dir, topic, queue_id, self.file_size)?);
-        w.entry(topic.to_string())
-            .or_default()
-            .insert(queue_id, Arc::clone(&q));
+        w.entry(topic.to_string()).or_default().insert(queue_id, Arc::clone(&q));
         Ok(q)
     }
 
     /// Snapshot of all queues.
     pub fn all(&self) -> Vec<Arc<ConsumeQueue>> {
-        self.queues
-            .read()
-            .values()
-            .flat_map(|m| m.values().cloned())
-            .collect()
+        self.queues.read().values().flat_map(|m| m.values().cloned()).collect()
     }
 
     /// Removes and deletes every queue of `topic`.
@@ -501,10 +476,6 @@ impl ConsumeQueueTable {
 
     /// Highest dispatched physical end offset over all queues (−1 if none).
     pub fn max_physic_offset(&self) -> i64 {
-        self.all()
-            .iter()
-            .map(|q| q.max_physic_offset())
-            .max()
-            .unwrap_or(-1)
+        self.all().iter().map(|q| q.max_physic_offset()).max().unwrap_or(-1)
     }
 }

@@ -19,9 +19,7 @@ pub enum StoreError {
     #[error("no space left on device while allocating {0}")]
     NoSpace(PathBuf),
     /// The store directory is locked by another store instance (this or another process).
-    #[error(
-        "store already in use: {0} is locked by another store (Lock failed, MQ already started)"
-    )]
+    #[error("store already in use: {0} is locked by another store (Lock failed, MQ already started)")]
     AlreadyInUse(PathBuf),
     /// A mapped file on disk does not have the configured size.
     #[error("file {path} has length {actual}, expected {expected}: refusing to load")]
@@ -55,8 +53,5 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Builds a closure mapping an `io::Error` to [`StoreError::Io`] for `path`.
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }

@@ -85,19 +85,13 @@ pub struct IndexHeader {
 impl IndexFile {
     /// File size for the given geometry.
     pub fn file_size(slots: u32, max_entries: u32) -> usize {
-        INDEX_HEADER_SIZE
-            + slots as usize * HASH_SLOT_SIZE
-            + max_entries as usize * INDEX_ENTRY_SIZE
+        INDEX_HEADER_SIZE + slots as usize * HASH_SLOT_SIZE + max_entries as usize * INDEX_ENTRY_SIZE
     }
 
     /// Creates a new file at `path` with indexCount = 1.
     pub fn create(path: &Path, slots: u32, max_entries: u32) -> Result<IndexFile> {
         let file = MappedFile::create(path, 0, Self::file_size(slots, max_entries))?;
-        let f = IndexFile {
-            file,
-            slots,
-            max_entries,
-        };
+        let f = IndexFile { file, slots, max_entries };
         let mut h = f.header();
         if h.index_count <= 0 {
             h.index_count = 1;
@@ -109,11 +103,7 @@ impl IndexFile {
     /// Opens an existing file (its size must match the geometry).
     pub fn open(path: &Path, slots: u32, max_entries: u32) -> Result<IndexFile> {
         let file = MappedFile::open(path, 0, Self::file_size(slots, max_entries))?;
-        Ok(IndexFile {
-            file,
-            slots,
-            max_entries,
-        })
+        Ok(IndexFile { file, slots, max_entries })
     }
 
     /// Path.
@@ -181,14 +171,9 @@ impl IndexFile {
         }
         let mut diff = store_timestamp - h.begin_timestamp;
         diff /= 1000;
-        let diff = if h.begin_timestamp <= 0 {
-            0
-        } else {
-            diff.clamp(0, i32::MAX as i64) as i32
-        };
-        let entry_pos = INDEX_HEADER_SIZE
-            + self.slots as usize * HASH_SLOT_SIZE
-            + h.index_count as usize * INDEX_ENTRY_SIZE;
+        let diff = if h.begin_timestamp <= 0 { 0 } else { diff.clamp(0, i32::MAX as i64) as i32 };
+        let entry_pos =
+            INDEX_HEADER_SIZE + self.slots as usize * HASH_SLOT_SIZE + h.index_count as usize * INDEX_ENTRY_SIZE;
         let mut e = [0u8; 20];
         e[0..4].copy_from_slice(&hash.to_be_bytes());
         e[4..12].copy_from_slice(&phy_offset.to_be_bytes());
@@ -283,9 +268,7 @@ impl IndexService {
         for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let e = e.map_err(io_err(dir))?;
             let n = e.file_name();
-            if n.to_str()
-                .is_some_and(|s| s.len() == 17 && s.bytes().all(|b| b.is_ascii_digit()))
-            {
+            if n.to_str().is_some_and(|s| s.len() == 17 && s.bytes().all(|b| b.is_ascii_digit())) {
                 names.push(e.path());
             }
         }
@@ -306,15 +289,7 @@ impl IndexService {
             }
             files.push(f);
         }
-        Ok((
-            IndexService {
-                dir: dir.to_path_buf(),
-                slots,
-                max_entries,
-                files: Mutex::new(files),
-            },
-            redispatch,
-        ))
+        Ok((IndexService { dir: dir.to_path_buf(), slots, max_entries, files: Mutex::new(files) }, redispatch))
     }
 
     /// endPhyOffset of the newest file with entries, if any.
@@ -340,10 +315,7 @@ impl IndexService {
                 return Ok(()); // already indexed (idempotent rebuild)
             }
         }
-        let all = uniq_key
-            .into_iter()
-            .chain(keys.into_iter().flat_map(|k| k.split(' ')))
-            .filter(|k| !k.is_empty());
+        let all = uniq_key.into_iter().chain(keys.into_iter().flat_map(|k| k.split(' '))).filter(|k| !k.is_empty());
         for k in all {
             let key = build_key(topic, k);
             loop {
@@ -408,9 +380,7 @@ impl IndexService {
     pub fn flush(&self) -> Result<Option<i64>> {
         let ts_and_file = {
             let files = self.files.lock();
-            files
-                .last()
-                .map(|f| (f.header().end_timestamp, Arc::clone(&f.file)))
+            files.last().map(|f| (f.header().end_timestamp, Arc::clone(&f.file)))
         };
         if let Some((ts, file)) = ts_and_file {
             file.set_flushed_pos(0);

@@ -52,10 +52,7 @@ fn allocate(file: &File, path: &Path, size: usize) -> Result<()> {
         libc::ENOSPC => Err(StoreError::NoSpace(path.to_path_buf())),
         // Filesystems without fallocate support: fall back to set_len (sparse).
         libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size as u64).map_err(io_err(path)),
-        e => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::from_raw_os_error(e),
-        }),
+        e => Err(StoreError::Io { path: path.to_path_buf(), source: std::io::Error::from_raw_os_error(e) }),
     }
 }
 
@@ -64,13 +61,8 @@ impl MappedFile {
     /// ENOSPC becomes [`StoreError::NoSpace`] and the partial file is removed.
     pub fn create(path: &Path, from_offset: u64, size: usize) -> Result<Arc<MappedFile>> {
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err(path))?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_err(path))?;
         if let Err(e) = allocate(&file, path, size) {
             drop(file);
             if !existed {
@@ -83,18 +75,10 @@ impl MappedFile {
 
     /// Opens an existing file which must have exactly `size` bytes.
     pub fn open(path: &Path, from_offset: u64, size: usize) -> Result<Arc<MappedFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
         let len = file.metadata().map_err(io_err(path))?.len();
         if len != size as u64 {
-            return Err(StoreError::WrongFileSize {
-                path: path.to_path_buf(),
-                actual: len,
-                expected: size as u64,
-            });
+            return Err(StoreError::WrongFileSize { path: path.to_path_buf(), actual: len, expected: size as u64 });
         }
         // Apache creates sparse files; make sure every block is allocated before we map.
         allocate(&file, path, size)?;
@@ -102,10 +86,7 @@ impl MappedFile {
     }
 
     fn map(path: &Path, file: File, from_offset: u64, size: usize) -> Result<Arc<MappedFile>> {
-        let map = MmapOptions::new()
-            .len(size)
-            .map_raw(&file)
-            .map_err(io_err(path))?;
+        let map = MmapOptions::new().len(size).map_raw(&file).map_err(io_err(path))?;
         Ok(Arc::new(MappedFile {
             path: path.to_path_buf(),
             from_offset,
@@ -180,11 +161,7 @@ impl MappedFile {
     pub fn bytes(self: &Arc<Self>, pos: usize, len: usize) -> Bytes {
         let pos = pos.min(self.size);
         let len = len.min(self.size - pos);
-        Bytes::from_owner(MapSlice {
-            file: Arc::clone(self),
-            pos,
-            len,
-        })
+        Bytes::from_owner(MapSlice { file: Arc::clone(self), pos, len })
     }
 
     /// Flushes written-but-unflushed bytes with msync if at least `least_pages` pages are pending
@@ -201,9 +178,7 @@ impl MappedFile {
         {
             return Ok(flushed);
         }
-        self.map
-            .flush_range(flushed, wrote - flushed)
-            .map_err(io_err(&self.path))?;
+        self.map.flush_range(flushed, wrote - flushed).map_err(io_err(&self.path))?;
         self.flushed.fetch_max(wrote, Ordering::AcqRel);
         Ok(self.flushed_pos())
     }
@@ -215,9 +190,7 @@ impl MappedFile {
         }
         // SAFETY: only used during recovery / truncation with no concurrent reader of that range.
         unsafe { self.slice_mut(pos, self.size - pos).fill(0) };
-        self.map
-            .flush_range(pos, self.size - pos)
-            .map_err(io_err(&self.path))
+        self.map.flush_range(pos, self.size - pos).map_err(io_err(&self.path))
     }
 
     /// Removes the file from disk; the mapping lives on until the last reference is dropped.

@@ -32,9 +32,7 @@ impl MappedFileQueue {
             if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            let off: u64 = name
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("bad file name {name}")))?;
+            let off: u64 = name.parse().map_err(|_| StoreError::Corrupt(format!("bad file name {name}")))?;
             entries.push((off, e.path()));
         }
         entries.sort();
@@ -124,9 +122,7 @@ impl MappedFileQueue {
 
     /// Absolute end of the written data.
     pub fn max_offset(&self) -> u64 {
-        self.last()
-            .map(|f| f.from_offset() + f.wrote_pos() as u64)
-            .unwrap_or(0)
+        self.last().map(|f| f.from_offset() + f.wrote_pos() as u64).unwrap_or(0)
     }
 
     /// Absolute offset up to which data is flushed.
@@ -169,10 +165,7 @@ impl MappedFileQueue {
     pub fn flush(&self, least_pages: usize) -> Result<u64> {
         loop {
             let at = self.flushed_where();
-            let Some(f) = self
-                .find(at)
-                .or_else(|| self.first().filter(|f| f.from_offset() > at))
-            else {
+            let Some(f) = self.find(at).or_else(|| self.first().filter(|f| f.from_offset() > at)) else {
                 return Ok(at);
             };
             let pos = f.flush(least_pages)?;

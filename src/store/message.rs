@@ -160,9 +160,7 @@ pub fn body_crc(body: &[u8]) -> i32 {
 }
 
 /// Encodes properties as `name 0x01 value 0x02` for each pair.
-pub fn encode_properties<K: AsRef<str>, V: AsRef<str>>(
-    props: impl IntoIterator<Item = (K, V)>,
-) -> String {
+pub fn encode_properties<K: AsRef<str>, V: AsRef<str>>(props: impl IntoIterator<Item = (K, V)>) -> String {
     let mut s = String::new();
     for (k, v) in props {
         s.push_str(k.as_ref());
@@ -189,9 +187,7 @@ pub fn iter_properties(s: &str) -> impl Iterator<Item = (&str, &str)> {
 
 /// Parses a properties string into a map (malformed segments are dropped).
 pub fn parse_properties(s: &str) -> HashMap<String, String> {
-    iter_properties(s)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    iter_properties(s).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Finds one property without building a map.
@@ -277,10 +273,7 @@ impl MessageInner {
     }
 
     /// Replaces the properties with an encoded map.
-    pub fn set_properties<K: AsRef<str>, V: AsRef<str>>(
-        &mut self,
-        props: impl IntoIterator<Item = (K, V)>,
-    ) {
+    pub fn set_properties<K: AsRef<str>, V: AsRef<str>>(&mut self, props: impl IntoIterator<Item = (K, V)>) {
         self.properties = encode_properties(props);
     }
 
@@ -319,10 +312,7 @@ impl MessageInner {
 
 /// Current wall-clock time in ms since the epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Values the store assigns at append time.
@@ -377,10 +367,7 @@ pub fn encode_record(msg: &MessageInner, stamp: &RecordStamp, dest: &mut [u8]) -
     {
         return None;
     }
-    let mut c = Cursor {
-        buf: &mut dest[..len],
-        pos: 0,
-    };
+    let mut c = Cursor { buf: &mut dest[..len], pos: 0 };
     c.i32(len as i32);
     c.i32(stamp.version.magic());
     c.i32(stamp.body_crc);
@@ -457,10 +444,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.pos + n > self.buf.len() {
-            return Err(DecodeError::Truncated {
-                need: self.pos + n,
-                have: self.buf.len(),
-            });
+            return Err(DecodeError::Truncated { need: self.pos + n, have: self.buf.len() });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -584,11 +568,7 @@ pub fn check_record(buf: &[u8], check_crc: bool) -> RecordCheck {
     }
 }
 
-fn parse_view(
-    rec: &[u8],
-    version: MessageVersion,
-    check_crc: bool,
-) -> Result<RecordView, DecodeError> {
+fn parse_view(rec: &[u8], version: MessageVersion, check_crc: bool) -> Result<RecordView, DecodeError> {
     let mut r = Reader { buf: rec, pos: 0 };
     let store_size = r.i32()? as usize;
     let _magic = r.i32()?;
@@ -613,10 +593,7 @@ fn parse_view(
     if check_crc && !body.is_empty() {
         let computed = body_crc_of(body);
         if computed != body_crc {
-            return Err(DecodeError::BadCrc {
-                stored: body_crc,
-                computed,
-            });
+            return Err(DecodeError::BadCrc { stored: body_crc, computed });
         }
     }
     let body_range = body_start..r.pos;
@@ -652,10 +629,7 @@ fn parse_view(
         sys_flag & sysflag::STOREHOST_V6 != 0,
     );
     if computed != store_size || r.pos != store_size {
-        return Err(DecodeError::BadLength {
-            total: store_size,
-            computed,
-        });
+        return Err(DecodeError::BadLength { total: store_size, computed });
     }
     Ok(RecordView {
         store_size,
@@ -762,12 +736,7 @@ pub fn decode_record(buf: &Bytes, check_crc: bool) -> Result<MessageExt, DecodeE
         RecordCheck::Invalid(e) => return Err(e),
         RecordCheck::Blank(_) => return Err(DecodeError::BadMagic(BLANK_MAGIC as u32)),
         RecordCheck::End => return Err(DecodeError::Malformed("no record (zeros)")),
-        RecordCheck::Incomplete => {
-            return Err(DecodeError::Truncated {
-                need: buf.len() + 1,
-                have: buf.len(),
-            })
-        }
+        RecordCheck::Incomplete => return Err(DecodeError::Truncated { need: buf.len() + 1, have: buf.len() }),
     };
     let props = v.properties(buf).to_string();
     Ok(MessageExt {
@@ -843,12 +812,7 @@ pub fn decode_offset_msg_id(id: &str) -> Option<(SocketAddr, i64)> {
         a.copy_from_slice(&raw[..16]);
         IpAddr::V6(Ipv6Addr::from(a))
     };
-    let port = i32::from_be_bytes([
-        raw[ip_len],
-        raw[ip_len + 1],
-        raw[ip_len + 2],
-        raw[ip_len + 3],
-    ]);
+    let port = i32::from_be_bytes([raw[ip_len], raw[ip_len + 1], raw[ip_len + 2], raw[ip_len + 3]]);
     let mut o = [0u8; 8];
     o.copy_from_slice(&raw[ip_len + 4..ip_len + 12]);
     Some((SocketAddr::new(ip, port as u16), i64::from_be_bytes(o)))
@@ -871,10 +835,7 @@ pub fn decode_batch_body(body: &Bytes) -> Result<Vec<BatchItem>, DecodeError> {
     let mut pos = 0usize;
     while pos < body.len() {
         let rec_start = pos;
-        let mut r = Reader {
-            buf: &body[..],
-            pos,
-        };
+        let mut r = Reader { buf: &body[..], pos };
         let total = r.i32()?;
         let _magic = r.i32()?;
         let _crc = r.i32()?;
@@ -891,21 +852,12 @@ pub fn decode_batch_body(body: &Bytes) -> Result<Vec<BatchItem>, DecodeError> {
             return Err(DecodeError::Malformed("negative properties length"));
         }
         let p = r.take(plen as usize)?;
-        let props = std::str::from_utf8(p)
-            .map_err(|_| DecodeError::Malformed("properties are not UTF-8"))?
-            .to_string();
+        let props = std::str::from_utf8(p).map_err(|_| DecodeError::Malformed("properties are not UTF-8"))?.to_string();
         if total < 0 || total as usize != r.pos - rec_start {
-            return Err(DecodeError::BadLength {
-                total: total.max(0) as usize,
-                computed: r.pos - rec_start,
-            });
+            return Err(DecodeError::BadLength { total: total.max(0) as usize, computed: r.pos - rec_start });
         }
         pos = r.pos;
-        out.push(BatchItem {
-            flag,
-            body: body.slice(b_start..b_end),
-            properties: props,
-        });
+        out.push(BatchItem { flag, body: body.slice(b_start..b_end), properties: props });
     }
     Ok(out)
 }
@@ -929,12 +881,7 @@ pub fn encode_batch_body(items: &[BatchItem]) -> Vec<u8> {
 
 /// Store-timestamp position within a record, given its sysflag.
 pub fn store_timestamp_position(sys_flag: i32) -> usize {
-    POS_BORN_HOST
-        + if sys_flag & sysflag::BORNHOST_V6 != 0 {
-            20
-        } else {
-            8
-        }
+    POS_BORN_HOST + if sys_flag & sysflag::BORNHOST_V6 != 0 { 20 } else { 8 }
 }
 
 #[cfg(test)]
@@ -1017,16 +964,8 @@ mod tests {
     #[test]
     fn batch_body_roundtrip() {
         let items = vec![
-            BatchItem {
-                flag: 1,
-                body: Bytes::from_static(b"abc"),
-                properties: "a\u{1}b\u{2}".into(),
-            },
-            BatchItem {
-                flag: 2,
-                body: Bytes::new(),
-                properties: String::new(),
-            },
+            BatchItem { flag: 1, body: Bytes::from_static(b"abc"), properties: "a\u{1}b\u{2}".into() },
+            BatchItem { flag: 2, body: Bytes::new(), properties: String::new() },
         ];
         let enc = Bytes::from(encode_batch_body(&items));
         assert_eq!(decode_batch_body(&enc).unwrap(), items);

@@ -57,12 +57,8 @@ pub mod running_flags {
     /// Logic disk full.
     pub const LOGIC_DISK_FULL: u32 = 64;
     /// Bits that make the store non-writeable.
-    pub const NOT_WRITEABLE_MASK: u32 = NOT_WRITEABLE
-        | WRITE_LOGICS_QUEUE_ERROR
-        | DISK_FULL
-        | WRITE_INDEX_FILE_ERROR
-        | FENCED
-        | LOGIC_DISK_FULL;
+    pub const NOT_WRITEABLE_MASK: u32 =
+        NOT_WRITEABLE | WRITE_LOGICS_QUEUE_ERROR | DISK_FULL | WRITE_INDEX_FILE_ERROR | FENCED | LOGIC_DISK_FULL;
 }
 
 /// Result of a put: status plus what was appended (if anything).
@@ -76,10 +72,7 @@ pub struct PutMessageResult {
 
 impl PutMessageResult {
     fn status(status: PutMessageStatus) -> Self {
-        PutMessageResult {
-            status,
-            append: None,
-        }
+        PutMessageResult { status, append: None }
     }
     /// The message is stored (PUT_OK or a "sent but" status).
     pub fn is_ok(&self) -> bool {
@@ -255,12 +248,8 @@ impl MessageStore {
         let lock_file = lock_store_dir(&root)?;
         let abort_path = root.join("abort");
         let last_exit_ok = !abort_path.exists();
-        let commitlog =
-            CommitLog::load(&config.commit_log_dir(), config.mapped_file_size_commit_log)?;
-        let cqs = consume_queue::ConsumeQueueTable::load(
-            &root.join("consumequeue"),
-            config.consume_queue_file_size(),
-        )?;
+        let commitlog = CommitLog::load(&config.commit_log_dir(), config.mapped_file_size_commit_log)?;
+        let cqs = consume_queue::ConsumeQueueTable::load(&root.join("consumequeue"), config.consume_queue_file_size())?;
         let checkpoint = Checkpoint::open(&root.join("checkpoint"))?;
         let cp = checkpoint.get();
         let (index, index_redispatch) = index::IndexService::load(
@@ -273,19 +262,11 @@ impl MessageStore {
         for q in cqs.all() {
             q.recover()?;
         }
-        let reput_from = Self::recover_commit_log(
-            &config,
-            &commitlog,
-            &cqs,
-            last_exit_ok,
-            cp,
-            index_redispatch,
-        )?;
+        let reput_from = Self::recover_commit_log(&config, &commitlog, &cqs, last_exit_ok, cp, index_redispatch)?;
 
         {
             let mut f = File::create(&abort_path).map_err(io_err(&abort_path))?;
-            f.write_all(std::process::id().to_string().as_bytes())
-                .map_err(io_err(&abort_path))?;
+            f.write_all(std::process::id().to_string().as_bytes()).map_err(io_err(&abort_path))?;
             f.sync_all().map_err(io_err(&abort_path))?;
         }
 
@@ -329,15 +310,10 @@ impl MessageStore {
         let cl_min = shared.commitlog.min_offset();
         for q in shared.cqs.all() {
             q.correct_min_offset(cl_min);
-            table
-                .entry(q.topic().to_string())
-                .or_default()
-                .insert(q.queue_id(), q.max_offset_in_queue());
+            table.entry(q.topic().to_string()).or_default().insert(q.queue_id(), q.max_offset_in_queue());
         }
         shared.commitlog.set_queue_offset_table(table);
-        shared
-            .checkpoint
-            .set_physic_msg_timestamp(shared.checkpoint.get().physic_msg_timestamp);
+        shared.checkpoint.set_physic_msg_timestamp(shared.checkpoint.get().physic_msg_timestamp);
 
         let store = MessageStore {
             shared,
@@ -369,11 +345,7 @@ impl MessageStore {
         let start: u64 = if last_exit_ok {
             let cl_min = files[0].from_offset();
             let dispatched = cqs.max_physic_offset();
-            let mut start = if dispatched >= cl_min as i64 {
-                dispatched as u64
-            } else {
-                cl_min
-            };
+            let mut start = if dispatched >= cl_min as i64 { dispatched as u64 } else { cl_min };
             if let Some(f) = commitlog.files().find(start) {
                 let pos = (start - f.from_offset()) as usize;
                 let bad = matches!(
@@ -425,10 +397,7 @@ impl MessageStore {
         let mut threads = self.threads.lock();
         let spawn = |name: &str, f: fn(&Shared)| -> Result<JoinHandle<()>> {
             let s = Arc::clone(&self.shared);
-            std::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(move || f(&s))
-                .map_err(io_err(Path::new(name)))
+            std::thread::Builder::new().name(name.to_string()).spawn(move || f(&s)).map_err(io_err(Path::new(name)))
         };
         threads.push(spawn("store-reput", Shared::reput_loop)?);
         threads.push(spawn("store-flush-commitlog", Shared::flush_loop)?);
@@ -456,11 +425,7 @@ impl MessageStore {
     }
     /// Clears running flag bits (the poisoned state cannot be cleared).
     pub fn clear_running_flags(&self, bits: u32) {
-        let bits = if self.is_poisoned() {
-            bits & !running_flags::NOT_WRITEABLE
-        } else {
-            bits
-        };
+        let bits = if self.is_poisoned() { bits & !running_flags::NOT_WRITEABLE } else { bits };
         self.shared.flags.fetch_and(!bits, Ordering::AcqRel);
     }
     /// Puts are accepted.
@@ -518,10 +483,7 @@ impl MessageStore {
             Err(s) => return PutMessageResult::status(s),
         };
         let Some(rx) = wait else {
-            return PutMessageResult {
-                status: PutMessageStatus::PutOk,
-                append: Some(res),
-            };
+            return PutMessageResult { status: PutMessageStatus::PutOk, append: Some(res) };
         };
         let timeout = Duration::from_millis(self.shared.config.sync_flush_timeout);
         let status = match tokio::time::timeout(timeout, rx).await {
@@ -530,43 +492,28 @@ impl MessageStore {
             Err(_) => PutMessageStatus::FlushDiskTimeout,
         };
         if status != PutMessageStatus::PutOk {
-            tracing::warn!(
-                status = status.name(),
-                offset = res.wrote_offset,
-                "sync flush did not complete"
-            );
+            tracing::warn!(status = status.name(), offset = res.wrote_offset, "sync flush did not complete");
         }
-        PutMessageResult {
-            status,
-            append: Some(res),
-        }
+        PutMessageResult { status, append: Some(res) }
     }
 
     #[allow(clippy::type_complexity)]
     fn append_now(
         &self,
         msgs: &[MessageInner],
-    ) -> std::result::Result<(AppendMessageResult, Option<oneshot::Receiver<bool>>), PutMessageStatus>
-    {
+    ) -> std::result::Result<(AppendMessageResult, Option<oneshot::Receiver<bool>>), PutMessageStatus> {
         self.precheck(msgs)?;
-        let version = MessageVersion::for_topic(
-            &msgs[0].topic,
-            self.shared.config.auto_message_version_on_topic_len,
-        );
+        let version = MessageVersion::for_topic(&msgs[0].topic, self.shared.config.auto_message_version_on_topic_len);
         let crcs: Vec<i32> = msgs.iter().map(|m| message::body_crc(&m.body)).collect();
         let res = self.shared.commitlog.append(msgs, &crcs, version)?;
         self.shared.wake_dispatcher();
         let wait = self.shared.config.flush_disk_type == FlushDiskType::SyncFlush
-            && message::find_property(&msgs[0].properties, message::property::WAIT)
-                != Some("false");
+            && message::find_property(&msgs[0].properties, message::property::WAIT) != Some("false");
         if !wait {
             return Ok((res, None));
         }
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .flush_reqs
-            .lock()
-            .push((res.end_offset() as u64, tx));
+        self.shared.flush_reqs.lock().push((res.end_offset() as u64, tx));
         self.shared.flush_cv.notify_one();
         Ok((res, Some(rx)))
     }
@@ -688,36 +635,20 @@ impl MessageStore {
 
     /// Next queue offset to be written (0 if no such queue).
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
-        self.shared
-            .cqs
-            .get(topic, queue_id)
-            .map(|q| q.max_offset_in_queue())
-            .unwrap_or(0)
+        self.shared.cqs.get(topic, queue_id).map(|q| q.max_offset_in_queue()).unwrap_or(0)
     }
 
     /// First served queue offset (0 if no such queue).
     pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
-        self.shared
-            .cqs
-            .get(topic, queue_id)
-            .map(|q| q.min_offset_in_queue())
-            .unwrap_or(0)
+        self.shared.cqs.get(topic, queue_id).map(|q| q.min_offset_in_queue()).unwrap_or(0)
     }
 
     /// Queue offset by store time (see [`BoundaryType`]).
-    pub fn offset_in_queue_by_time(
-        &self,
-        topic: &str,
-        queue_id: i32,
-        timestamp: i64,
-        boundary: BoundaryType,
-    ) -> i64 {
+    pub fn offset_in_queue_by_time(&self, topic: &str, queue_id: i32, timestamp: i64, boundary: BoundaryType) -> i64 {
         let Some(q) = self.shared.cqs.get(topic, queue_id) else {
             return 0;
         };
-        q.offset_by_time(timestamp, boundary, |phys, size| {
-            self.shared.commitlog.store_time_at(phys, size)
-        })
+        q.offset_by_time(timestamp, boundary, |phys, size| self.shared.commitlog.store_time_at(phys, size))
     }
 
     /// Store time of the first message of a queue.
@@ -748,19 +679,8 @@ impl MessageStore {
     }
 
     /// Messages whose UNIQ_KEY or one of whose KEYS equals `key`, stored within `[begin, end]` ms.
-    pub fn query_message(
-        &self,
-        topic: &str,
-        key: &str,
-        max_num: usize,
-        begin: i64,
-        end: i64,
-    ) -> QueryMessageResult {
-        let max = if max_num == 0 {
-            self.shared.config.default_query_max_num
-        } else {
-            max_num
-        };
+    pub fn query_message(&self, topic: &str, key: &str, max_num: usize, begin: i64, end: i64) -> QueryMessageResult {
+        let max = if max_num == 0 { self.shared.config.default_query_max_num } else { max_num };
         let offsets = self.shared.index.query(topic, key, max, begin, end);
         let (ts, phy) = self.shared.index.last_update();
         let mut out = QueryMessageResult {
@@ -837,10 +757,7 @@ impl MessageStore {
     pub fn recompute_queue_offsets(&self) {
         let mut table: HashMap<String, HashMap<i32, i64>> = HashMap::new();
         for q in self.shared.cqs.all() {
-            table
-                .entry(q.topic().to_string())
-                .or_default()
-                .insert(q.queue_id(), q.max_offset_in_queue());
+            table.entry(q.topic().to_string()).or_default().insert(q.queue_id(), q.max_offset_in_queue());
         }
         self.shared.commitlog.set_queue_offset_table(table);
     }
@@ -865,9 +782,8 @@ impl MessageStore {
         if let Err(e) = s.flush_logics() {
             result = Err(e);
         }
-        let clean = result.is_ok()
-            && !self.is_poisoned()
-            && s.reput_from.load(Ordering::Acquire) >= s.commitlog.max_offset();
+        let clean =
+            result.is_ok() && !self.is_poisoned() && s.reput_from.load(Ordering::Acquire) >= s.commitlog.max_offset();
         if clean {
             if let Err(e) = std::fs::remove_file(&self.abort_path) {
                 result = Err(io_err(&self.abort_path)(e));
@@ -932,8 +848,7 @@ impl Shared {
         if !self.poisoned.swap(true, Ordering::AcqRel) {
             tracing::error!(error = %e, "commitlog flush failed: store poisoned, refusing writes");
         }
-        self.flags
-            .fetch_or(running_flags::NOT_WRITEABLE, Ordering::AcqRel);
+        self.flags.fetch_or(running_flags::NOT_WRITEABLE, Ordering::AcqRel);
     }
 
     /// Flushes the commitlog; updates the checkpoint's physic timestamp when everything appended
@@ -971,11 +886,7 @@ impl Shared {
             let reqs = {
                 let mut g = self.flush_reqs.lock();
                 if !stopping && g.is_empty() {
-                    let wait = if sync {
-                        Duration::from_millis(10)
-                    } else {
-                        interval
-                    };
+                    let wait = if sync { Duration::from_millis(10) } else { interval };
                     self.flush_cv.wait_for(&mut g, wait);
                 }
                 std::mem::take(&mut *g)
@@ -1008,8 +919,7 @@ impl Shared {
         for q in self.cqs.all() {
             if let Err(e) = q.flush() {
                 tracing::error!(error = %e, "consume queue flush failed");
-                self.flags
-                    .fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
+                self.flags.fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
                 res = Err(e);
             }
         }
@@ -1018,8 +928,7 @@ impl Shared {
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "index flush failed");
-                self.flags
-                    .fetch_or(running_flags::WRITE_INDEX_FILE_ERROR, Ordering::AcqRel);
+                self.flags.fetch_or(running_flags::WRITE_INDEX_FILE_ERROR, Ordering::AcqRel);
                 res = Err(e);
             }
         }
@@ -1059,8 +968,7 @@ impl Shared {
             if !progressed {
                 let mut g = self.dispatch_seq.lock();
                 if *g == seq && !self.stop_dispatch.load(Ordering::Acquire) {
-                    self.dispatch_cv
-                        .wait_for(&mut g, Duration::from_millis(100));
+                    self.dispatch_cv.wait_for(&mut g, Duration::from_millis(100));
                 }
             }
         }
@@ -1089,10 +997,7 @@ impl Shared {
             let wrote = f.wrote_pos();
             if pos >= wrote {
                 if f.is_full() {
-                    self.reput_from.store(
-                        (f.from_offset() + f.size() as u64) as i64,
-                        Ordering::Release,
-                    );
+                    self.reput_from.store((f.from_offset() + f.size() as u64) as i64, Ordering::Release);
                     continue;
                 }
                 break;
@@ -1120,21 +1025,14 @@ impl Shared {
                     RecordCheck::End | RecordCheck::Invalid(_) => {
                         let at = reput + p as i64;
                         if self.dispatch_stalled_at.swap(at, Ordering::AcqRel) != at {
-                            tracing::error!(
-                                offset = at,
-                                "invalid commitlog record; dispatch stalled"
-                            );
+                            tracing::error!(offset = at, "invalid commitlog record; dispatch stalled");
                         }
                         stalled = true;
                         break;
                     }
                 }
             }
-            let new = if next_file {
-                (f.from_offset() + f.size() as u64) as i64
-            } else {
-                reput + p as i64
-            };
+            let new = if next_file { (f.from_offset() + f.size() as u64) as i64 } else { reput + p as i64 };
             if new == reput {
                 break;
             }
@@ -1184,12 +1082,7 @@ impl Shared {
         message::tags_code(message::find_property(props, message::property::TAGS))
     }
 
-    fn dispatch(
-        &self,
-        v: &RecordView,
-        rec: &[u8],
-        arrivals: &mut HashMap<(String, i32), i64>,
-    ) -> Result<()> {
+    fn dispatch(&self, v: &RecordView, rec: &[u8], arrivals: &mut HashMap<(String, i32), i64>) -> Result<()> {
         let topic = v.topic(rec);
         let props = v.properties(rec);
         let tran = sysflag::transaction_value(v.sys_flag);
@@ -1197,16 +1090,11 @@ impl Shared {
             let tags = self.tags_code_of(v, topic, props);
             let cq = self.cqs.get_or_create(topic, v.queue_id)?;
             cq.put(
-                CqEntry {
-                    phys_offset: v.commit_log_offset,
-                    size: v.store_size as i32,
-                    tags_code: tags,
-                },
+                CqEntry { phys_offset: v.commit_log_offset, size: v.store_size as i32, tags_code: tags },
                 v.queue_offset,
             )
             .inspect_err(|_| {
-                self.flags
-                    .fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
+                self.flags.fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
             })?;
             let max = cq.max_offset_in_queue();
             match arrivals.get_mut(&(topic.to_string(), v.queue_id)) {
@@ -1226,12 +1114,10 @@ impl Shared {
                     v.store_timestamp,
                 )
                 .inspect_err(|_| {
-                    self.flags
-                        .fetch_or(running_flags::WRITE_INDEX_FILE_ERROR, Ordering::AcqRel);
+                    self.flags.fetch_or(running_flags::WRITE_INDEX_FILE_ERROR, Ordering::AcqRel);
                 })?;
         }
-        self.last_dispatched_ts
-            .store(v.store_timestamp, Ordering::Release);
+        self.last_dispatched_ts.store(v.store_timestamp, Ordering::Release);
         Ok(())
     }
 }

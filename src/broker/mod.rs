@@ -1,3 +1,6 @@
 //! A broker: processors, topic/offset/subscription managers, registration.
 
+pub mod clients;
 pub mod config;
+pub mod meta;
+pub mod processor;

@@ -336,7 +336,9 @@ impl IndexService {
         let mut files = self.files.lock();
         if let Some(last) = files.last() {
             let h = last.header();
-            if h.index_count > 1 && phy_offset <= h.end_phy_offset {
+            // Apache's rule (`<`): the record at endPhyOffset may have had only some of its keys
+            // written before the file filled up, so it is indexed again; queries de-duplicate.
+            if h.index_count > 1 && phy_offset < h.end_phy_offset {
                 return Ok(()); // already indexed (idempotent rebuild)
             }
         }
@@ -389,6 +391,8 @@ impl IndexService {
                 f.select(&key, max, begin, end, &mut out);
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|o| seen.insert(*o));
         out
     }
 

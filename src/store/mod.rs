@@ -188,6 +188,8 @@ struct Shared {
     last_dispatched_ts: AtomicI64,
     dispatch_stalled_at: AtomicI64,
     delay_levels: Vec<i64>,
+    /// Number of commitlog flushes that advanced the flushed offset.
+    flush_count: std::sync::atomic::AtomicU64,
 }
 
 /// The message store facade.
@@ -315,6 +317,7 @@ impl MessageStore {
             last_dispatched_ts: AtomicI64::new(0),
             dispatch_stalled_at: AtomicI64::new(-1),
             delay_levels,
+            flush_count: std::sync::atomic::AtomicU64::new(0),
         });
         // Catch up synchronously so consume queues are complete when open() returns.
         while shared.do_reput() {}
@@ -798,6 +801,11 @@ impl MessageStore {
     pub fn commit_log_flushed_offset(&self) -> i64 {
         self.shared.commitlog.flushed_where() as i64
     }
+    /// How many commitlog flushes (msync rounds) advanced the flushed offset so far.
+    pub fn commit_log_flush_count(&self) -> u64 {
+        self.shared.flush_count.load(Ordering::Relaxed)
+    }
+
     /// Commitlog offset up to which records are dispatched to consume queues and index.
     pub fn dispatched_offset(&self) -> i64 {
         self.shared.reput_from.load(Ordering::Acquire)
@@ -944,8 +952,12 @@ impl Shared {
         }
         let ts = self.commitlog.last_store_timestamp();
         let max = self.commitlog.max_offset() as u64;
+        let before = self.commitlog.flushed_where();
         match self.commitlog.flush(least_pages) {
             Ok(flushed) => {
+                if flushed > before {
+                    self.flush_count.fetch_add(1, Ordering::Relaxed);
+                }
                 if flushed >= max && ts > 0 {
                     self.checkpoint.set_physic_msg_timestamp(ts);
                 }

@@ -1,0 +1,143 @@
+//! Flush tests: SYNC_FLUSH group commit, ASYNC_FLUSH progress, ENOSPC as a clean error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rmqc::store::mapped_file::MappedFile;
+use rmqc::store::message::{decode_record, property, MessageInner};
+use rmqc::store::{FlushDiskType, MessageStore, MessageStoreConfig, PutMessageStatus, StoreError};
+
+fn cfg(dir: &std::path::Path, t: FlushDiskType) -> MessageStoreConfig {
+    let mut c = MessageStoreConfig::with_root(dir);
+    c.mapped_file_size_commit_log = 256 * 1024;
+    c.mapped_file_size_consume_queue = 20 * 1000;
+    c.max_hash_slot_num = 64;
+    c.max_index_num = 2000;
+    c.flush_disk_type = t;
+    c.flush_interval_commit_log = 10;
+    c.flush_commit_log_thorough_interval = 50;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_flush_group_commit_with_many_concurrent_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MessageStore::open(cfg(dir.path(), FlushDiskType::SyncFlush)).unwrap());
+    let n = 400;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = MessageInner::new("Sync", i % 4, vec![i as u8; 300]);
+            let r = store.put_message(m).await;
+            assert_eq!(r.status, PutMessageStatus::PutOk);
+            let a = r.append.unwrap();
+            // acknowledged ⇒ flushed
+            assert!(store.commit_log_flushed_offset() >= a.end_offset());
+            a.end_offset()
+        }));
+    }
+    let mut max_end = 0;
+    for t in tasks {
+        max_end = max_end.max(t.await.unwrap());
+    }
+    assert_eq!(max_end, store.commit_log_max_offset());
+    let flushes = store.commit_log_flush_count();
+    println!("{n} concurrent SYNC_FLUSH puts used {flushes} flushes");
+    assert!(
+        flushes >= 1 && flushes < n as u64,
+        "puts must share flushes, got {flushes}"
+    );
+    // WAIT=false does not wait but still succeeds
+    let mut m = MessageInner::new("Sync", 0, Bytes::from_static(b"nowait"));
+    m.push_property(property::WAIT, "false");
+    assert_eq!(store.put_message(m).await.status, PutMessageStatus::PutOk);
+    store.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn async_flush_catches_up_and_checkpoint_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(cfg(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    let mut last_ts = 0;
+    for i in 0..50 {
+        let r = store
+            .put_message(MessageInner::new("Async", 0, vec![i as u8; 1000]))
+            .await;
+        last_ts = r.append.unwrap().store_timestamp;
+    }
+    let max = store.commit_log_max_offset();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.commit_log_flushed_offset() < max
+        || store.checkpoint().physic_msg_timestamp < last_ts
+    {
+        assert!(Instant::now() < deadline, "async flush did not catch up");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store.shutdown().unwrap();
+}
+
+/// Unmounts the tmpfs when dropped (also on panic).
+struct TmpfsMount(std::path::PathBuf);
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn full_disk_is_a_clean_error_not_sigbus() {
+    // SAFETY: trivial libc call.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipping full_disk_is_a_clean_error_not_sigbus: needs root to mount a tmpfs");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        println!("skipping full_disk_is_a_clean_error_not_sigbus: mount -t tmpfs failed");
+        return;
+    }
+    let _mount = TmpfsMount(dir.path().to_path_buf());
+
+    // A mapped file larger than the device fails at allocation and leaves nothing behind.
+    let big = dir.path().join("big");
+    match MappedFile::create(&big, 0, 4 << 20) {
+        Err(StoreError::NoSpace(p)) => assert_eq!(p, big),
+        other => panic!("expected NoSpace, got {other:?}"),
+    }
+    assert!(!big.exists());
+
+    let root = dir.path().join("store");
+    let mut c = cfg(&root, FlushDiskType::SyncFlush);
+    c.mapped_file_size_commit_log = 768 * 1024;
+    {
+        let store = MessageStore::open(c).unwrap();
+        let mut stored = Vec::new();
+        let mut failed = None;
+        for i in 0..400u32 {
+            let m = MessageInner::new("Full", 0, vec![i as u8; 10_000]);
+            let r = store.put_message(m).await;
+            match r.status {
+                PutMessageStatus::PutOk => stored.push((i, r.append.unwrap().wrote_offset)),
+                s => {
+                    failed = Some(s);
+                    break;
+                }
+            }
+        }
+        assert_eq!(failed, Some(PutMessageStatus::CreateMappedFileFailed));
+        assert!(stored.len() > 50);
+        for (i, off) in &stored {
+            let b = store.look_message_by_offset(*off).unwrap();
+            assert_eq!(decode_record(&b, true).unwrap().body[0], *i as u8);
+        }
+        store.shutdown().unwrap();
+    }
+}

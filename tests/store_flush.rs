@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rmqc::store::mapped_file::MappedFile;
 use rmqc::store::message::{decode_record, property, MessageInner};
-use rmqc::store::{FlushDiskType, MessageStore, MessageStoreConfig, PutMessageStatus, StoreError};
+use rmqc::store::{
+    FlushDiskType, FlushFault, MessageStore, MessageStoreConfig, PutMessageStatus, StoreError,
+};
 
 fn cfg(dir: &std::path::Path, t: FlushDiskType) -> MessageStoreConfig {
     let mut c = MessageStoreConfig::with_root(dir);
@@ -140,4 +142,62 @@ async fn full_disk_is_a_clean_error_not_sigbus() {
         }
         store.shutdown().unwrap();
     }
+}
+
+#[tokio::test]
+async fn sync_flush_timeout_and_poisoning_after_a_failed_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), FlushDiskType::SyncFlush);
+    c.sync_flush_timeout = 200;
+    let store = MessageStore::open(c.clone()).unwrap();
+    let ok = store
+        .put_message(MessageInner::new("P", 0, vec![1u8; 10]))
+        .await;
+    assert_eq!(ok.status, PutMessageStatus::PutOk);
+
+    store.set_flush_fault_for_tests(FlushFault::Stall);
+    let r = store
+        .put_message(MessageInner::new("P", 0, vec![2u8; 10]))
+        .await;
+    assert_eq!(r.status, PutMessageStatus::FlushDiskTimeout);
+    assert!(r.status.is_stored() && r.append.is_some());
+
+    store.set_flush_fault_for_tests(FlushFault::Fail);
+    let r = store
+        .put_message(MessageInner::new("P", 0, vec![3u8; 10]))
+        .await;
+    assert_eq!(r.status, PutMessageStatus::UnknownError);
+    assert!(store.is_poisoned());
+    assert!(!store.is_writeable());
+    let r = store
+        .put_message(MessageInner::new("P", 0, vec![4u8; 10]))
+        .await;
+    assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
+    assert!(r.append.is_none());
+    store.clear_running_flags(rmqc::store::running_flags::NOT_WRITEABLE);
+    assert!(!store.is_writeable(), "poisoning cannot be cleared");
+    // not a clean shutdown: the abort file stays, the next open recovers
+    let _ = store.shutdown();
+    drop(store);
+    assert!(dir.path().join("abort").exists());
+    let store = MessageStore::open(c).unwrap();
+    assert!(!store.last_exit_ok());
+    assert!(store.is_writeable());
+    assert_eq!(store.max_offset_in_queue("P", 0), 3);
+}
+
+#[tokio::test]
+async fn running_flags_gate_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(cfg(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
+    store.set_running_flags(rmqc::store::running_flags::DISK_FULL);
+    let r = store
+        .put_message(MessageInner::new("F", 0, vec![1u8; 10]))
+        .await;
+    assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
+    store.clear_running_flags(rmqc::store::running_flags::DISK_FULL);
+    let r = store
+        .put_message(MessageInner::new("F", 0, vec![1u8; 10]))
+        .await;
+    assert_eq!(r.status, PutMessageStatus::PutOk);
 }

@@ -265,6 +265,9 @@ pub struct IndexService {
     slots: u32,
     max_entries: u32,
     files: Mutex<Vec<IndexFile>>,
+    /// Files that filled up and still need an msync (done by [`IndexService::flush`], outside
+    /// the lock).
+    to_flush: Mutex<Vec<Arc<MappedFile>>>,
 }
 
 impl IndexService {
@@ -312,6 +315,7 @@ impl IndexService {
                 slots,
                 max_entries,
                 files: Mutex::new(files),
+                to_flush: Mutex::new(Vec::new()),
             },
             redispatch,
         ))
@@ -366,7 +370,7 @@ impl IndexService {
 
     fn new_file(&self, prev: Option<&IndexFile>) -> Result<IndexFile> {
         if let Some(p) = prev {
-            p.flush()?;
+            self.to_flush.lock().push(Arc::clone(&p.file));
         }
         let mut now = super::message::now_ms();
         loop {

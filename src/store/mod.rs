@@ -4,6 +4,7 @@
 //!
 //! Background work runs on three std threads owned by the store (commitlog flush, dispatcher
 //! "reput", logics flush); [`MessageStore::shutdown`] stops and joins them.
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod commitlog;
@@ -190,6 +191,20 @@ struct Shared {
     delay_levels: Vec<i64>,
     /// Number of commitlog flushes that advanced the flushed offset.
     flush_count: std::sync::atomic::AtomicU64,
+    /// Test-only fault injection for the commitlog flush (see [`FlushFault`]).
+    flush_fault: Mutex<FlushFault>,
+}
+
+/// Test-only fault injection for the commitlog flush.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushFault {
+    /// Normal operation.
+    None,
+    /// The next commitlog flush fails with EIO.
+    Fail,
+    /// Commitlog flushes are skipped (as if the disk hung).
+    Stall,
 }
 
 /// The message store facade.
@@ -318,6 +333,7 @@ impl MessageStore {
             dispatch_stalled_at: AtomicI64::new(-1),
             delay_levels,
             flush_count: std::sync::atomic::AtomicU64::new(0),
+            flush_fault: Mutex::new(FlushFault::None),
         });
         // Catch up synchronously so consume queues are complete when open() returns.
         while shared.do_reput() {}
@@ -887,6 +903,12 @@ impl MessageStore {
         result
     }
 
+    /// Injects a commitlog flush fault (tests only).
+    #[doc(hidden)]
+    pub fn set_flush_fault_for_tests(&self, fault: FlushFault) {
+        *self.shared.flush_fault.lock() = fault;
+    }
+
     /// Simulates a crash for tests: stops the threads without any final flush, checkpoint or
     /// abort-file removal, then releases the lock.
     #[doc(hidden)]
@@ -953,7 +975,16 @@ impl Shared {
         let ts = self.commitlog.last_store_timestamp();
         let max = self.commitlog.max_offset() as u64;
         let before = self.commitlog.flushed_where();
-        match self.commitlog.flush(least_pages) {
+        let fault = *self.flush_fault.lock();
+        let res = match fault {
+            FlushFault::None => self.commitlog.flush(least_pages),
+            FlushFault::Stall => return true,
+            FlushFault::Fail => Err(StoreError::Io {
+                path: self.config.commit_log_dir(),
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            }),
+        };
+        match res {
             Ok(flushed) => {
                 if flushed > before {
                     self.flush_count.fetch_add(1, Ordering::Relaxed);
@@ -975,12 +1006,15 @@ impl Shared {
         let interval = Duration::from_millis(self.config.flush_interval_commit_log.max(1));
         let thorough = Duration::from_millis(self.config.flush_commit_log_thorough_interval);
         let mut last_full = Instant::now();
+        // Requests not yet satisfied (e.g. the disk stalls): they stay here until their offset is
+        // flushed, the flush fails, or the waiter gave up (FLUSH_DISK_TIMEOUT).
+        let mut pending: Vec<FlushRequest> = Vec::new();
         loop {
             let stopping = self.stop_flush.load(Ordering::Acquire);
             if self.halt.load(Ordering::Acquire) {
                 return;
             }
-            let reqs = {
+            {
                 let mut g = self.flush_reqs.lock();
                 if !stopping && g.is_empty() {
                     let wait = if sync {
@@ -990,25 +1024,33 @@ impl Shared {
                     };
                     self.flush_cv.wait_for(&mut g, wait);
                 }
-                std::mem::take(&mut *g)
-            };
+                pending.append(&mut g);
+            }
             let least = if sync || stopping || last_full.elapsed() >= thorough {
                 last_full = Instant::now();
                 0
             } else {
                 self.config.flush_commit_log_least_pages
             };
-            let ok = self.flush_commitlog(least);
-            let flushed = self.commitlog.flushed_where();
-            for (off, tx) in reqs {
-                let _ = tx.send(ok && flushed >= off);
-            }
+            let mut ok = self.flush_commitlog(least);
             if stopping {
-                let ok = self.flush_commitlog(0);
-                let flushed = self.commitlog.flushed_where();
-                for (off, tx) in std::mem::take(&mut *self.flush_reqs.lock()) {
-                    let _ = tx.send(ok && flushed >= off);
+                ok = self.flush_commitlog(0) && ok;
+                pending.append(&mut self.flush_reqs.lock());
+            }
+            let flushed = self.commitlog.flushed_where();
+            let mut keep = Vec::with_capacity(pending.len());
+            for (off, tx) in pending.drain(..) {
+                if tx.is_closed() {
+                    continue;
                 }
+                if !ok || flushed >= off || stopping {
+                    let _ = tx.send(ok && flushed >= off);
+                } else {
+                    keep.push((off, tx));
+                }
+            }
+            pending = keep;
+            if stopping {
                 return;
             }
         }

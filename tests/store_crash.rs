@@ -365,3 +365,45 @@ async fn garbage_after_clean_end_is_cut_on_restart() {
     let a = store.put_message(crash_msg(11, 0)).await.append.unwrap();
     assert_eq!(a.wrote_offset, end);
 }
+
+#[tokio::test]
+async fn index_entries_beyond_a_cut_do_not_hide_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(async_cfg(dir.path())).unwrap();
+    let w = put_n(&store, 0, 20).await;
+    wait_dispatched(&store).await;
+    // wait until the index (and consume queues) are flushed and checkpointed past the last message
+    let last_ts = store.message_store_timestamp("CrashTopic", 0, 19).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.checkpoint().index_msg_timestamp < last_ts
+        || store.checkpoint().logics_msg_timestamp < last_ts
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoint not updated"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store.halt_for_tests();
+    drop(store);
+    // the commitlog loses messages 10.. (as if its pages never reached the disk)
+    let (_, phys, _, _) = w[10];
+    let (path, pos) = commitlog_file(dir.path(), phys);
+    let mut data = std::fs::read(&path).unwrap();
+    for b in &mut data[pos..] {
+        *b = 0;
+    }
+    std::fs::write(&path, &data).unwrap();
+    let store = MessageStore::open(async_cfg(dir.path())).unwrap();
+    assert_eq!(store.commit_log_max_offset(), phys);
+    let w2 = put_n(&store, 7000, 5).await;
+    wait_dispatched(&store).await;
+    for (i, _, _, _) in w[..10].iter().chain(&w2) {
+        let q = store.query_message("CrashTopic", &format!("key{i}"), 4, 0, i64::MAX);
+        assert_eq!(q.messages.len(), 1, "key{i} indexed");
+    }
+    for (i, _, _, _) in &w[10..] {
+        let q = store.query_message("CrashTopic", &format!("key{i}"), 4, 0, i64::MAX);
+        assert!(q.messages.is_empty(), "cut key{i} must not be found");
+    }
+}

@@ -321,6 +321,25 @@ impl IndexService {
         ))
     }
 
+    /// Deletes the newest files holding entries for records at or beyond commitlog offset `cut`
+    /// (recovery cut the commitlog there). Returns the lowest beginPhyOffset of a deleted file so
+    /// the caller can re-dispatch the records they also covered.
+    pub fn destroy_beyond(&self, cut: i64) -> Result<Option<i64>> {
+        let mut files = self.files.lock();
+        let mut lowest = None;
+        while let Some(f) = files.last() {
+            let h = f.header();
+            if h.index_count <= 1 || h.end_phy_offset < cut {
+                break;
+            }
+            tracing::warn!(path = %f.path().display(), cut, "index file points beyond the recovered commitlog end; rebuilding it");
+            f.destroy()?;
+            lowest = Some(h.begin_phy_offset);
+            files.pop();
+        }
+        Ok(lowest)
+    }
+
     /// endPhyOffset of the newest file with entries, if any.
     pub fn end_phy_offset(&self) -> Option<i64> {
         let files = self.files.lock();

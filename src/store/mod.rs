@@ -294,6 +294,7 @@ impl MessageStore {
             &config,
             &commitlog,
             &cqs,
+            &index,
             last_exit_ok,
             cp,
             index_redispatch,
@@ -354,9 +355,6 @@ impl MessageStore {
                 .insert(q.queue_id(), q.max_offset_in_queue());
         }
         shared.commitlog.set_queue_offset_table(table);
-        shared
-            .checkpoint
-            .set_physic_msg_timestamp(shared.checkpoint.get().physic_msg_timestamp);
 
         let store = MessageStore {
             shared,
@@ -373,6 +371,7 @@ impl MessageStore {
         config: &MessageStoreConfig,
         commitlog: &CommitLog,
         cqs: &consume_queue::ConsumeQueueTable,
+        index: &index::IndexService,
         last_exit_ok: bool,
         cp: CheckpointValues,
         index_redispatch: Option<i64>,
@@ -436,6 +435,15 @@ impl MessageStore {
         commitlog.truncate(end, !last_exit_ok)?;
         for q in cqs.all() {
             q.truncate_dirty(end as i64)?;
+        }
+        let mut start = start;
+        if let Some(b) = index.destroy_beyond(end as i64)? {
+            if (b.max(0) as u64) < start {
+                start = match commitlog.files().find(b.max(0) as u64) {
+                    Some(f) => f.from_offset(),
+                    None => commitlog.min_offset().max(0) as u64,
+                };
+            }
         }
         Ok(start as i64)
     }

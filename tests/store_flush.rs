@@ -201,3 +201,23 @@ async fn running_flags_gate_writes() {
         .await;
     assert_eq!(r.status, PutMessageStatus::PutOk);
 }
+
+#[test]
+fn zero_from_clears_the_tail_of_a_mapped_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("00000000000000000000");
+    let size = 64 * 1024;
+    let f = MappedFile::create(&path, 0, size).unwrap();
+    // SAFETY: test owns the only reference.
+    unsafe { f.slice_mut(0, size).fill(0xAB) };
+    f.set_wrote_pos(size);
+    f.flush(0).unwrap();
+    f.zero_from(5000).unwrap();
+    assert!(f.slice(0, 5000).iter().all(|b| *b == 0xAB));
+    assert!(f.slice(5000, size).iter().all(|b| *b == 0));
+    drop(f);
+    let on_disk = std::fs::read(&path).unwrap();
+    assert_eq!(on_disk.len(), size);
+    assert!(on_disk[..5000].iter().all(|b| *b == 0xAB));
+    assert!(on_disk[5000..].iter().all(|b| *b == 0));
+}

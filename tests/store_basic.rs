@@ -19,6 +19,7 @@ fn small_config(dir: &std::path::Path) -> MessageStoreConfig {
     c.mapped_file_size_consume_queue = 20 * 100;
     c.max_hash_slot_num = 64;
     c.max_index_num = 200;
+    c.max_msgs_num_batch = 1000;
     c.flush_interval_commit_log = 20;
     c.flush_interval_consume_queue = 50;
     c

@@ -48,6 +48,8 @@ pub struct MessageStoreConfig {
     pub max_index_num: u32,
     /// `defaultQueryMaxNum` (default 32).
     pub default_query_max_num: usize,
+    /// `maxMsgsNumBatch` (default 64): upper bound of a key query's result.
+    pub max_msgs_num_batch: usize,
     /// `autoMessageVersionOnTopicLen` (default true): v2 records for topics longer than 127.
     pub auto_message_version_on_topic_len: bool,
     /// `messageDelayLevel` (default `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`),
@@ -77,6 +79,7 @@ impl Default for MessageStoreConfig {
             max_hash_slot_num: 5_000_000,
             max_index_num: 20_000_000,
             default_query_max_num: 32,
+            max_msgs_num_batch: 64,
             auto_message_version_on_topic_len: true,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .to_string(),
@@ -138,6 +141,7 @@ impl MessageStoreConfig {
             "maxHashSlotNum" => self.max_hash_slot_num = num(key, v)?,
             "maxIndexNum" => self.max_index_num = num(key, v)?,
             "defaultQueryMaxNum" => self.default_query_max_num = num(key, v)?,
+            "maxMsgsNumBatch" => self.max_msgs_num_batch = num(key, v)?,
             "autoMessageVersionOnTopicLen" => {
                 self.auto_message_version_on_topic_len = boolean(key, v)?
             }

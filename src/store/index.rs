@@ -90,8 +90,16 @@ impl IndexFile {
             + max_entries as usize * INDEX_ENTRY_SIZE
     }
 
-    /// Creates a new file at `path` with indexCount = 1.
-    pub fn create(path: &Path, slots: u32, max_entries: u32) -> Result<IndexFile> {
+    /// Creates a new file at `path` with indexCount = 1. Like Apache, a file that follows another
+    /// starts with begin/end offsets and timestamps set to the previous file's end values
+    /// (`prev_end_phy`, `prev_end_ts`, when > 0); the first put then resets the begin values.
+    pub fn create(
+        path: &Path,
+        slots: u32,
+        max_entries: u32,
+        prev_end_phy: i64,
+        prev_end_ts: i64,
+    ) -> Result<IndexFile> {
         let file = MappedFile::create(path, 0, Self::file_size(slots, max_entries))?;
         let f = IndexFile {
             file,
@@ -101,8 +109,16 @@ impl IndexFile {
         let mut h = f.header();
         if h.index_count <= 0 {
             h.index_count = 1;
-            f.write_header(&h);
         }
+        if prev_end_phy > 0 {
+            h.begin_phy_offset = prev_end_phy;
+            h.end_phy_offset = prev_end_phy;
+        }
+        if prev_end_ts > 0 {
+            h.begin_timestamp = prev_end_ts;
+            h.end_timestamp = prev_end_ts;
+        }
+        f.write_header(&h);
         Ok(f)
     }
 
@@ -329,7 +345,7 @@ impl IndexService {
         let mut lowest = None;
         while let Some(f) = files.last() {
             let h = f.header();
-            if h.index_count <= 1 || h.end_phy_offset < cut {
+            if h.end_phy_offset < cut || (h.index_count <= 1 && h.end_phy_offset == 0) {
                 break;
             }
             tracing::warn!(path = %f.path().display(), cut, "index file points beyond the recovered commitlog end; rebuilding it");
@@ -361,7 +377,7 @@ impl IndexService {
             let h = last.header();
             // Apache's rule (`<`): the record at endPhyOffset may have had only some of its keys
             // written before the file filled up, so it is indexed again; queries de-duplicate.
-            if h.index_count > 1 && phy_offset < h.end_phy_offset {
+            if phy_offset < h.end_phy_offset {
                 return Ok(()); // already indexed (idempotent rebuild)
             }
         }
@@ -388,14 +404,17 @@ impl IndexService {
     }
 
     fn new_file(&self, prev: Option<&IndexFile>) -> Result<IndexFile> {
+        let (mut prev_phy, mut prev_ts) = (0, 0);
         if let Some(p) = prev {
             self.to_flush.lock().push(Arc::clone(&p.file));
+            let h = p.header();
+            (prev_phy, prev_ts) = (h.end_phy_offset, h.end_timestamp);
         }
         let mut now = super::message::now_ms();
         loop {
             let path = self.dir.join(time_millis_to_human_string(now));
             if !path.exists() {
-                return IndexFile::create(&path, self.slots, self.max_entries);
+                return IndexFile::create(&path, self.slots, self.max_entries, prev_phy, prev_ts);
             }
             now += 1;
         }
@@ -412,6 +431,9 @@ impl IndexService {
             }
             if f.is_time_matched(begin, end) {
                 f.select(&key, max, begin, end, &mut out);
+            }
+            if f.header().begin_timestamp < begin {
+                break; // older files hold only older entries
             }
         }
         let mut seen = std::collections::HashSet::new();

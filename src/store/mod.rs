@@ -774,7 +774,8 @@ impl MessageStore {
         self.shared.commitlog.read(phy, size)
     }
 
-    /// Messages whose UNIQ_KEY or one of whose KEYS equals `key`, stored within `[begin, end]` ms.
+    /// Messages whose UNIQ_KEY or one of whose KEYS equals `key`, stored within `[begin, end]` ms,
+    /// newest first, at most `max_num` (0 ⇒ `defaultQueryMaxNum`; capped at `maxMsgsNumBatch`).
     pub fn query_message(
         &self,
         topic: &str,
@@ -787,7 +788,8 @@ impl MessageStore {
             self.shared.config.default_query_max_num
         } else {
             max_num
-        };
+        }
+        .min(self.shared.config.max_msgs_num_batch.max(1));
         let offsets = self.shared.index.query(topic, key, max, begin, end);
         let (ts, phy) = self.shared.index.last_update();
         let mut out = QueryMessageResult {

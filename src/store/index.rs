@@ -26,6 +26,22 @@ pub fn index_key_hash(key: &str) -> i32 {
     }
 }
 
+/// [`index_key_hash`] of `topic#key` without building the string.
+pub fn index_key_hash_parts(topic: &str, key: &str) -> i32 {
+    let mut h: i32 = 0;
+    for part in [topic, "#", key] {
+        for u in part.encode_utf16() {
+            h = h.wrapping_mul(31).wrapping_add(u as i32);
+        }
+    }
+    let h = h.wrapping_abs();
+    if h < 0 {
+        0
+    } else {
+        h
+    }
+}
+
 /// `topic#key`.
 pub fn build_key(topic: &str, key: &str) -> String {
     let mut s = String::with_capacity(topic.len() + 1 + key.len());
@@ -181,6 +197,11 @@ impl IndexFile {
 
     /// Adds `key` (already `topic#key`) for the record at `phy_offset`. Returns false when full.
     pub fn put_key(&self, key: &str, phy_offset: i64, store_timestamp: i64) -> bool {
+        self.put_hash(index_key_hash(key), phy_offset, store_timestamp)
+    }
+
+    /// Adds an entry with a precomputed key hash ([`index_key_hash`]).
+    pub fn put_hash(&self, hash: i32, phy_offset: i64, store_timestamp: i64) -> bool {
         let mut h = self.header();
         if h.index_count <= 0 {
             h.index_count = 1;
@@ -188,7 +209,6 @@ impl IndexFile {
         if h.index_count as i64 >= self.max_entries as i64 {
             return false;
         }
-        let hash = index_key_hash(key);
         let slot = (hash as u32 % self.slots) as usize;
         let slot_pos = INDEX_HEADER_SIZE + slot * HASH_SLOT_SIZE;
         let mut slot_value = self.get_i32(slot_pos);
@@ -386,7 +406,7 @@ impl IndexService {
             .chain(keys.into_iter().flat_map(|k| k.split(' ')))
             .filter(|k| !k.is_empty());
         for k in all {
-            let key = build_key(topic, k);
+            let hash = index_key_hash_parts(topic, k);
             loop {
                 if files.last().is_none_or(|f| f.is_full()) {
                     let f = self.new_file(files.last())?;
@@ -395,7 +415,7 @@ impl IndexService {
                 let Some(f) = files.last() else {
                     return Err(StoreError::Corrupt("no index file".into()));
                 };
-                if f.put_key(&key, phy_offset, store_timestamp) {
+                if f.put_hash(hash, phy_offset, store_timestamp) {
                     break;
                 }
             }

@@ -164,6 +164,9 @@ pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
 
 type FlushRequest = (u64, oneshot::Sender<bool>);
 
+/// New max offsets per topic and queue collected during one dispatch round.
+type Arrivals = HashMap<String, HashMap<i32, i64>>;
+
 /// State shared with the background threads.
 struct Shared {
     config: MessageStoreConfig,
@@ -1134,7 +1137,7 @@ impl Shared {
     /// advanced.
     fn do_reput(&self) -> bool {
         let mut progressed = false;
-        let mut arrivals: HashMap<(String, i32), i64> = HashMap::new();
+        let mut arrivals: Arrivals = HashMap::new();
         loop {
             let reput = self.reput_from.load(Ordering::Acquire);
             let max = self.commitlog.max_offset();
@@ -1215,7 +1218,7 @@ impl Shared {
         progressed
     }
 
-    fn publish(&self, arrivals: &mut HashMap<(String, i32), i64>) {
+    fn publish(&self, arrivals: &mut Arrivals) {
         let reput = self.reput_from.load(Ordering::Acquire);
         self.dispatched_tx.send_replace(reput);
         if arrivals.is_empty() {
@@ -1223,11 +1226,13 @@ impl Shared {
         }
         let l = self.listener.read().clone();
         if let Some(l) = l {
-            for ((t, q), off) in arrivals.drain() {
-                l(&t, q, off);
+            for (t, qs) in arrivals.iter_mut() {
+                for (q, off) in qs.drain() {
+                    l(t, q, off);
+                }
             }
         } else {
-            arrivals.clear();
+            arrivals.values_mut().for_each(|m| m.clear());
         }
     }
 
@@ -1248,12 +1253,7 @@ impl Shared {
         message::tags_code(message::find_property(props, message::property::TAGS))
     }
 
-    fn dispatch(
-        &self,
-        v: &RecordView,
-        rec: &[u8],
-        arrivals: &mut HashMap<(String, i32), i64>,
-    ) -> Result<()> {
+    fn dispatch(&self, v: &RecordView, rec: &[u8], arrivals: &mut Arrivals) -> Result<()> {
         let topic = v.topic(rec);
         let props = v.properties(rec);
         let tran = sysflag::transaction_value(v.sys_flag);
@@ -1273,10 +1273,12 @@ impl Shared {
                     .fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
             })?;
             let max = cq.max_offset_in_queue();
-            match arrivals.get_mut(&(topic.to_string(), v.queue_id)) {
-                Some(m) => *m = max,
+            match arrivals.get_mut(topic) {
+                Some(m) => {
+                    m.insert(v.queue_id, max);
+                }
                 None => {
-                    arrivals.insert((topic.to_string(), v.queue_id), max);
+                    arrivals.insert(topic.to_string(), HashMap::from([(v.queue_id, max)]));
                 }
             }
         }

@@ -152,6 +152,11 @@ impl CommitLog {
         self.last_store_ts.load(Ordering::Acquire)
     }
 
+    /// Raises the newest store timestamp (used for raw appends, via the dispatcher).
+    pub fn note_store_timestamp(&self, ts: i64) {
+        self.last_store_ts.fetch_max(ts, Ordering::AcqRel);
+    }
+
     /// Replaces the topic-queue offset table (after recovery).
     pub fn set_queue_offset_table(&self, table: HashMap<String, HashMap<i32, i64>>) {
         self.put.lock().table = table;

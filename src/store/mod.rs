@@ -158,6 +158,24 @@ pub struct QueryMessageResult {
     pub index_last_update_phyoffset: i64,
 }
 
+/// Selects messages in [`MessageStore::get_message`]: first by the consume-queue tagsCode, then
+/// (for entries that pass) by the whole commitlog record (e.g. SQL92 property filters).
+/// Any `Fn(i64) -> bool` closure is a filter on the tagsCode alone.
+pub trait MessageFilter {
+    /// Match on the consume-queue tagsCode.
+    fn is_matched_by_consume_queue(&self, tags_code: i64) -> bool;
+    /// Match on the commitlog record (called only if the tagsCode matched).
+    fn is_matched_by_commit_log(&self, _record: &[u8]) -> bool {
+        true
+    }
+}
+
+impl<F: Fn(i64) -> bool> MessageFilter for F {
+    fn is_matched_by_consume_queue(&self, tags_code: i64) -> bool {
+        self(tags_code)
+    }
+}
+
 /// Callback for new messages: `(topic, queue_id, new max offset in queue)`. Called on the
 /// dispatcher thread; keep it short (e.g. push to a channel).
 pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
@@ -624,10 +642,13 @@ impl MessageStore {
         offset: i64,
         max_count: usize,
         max_bytes: usize,
-        filter: impl Fn(i64) -> bool,
+        filter: impl MessageFilter,
     ) -> Result<GetMessageResult> {
         if self.is_shutdown() {
             return Err(StoreError::ShutDown);
+        }
+        if self.running_flags() & running_flags::NOT_READABLE != 0 {
+            return Err(StoreError::NotReadable);
         }
         let mut r = GetMessageResult {
             status: GetMessageStatus::NoMatchedLogicQueue,
@@ -690,8 +711,9 @@ impl MessageStore {
                         if r.messages.is_empty() {
                             r.status = GetMessageStatus::MessageWasRemoving;
                         }
-                    } else if filter(e.tags_code) {
+                    } else if filter.is_matched_by_consume_queue(e.tags_code) {
                         match self.shared.commitlog.read(e.phys_offset, e.size as usize) {
+                            Some(b) if !filter.is_matched_by_commit_log(&b) => {}
                             Some(b) => {
                                 r.buffer_total_size += b.len();
                                 r.messages.push(b);
@@ -1298,6 +1320,9 @@ impl Shared {
         }
         self.last_dispatched_ts
             .store(v.store_timestamp, Ordering::Release);
+        // Raw (replicated) appends carry no store time of their own: the dispatched one feeds the
+        // checkpoint's physic timestamp (it trails the written data, so it is safe).
+        self.commitlog.note_store_timestamp(v.store_timestamp);
         Ok(())
     }
 }

@@ -1068,6 +1068,11 @@ impl Shared {
                 self.config.flush_commit_log_least_pages
             };
             let mut ok = self.flush_commitlog(least);
+            if !stopping {
+                if let Err(e) = self.commitlog.files().preallocate_next() {
+                    tracing::warn!(error = %e, "cannot preallocate the next commitlog file");
+                }
+            }
             if stopping {
                 ok = self.flush_commitlog(0) && ok;
                 pending.append(&mut self.flush_reqs.lock());

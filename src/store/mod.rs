@@ -1,9 +1,36 @@
 //! The message store: commitlog, consume queues, index, checkpoint, flush and dispatch services,
-//! recovery. Byte-compatible with Apache RocketMQ's store directory (see
-//! `/work/shared/spec/message-format.md`). The store knows nothing about networks.
+//! recovery. Byte-compatible with Apache RocketMQ's store directory (formats: the facts sheet
+//! `message-format.md`). The store knows nothing about networks.
 //!
-//! Background work runs on three std threads owned by the store (commitlog flush, dispatcher
-//! "reput", logics flush); [`MessageStore::shutdown`] stops and joins them.
+//! # Threads
+//! Three std threads are owned by the store and joined by [`MessageStore::shutdown`]:
+//! - `store-flush-commitlog`: ASYNC_FLUSH periodic flush (`flushIntervalCommitLog`, at least
+//!   `flushCommitLogLeastPages` pages, full flush every `flushCommitLogThoroughInterval`), or the
+//!   SYNC_FLUSH group commit (every waiting put since the last round shares one msync); it also
+//!   preallocates the next commitlog file.
+//! - `store-reput`: the dispatcher. It follows the commitlog (whatever wrote it: `put_message*` or
+//!   [`MessageStore::append_raw`]) and builds consume queues and the index, then publishes the
+//!   dispatched offset ([`MessageStore::subscribe_dispatched`]) and calls the arrival listener.
+//! - `store-flush-logics`: flushes consume queues and index files and writes the checkpoint every
+//!   `flushIntervalConsumeQueue`.
+//!
+//! No lock is held across an msync or an `.await`. A failed commitlog flush poisons the store:
+//! the waiting puts get UNKNOWN_ERROR, later puts SERVICE_NOT_AVAILABLE, shutdown keeps the abort
+//! file.
+//!
+//! # Recovery
+//! `abort` present at open ⇒ abnormal recovery, else normal.
+//! - Normal: start at the consume queues' max dispatched end offset and validate forward (falls
+//!   back to the start of that file if the position is not a record boundary).
+//! - Abnormal: walk back to the newest file whose first record's store time is ≤ the checkpoint's
+//!   `min(physic, logics) - 3 s` (file 0 if none, earlier if an index file had to be dropped),
+//!   validate every record forward (magic, lengths, PHYSICALOFFSET = position, body CRC when
+//!   `checkCRCOnRecover`).
+//!
+//! The commitlog is cut at the end of the last valid record (later files deleted; in abnormal
+//! recovery the cut tail is zeroed so stale records cannot come back), consume-queue entries
+//! beyond the cut are removed, index files reaching beyond it are dropped, and everything from
+//! the start offset is re-dispatched idempotently before `open` returns.
 #![warn(missing_docs)]
 
 pub mod checkpoint;

@@ -167,12 +167,16 @@ impl MappedFileQueue {
         Ok(f)
     }
 
-    /// Allocates the file that will follow the last one, so that rolling to it later does not
-    /// pay for `fallocate` + `mmap` under the caller's lock. No-op if already prepared or empty.
+    /// Allocates the file that will follow the last one once the last one is half full, so that
+    /// rolling to it later does not pay for `fallocate` + `mmap` under the caller's lock. No-op if
+    /// already prepared, empty, or the last file is less than half full.
     pub fn preallocate_next(&self) -> Result<()> {
         let Some(last) = self.last() else {
             return Ok(());
         };
+        if last.wrote_pos() < last.size() / 2 {
+            return Ok(());
+        }
         let from = last.from_offset() + self.file_size;
         if self
             .next

@@ -221,3 +221,28 @@ fn zero_from_clears_the_tail_of_a_mapped_file() {
     assert!(on_disk[..5000].iter().all(|b| *b == 0xAB));
     assert!(on_disk[5000..].iter().all(|b| *b == 0));
 }
+
+#[test]
+fn mapped_file_queue_preallocates_and_drops_the_next_file() {
+    use rmqc::store::mapped_file_queue::MappedFileQueue;
+    let dir = tempfile::tempdir().unwrap();
+    let q = MappedFileQueue::load(dir.path(), 8192).unwrap();
+    let f = q.last_or_create(0).unwrap();
+    q.preallocate_next().unwrap();
+    let next = dir.path().join("00000000000000008192");
+    assert!(!next.exists(), "not before the last file is half full");
+    f.set_wrote_pos(5000);
+    q.preallocate_next().unwrap();
+    assert!(next.exists());
+    assert_eq!(q.len(), 1, "prepared file is not part of the queue yet");
+    f.set_wrote_pos(8192);
+    let n = q.last_or_create(0).unwrap();
+    assert_eq!((n.from_offset(), q.len()), (8192, 2));
+    n.set_wrote_pos(8000);
+    q.preallocate_next().unwrap();
+    assert!(dir.path().join("00000000000000016384").exists());
+    q.truncate_dirty(100, false).unwrap();
+    assert_eq!(q.len(), 1);
+    assert!(!next.exists() && !dir.path().join("00000000000000016384").exists());
+    assert_eq!(q.max_offset(), 100);
+}

@@ -923,6 +923,20 @@ pub fn decode_batch_body(body: &Bytes) -> Result<Vec<BatchItem>, DecodeError> {
     Ok(out)
 }
 
+/// Turns decoded batch items into inner messages: topic, queue, sysflag, born time and hosts come
+/// from `template` (the request header), flag/body/properties from each item.
+pub fn batch_to_inner(template: &MessageInner, items: Vec<BatchItem>) -> Vec<MessageInner> {
+    items
+        .into_iter()
+        .map(|it| MessageInner {
+            flag: it.flag,
+            body: it.body,
+            properties: it.properties,
+            ..template.clone()
+        })
+        .collect()
+}
+
 /// Encodes a SEND_BATCH_MESSAGE body (the client side of [`decode_batch_body`]).
 pub fn encode_batch_body(items: &[BatchItem]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -1043,6 +1057,14 @@ mod tests {
         ];
         let enc = Bytes::from(encode_batch_body(&items));
         assert_eq!(decode_batch_body(&enc).unwrap(), items);
+        let t = MessageInner::new("T", 2, Bytes::new());
+        let inner = batch_to_inner(&t, decode_batch_body(&enc).unwrap());
+        assert_eq!(inner.len(), 2);
+        assert_eq!(
+            (inner[0].flag, &inner[0].body[..], inner[0].queue_id),
+            (1, &b"abc"[..], 2)
+        );
+        assert_eq!(inner[0].properties, "a\u{1}b\u{2}");
         assert!(decode_batch_body(&enc.slice(..enc.len() - 1)).is_err());
     }
 }

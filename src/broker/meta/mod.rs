@@ -139,10 +139,33 @@ pub struct BrokerMeta {
     pub store: Arc<dyn StoreView>,
 }
 
+/// Tunables of [`BrokerMeta`] that are JVM system properties in Apache.
+#[derive(Debug, Clone)]
+pub struct MetaOptions {
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`, ms (default 60 000).
+    pub lock_max_live_ms: i64,
+}
+
+impl Default for MetaOptions {
+    fn default() -> Self {
+        MetaOptions { lock_max_live_ms: RebalanceLockManager::from_system_property().max_live_ms() }
+    }
+}
+
 impl BrokerMeta {
     /// Loads the config files under `<store_root>/config/` (creating Apache's system topics and
     /// groups) and builds the client managers.
     pub fn load(store_root: &Path, config: BrokerConfig, store: Arc<dyn StoreView>) -> Result<Arc<Self>, MetaError> {
+        Self::load_with_options(store_root, config, store, MetaOptions::default())
+    }
+
+    /// [`BrokerMeta::load`] with explicit options.
+    pub fn load_with_options(
+        store_root: &Path,
+        config: BrokerConfig,
+        store: Arc<dyn StoreView>,
+        options: MetaOptions,
+    ) -> Result<Arc<Self>, MetaError> {
         let dir = store_root.join("config");
         std::fs::create_dir_all(&dir).map_err(|source| MetaError::Io { path: dir.clone(), source })?;
         let config = Arc::new(ArcSwap::from_pointee(config));
@@ -152,7 +175,7 @@ impl BrokerMeta {
         Ok(Arc::new(BrokerMeta {
             consumers: ConsumerManager::new(config.clone()),
             producers: ProducerManager::new(),
-            locks: RebalanceLockManager::from_system_property(),
+            locks: RebalanceLockManager::new(options.lock_max_live_ms),
             config,
             topics,
             offsets,

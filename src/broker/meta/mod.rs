@@ -4,6 +4,17 @@
 //! Config files live in `<storeRoot>/config/` in Apache's formats (spec: message-format.md §12):
 //! written atomically, the previous content kept as `<file>.bak`, read leniently (fastjson's bare
 //! integer keys) and, when the main file is missing, empty or unparsable, read from the `.bak`.
+//!
+//! Wiring a broker:
+//! 1. `let meta = BrokerMeta::load(store_root, config, store_view)?;`
+//! 2. `table.register_all(MetaProcessor::CODES, Arc::new(MetaProcessor::new(meta.clone())))` on the
+//!    broker's ports, with `meta.clone()` as the port's `ChannelEventListener` (closed connections
+//!    drop their consumers and producers).
+//! 3. Periodically: `meta.scan_expired_clients(now_millis())` (Apache: every 10 s) and
+//!    `meta.persist_all()` (Apache flushes offsets every 5 s); once more at shutdown, then
+//!    `meta.shutdown().await`.
+//! 4. `meta.topics.subscribe_changes()` wakes when topics change: re-register with the NameServers.
+//! 5. The send path uses `topics.create_topic_in_send_message_method` / `create_topic_in_send_back`.
 
 pub mod lock;
 pub mod offset;

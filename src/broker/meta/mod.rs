@@ -4,6 +4,17 @@
 //! Config files live in `<storeRoot>/config/` in Apache's formats (spec: message-format.md §12):
 //! written atomically, the previous content kept as `<file>.bak`, read leniently (fastjson's bare
 //! integer keys) and, when the main file is missing, empty or unparsable, read from the `.bak`.
+//!
+//! Wiring a broker:
+//! 1. `let meta = BrokerMeta::load(store_root, config, store_view)?;`
+//! 2. `table.register_all(MetaProcessor::CODES, Arc::new(MetaProcessor::new(meta.clone())))` on the
+//!    broker's ports, with `meta.clone()` as the port's `ChannelEventListener` (closed connections
+//!    drop their consumers and producers).
+//! 3. Periodically: `meta.scan_expired_clients(now_millis())` (Apache: every 10 s) and
+//!    `meta.persist_all()` (Apache flushes offsets every 5 s); once more at shutdown, then
+//!    `meta.shutdown().await`.
+//! 4. `meta.topics.subscribe_changes()` wakes when topics change: re-register with the NameServers.
+//! 5. The send path uses `topics.create_topic_in_send_message_method` / `create_topic_in_send_back`.
 
 pub mod lock;
 pub mod offset;
@@ -139,10 +150,33 @@ pub struct BrokerMeta {
     pub store: Arc<dyn StoreView>,
 }
 
+/// Tunables of [`BrokerMeta`] that are JVM system properties in Apache.
+#[derive(Debug, Clone)]
+pub struct MetaOptions {
+    /// `rocketmq.broker.rebalance.lockMaxLiveTime`, ms (default 60 000).
+    pub lock_max_live_ms: i64,
+}
+
+impl Default for MetaOptions {
+    fn default() -> Self {
+        MetaOptions { lock_max_live_ms: RebalanceLockManager::from_system_property().max_live_ms() }
+    }
+}
+
 impl BrokerMeta {
     /// Loads the config files under `<store_root>/config/` (creating Apache's system topics and
     /// groups) and builds the client managers.
     pub fn load(store_root: &Path, config: BrokerConfig, store: Arc<dyn StoreView>) -> Result<Arc<Self>, MetaError> {
+        Self::load_with_options(store_root, config, store, MetaOptions::default())
+    }
+
+    /// [`BrokerMeta::load`] with explicit options.
+    pub fn load_with_options(
+        store_root: &Path,
+        config: BrokerConfig,
+        store: Arc<dyn StoreView>,
+        options: MetaOptions,
+    ) -> Result<Arc<Self>, MetaError> {
         let dir = store_root.join("config");
         std::fs::create_dir_all(&dir).map_err(|source| MetaError::Io { path: dir.clone(), source })?;
         let config = Arc::new(ArcSwap::from_pointee(config));
@@ -152,7 +186,7 @@ impl BrokerMeta {
         Ok(Arc::new(BrokerMeta {
             consumers: ConsumerManager::new(config.clone()),
             producers: ProducerManager::new(),
-            locks: RebalanceLockManager::from_system_property(),
+            locks: RebalanceLockManager::new(options.lock_max_live_ms),
             config,
             topics,
             offsets,

@@ -1,4 +1,17 @@
 //! mqadmin's commands. They talk to NameServers, brokers and containers only over the wire.
+//!
+//! Each command is an async function returning the text to print; `src/bin/mqadmin.rs` only parses
+//! the command line and prints. Areas: [`route`] (NameServer look-ups), [`cluster`] (clusterList,
+//! brokerStatus, broker config), [`topic`], [`container`] (addBroker/removeBroker), [`message`]
+//! (send/consume/query), [`consumer`] (consumerProgress).
+
+pub mod cluster;
+pub mod consumer;
+pub mod container;
+pub mod json;
+pub mod message;
+pub mod route;
+pub mod topic;
 
 use std::time::Duration;
 
@@ -24,14 +37,51 @@ pub enum AdminError {
     /// The operator's input is wrong.
     #[error("{0}")]
     Usage(String),
+    /// A server answered something this tool cannot read.
+    #[error("bad answer from {addr}: {reason}")]
+    BadAnswer {
+        /// Who answered.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Some targets answered (`output`), others failed.
+    #[error("failed: {failed}")]
+    Partial {
+        /// What the targets that answered produced (printed before the error).
+        output: String,
+        /// Which targets failed and why.
+        failed: String,
+    },
+    /// Nothing matched (no broker, no message, ...).
+    #[error("{0}")]
+    NotFound(String),
 }
 
-/// Default timeout of admin requests (Apache uses 20 s for add/remove broker, 3 s for most others).
+/// Timeout of ADD_BROKER / REMOVE_BROKER (Apache: 20 s).
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Sends `req` to `addr` and returns the response if it is SUCCESS.
+/// Timeout of the other requests (Apache's `DefaultMQAdminExt` uses 5 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `req` to `addr` and returns the response if it is SUCCESS (timeout [`ADMIN_TIMEOUT`]).
 pub async fn call(client: &RemotingClient, addr: &str, req: RemotingCommand) -> Result<RemotingCommand, AdminError> {
-    let resp = client.invoke(addr, req, ADMIN_TIMEOUT).await?;
+    call_with(client, addr, req, ADMIN_TIMEOUT).await
+}
+
+/// Sends `req` to `addr` and returns the response if it is SUCCESS.
+pub async fn call_with(
+    client: &RemotingClient,
+    addr: &str,
+    req: RemotingCommand,
+    timeout: Duration,
+) -> Result<RemotingCommand, AdminError> {
+    let resp = client.invoke(addr, req, timeout).await?;
+    check(resp)
+}
+
+/// The response if it is SUCCESS, else [`AdminError::Refused`].
+pub fn check(resp: RemotingCommand) -> Result<RemotingCommand, AdminError> {
     if resp.code != response::SUCCESS {
         return Err(AdminError::Refused {
             code: resp.code,
@@ -44,7 +94,7 @@ pub async fn call(client: &RemotingClient, addr: &str, req: RemotingCommand) -> 
 
 /// GET_BROKER_CONFIG: the config of a broker (or of a container, on its admin port) as properties text.
 pub async fn get_broker_config(client: &RemotingClient, addr: &str) -> Result<String, AdminError> {
-    let resp = call(client, addr, RemotingCommand::request(request::GET_BROKER_CONFIG)).await?;
+    let resp = call_with(client, addr, RemotingCommand::request(request::GET_BROKER_CONFIG), DEFAULT_TIMEOUT).await?;
     Ok(String::from_utf8_lossy(&resp.body).into_owned())
 }
 
@@ -58,4 +108,103 @@ pub async fn update_broker_config(
     let body = crate::config::to_properties_text(&[(key, value.to_string())]);
     call(client, addr, RemotingCommand::request(request::UPDATE_BROKER_CONFIG).with_body(body)).await?;
     Ok(())
+}
+
+/// The connection state of one mqadmin run: the client and the NameServer list (`-n` or
+/// `NAMESRV_ADDR`).
+#[derive(Clone)]
+pub struct Admin {
+    /// The client every request goes through.
+    pub client: RemotingClient,
+    /// NameServer addresses, in the order given.
+    pub namesrv: Vec<String>,
+    /// Timeout of ordinary requests.
+    pub timeout: Duration,
+}
+
+impl Admin {
+    /// An admin context; `namesrv` is a `host:port;host:port` list (empty ⇒ commands that need a
+    /// NameServer fail with a usage error).
+    pub fn new(client: RemotingClient, namesrv: Option<&str>) -> Self {
+        Admin { client, namesrv: parse_namesrv_list(namesrv.unwrap_or("")), timeout: DEFAULT_TIMEOUT }
+    }
+
+    /// The NameServer list, or a usage error when none was given.
+    pub fn namesrvs(&self) -> Result<&[String], AdminError> {
+        if self.namesrv.is_empty() {
+            return Err(AdminError::Usage(
+                "no NameServer address: give -n host:port[;host:port] or set NAMESRV_ADDR".into(),
+            ));
+        }
+        Ok(&self.namesrv)
+    }
+
+    /// Sends `req` to `addr`; SUCCESS only.
+    pub async fn call(&self, addr: &str, req: RemotingCommand) -> Result<RemotingCommand, AdminError> {
+        call_with(&self.client, addr, req, self.timeout).await
+    }
+
+    /// Sends `req` to `addr` and returns whatever answer comes (transport errors only).
+    pub async fn invoke(&self, addr: &str, req: RemotingCommand) -> Result<RemotingCommand, AdminError> {
+        Ok(self.client.invoke(addr, req, self.timeout).await?)
+    }
+
+    /// Sends `req` to the NameServers in order until one answers; a refusal is returned as is
+    /// (it is the same on every NameServer), transport errors move on to the next one.
+    pub async fn call_namesrv(&self, req: RemotingCommand) -> Result<RemotingCommand, AdminError> {
+        let mut last = None;
+        for addr in self.namesrvs()? {
+            match self.client.invoke(addr, req.clone(), self.timeout).await {
+                Ok(resp) => return check(resp),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map(AdminError::Remoting).unwrap_or_else(|| AdminError::Usage("no NameServer address".into())))
+    }
+}
+
+/// Splits `host:port;host:port` (blank entries ignored).
+pub fn parse_namesrv_list(s: &str) -> Vec<String> {
+    s.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
+}
+
+/// Apache's `UtilAll.timeMillisToHumanString2`: local time `yyyy-MM-dd HH:mm:ss,SSS`.
+pub fn human_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let t: libc::time_t = secs as libc::time_t;
+    // SAFETY: `localtime_r` only writes the `tm` we own; a zeroed `tm` is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        return ms.to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        millis
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namesrv_list() {
+        assert_eq!(parse_namesrv_list(" a:1; ;b:2;"), vec!["a:1".to_string(), "b:2".to_string()]);
+        assert!(parse_namesrv_list("").is_empty());
+    }
+
+    #[test]
+    fn human_time_shape() {
+        let s = human_time(1_700_000_000_123);
+        assert_eq!(s.len(), 23, "{s}");
+        assert!(s.ends_with(",123"), "{s}");
+    }
 }

@@ -1,0 +1,222 @@
+//! clusterList, brokerStatus, and the cluster-wide forms of getBrokerConfig / updateBrokerConfig.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::route::{cluster_info, cluster_members};
+use super::{Admin, AdminError};
+use crate::namesrv::body::KvTable;
+use crate::remoting::codes::request;
+use crate::remoting::json::from_slice_lenient;
+use crate::remoting::RemotingCommand;
+
+/// Runtime-info keys that describe replication (shown in clusterList's `#Replication` column when any
+/// broker reports one of them).
+pub const REPLICATION_KEYS: &[&str] = &[
+    "masterAddr",
+    "haMasterAddr",
+    "slaveFallBehindMuch",
+    "haSlaveFallbehindMaster",
+    "replicaLagBytes",
+    "masterFlushOffset",
+    "inSyncSlaveNums",
+    "haConnectionNums",
+];
+
+/// GET_BROKER_RUNTIME_INFO (28): the broker's key/value table.
+pub async fn runtime_info(admin: &Admin, addr: &str) -> Result<BTreeMap<String, String>, AdminError> {
+    let resp = admin.call(addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO)).await?;
+    let kv: KvTable = from_slice_lenient(&resp.body)
+        .map_err(|e| AdminError::BadAnswer { addr: addr.to_string(), reason: format!("runtime info: {e}") })?;
+    Ok(kv.table)
+}
+
+/// `clusterList`: one line per registered broker, with its runtime figures.
+pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
+    let info = cluster_info(admin).await?;
+    let members = cluster_members(&info, None);
+    let mut rows = Vec::new();
+    let mut warnings = Vec::new();
+    for (cluster, names) in &info.cluster_addr_table {
+        for name in names {
+            let Some(bd) = info.broker_addr_table.get(name) else { continue };
+            for (id, addr) in &bd.broker_addrs {
+                let table = match runtime_info(admin, addr).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        warnings.push(format!("WARN: {addr}: {e}"));
+                        BTreeMap::new()
+                    }
+                };
+                rows.push((cluster.clone(), name.clone(), *id, addr.clone(), table));
+            }
+        }
+    }
+    let show_replication = rows.iter().any(|r| REPLICATION_KEYS.iter().any(|k| r.4.contains_key(*k)));
+    let mut out = String::new();
+    let header = format!(
+        "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}",
+        "#Cluster Name",
+        "#Broker Name",
+        "#BID",
+        "#Addr",
+        "#Version",
+        "#InTPS(LOAD)",
+        "#OutTPS(LOAD)",
+        "#PCWait(ms)",
+        "#Hour",
+        "#SPACE"
+    );
+    out.push_str(header.trim_end());
+    if show_replication {
+        out.push_str("  #Replication");
+    }
+    out.push('\n');
+    let now = crate::util::now_millis();
+    for (cluster, name, id, addr, t) in &rows {
+        let get = |k: &str| t.get(k).cloned().unwrap_or_default();
+        let first_f64 = |k: &str| {
+            t.get(k).and_then(|v| v.split_whitespace().next().and_then(|x| x.parse::<f64>().ok())).unwrap_or(0.0)
+        };
+        let hour = t
+            .get("earliestMessageTimeStamp")
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|ts| *ts > 0)
+            .map(|ts| (now - ts) as f64 / 3_600_000.0)
+            .unwrap_or(0.0);
+        let space = t.get("commitLogDiskRatio").and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let line = format!(
+            "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}",
+            cluster,
+            name,
+            id,
+            addr,
+            get("brokerVersionDesc"),
+            format!(
+                "{:9.2}({},{}ms)",
+                first_f64("putTps"),
+                get("sendThreadPoolQueueSize"),
+                get("sendThreadPoolQueueHeadWaitTimeMills")
+            ),
+            format!(
+                "{:9.2}({},{}ms)",
+                first_f64("getTransferedTps"),
+                get("pullThreadPoolQueueSize"),
+                get("pullThreadPoolQueueHeadWaitTimeMills")
+            ),
+            get("pageCacheLockTimeMills"),
+            format!("{hour:2.2}"),
+            format!("{space:.4}"),
+        );
+        out.push_str(line.trim_end());
+        if show_replication {
+            let rep: Vec<String> =
+                REPLICATION_KEYS.iter().filter_map(|k| t.get(*k).map(|v| format!("{k}={v}"))).collect();
+            let _ = write!(out, "  {}", if rep.is_empty() { "-".to_string() } else { rep.join(",") });
+        }
+        out.push('\n');
+    }
+    if members.is_empty() {
+        let _ = writeln!(out, "No broker is registered in the NameServer ({}).", admin.namesrv.join(";"));
+    }
+    for w in warnings {
+        out.push_str(&w);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Where a broker-level command goes: one address (`-b`) or every member of a cluster (`-c`).
+pub async fn target_addrs(
+    admin: &Admin,
+    broker_addr: Option<&str>,
+    cluster: Option<&str>,
+    masters_only: bool,
+) -> Result<Vec<String>, AdminError> {
+    match (broker_addr, cluster) {
+        (Some(b), _) => Ok(vec![b.trim().to_string()]),
+        (None, Some(c)) => {
+            let info = cluster_info(admin).await?;
+            if !info.cluster_addr_table.contains_key(c) {
+                return Err(AdminError::NotFound(format!("cluster {c} is not registered in the NameServer")));
+            }
+            let addrs: Vec<String> = cluster_members(&info, Some(c))
+                .into_iter()
+                .filter(|(_, id, _)| !masters_only || *id == 0)
+                .map(|(_, _, a)| a)
+                .collect();
+            if addrs.is_empty() {
+                return Err(AdminError::NotFound(format!("cluster {c} has no broker")));
+            }
+            Ok(addrs)
+        }
+        (None, None) => Err(AdminError::Usage("give a broker address (-b) or a cluster name (-c)".into())),
+    }
+}
+
+/// `brokerStatus`: the runtime info of one broker (`-b`) or of every broker of a cluster (`-c`),
+/// key/value lines sorted by key.
+pub async fn broker_status(
+    admin: &Admin,
+    broker_addr: Option<&str>,
+    cluster: Option<&str>,
+) -> Result<String, AdminError> {
+    let addrs = target_addrs(admin, broker_addr, cluster, false).await?;
+    let mut out = String::new();
+    if broker_addr.is_some() {
+        for (k, v) in runtime_info(admin, &addrs[0]).await? {
+            let _ = writeln!(out, "{k:<32}: {v}");
+        }
+        return Ok(out);
+    }
+    let mut failed = Vec::new();
+    for addr in &addrs {
+        match runtime_info(admin, addr).await {
+            Ok(t) => {
+                for (k, v) in t {
+                    let _ = writeln!(out, "{addr:<24} {k:<32}: {v}");
+                }
+            }
+            Err(e) => failed.push(format!("{addr}: {e}")),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(AdminError::Partial { output: out, failed: failed.join("; ") });
+    }
+    Ok(out)
+}
+
+/// `getBrokerConfig`: the config of one broker/container (`-b`) or of every broker of a cluster
+/// (`-c`), each under a `============addr============` line.
+pub async fn get_config(admin: &Admin, broker_addr: Option<&str>, cluster: Option<&str>) -> Result<String, AdminError> {
+    let addrs = target_addrs(admin, broker_addr, cluster, false).await?;
+    let mut out = String::new();
+    for addr in addrs {
+        let text = super::get_broker_config(&admin.client, &addr).await?;
+        let _ = writeln!(out, "============{addr}============");
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                let _ = writeln!(out, "{k:<50}=  {v}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `updateBrokerConfig`: sets `key=value` on one broker/container (`-b`) or on every broker of a
+/// cluster (`-c`).
+pub async fn update_config(
+    admin: &Admin,
+    broker_addr: Option<&str>,
+    cluster: Option<&str>,
+    key: &str,
+    value: &str,
+) -> Result<String, AdminError> {
+    let addrs = target_addrs(admin, broker_addr, cluster, false).await?;
+    let mut out = String::new();
+    for addr in addrs {
+        super::update_broker_config(&admin.client, &addr, key, value).await?;
+        let _ = writeln!(out, "update broker config success, {addr}");
+    }
+    Ok(out)
+}

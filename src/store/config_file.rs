@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::error::{io_err, Result};
+use super::error::{io_err, Result, StoreError};
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_os_string();
@@ -43,9 +43,14 @@ pub fn persist(path: &Path, content: &str) -> Result<()> {
     Ok(())
 }
 
-/// Serialises `value` as pretty JSON and [`persist`]s it.
+/// Serialises `value` as pretty JSON (tab indentation, like fastjson's pretty format) and
+/// [`persist`]s it.
 pub fn persist_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let s = serde_json::to_string_pretty(value)?;
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    value.serialize(&mut ser)?;
+    let s = String::from_utf8(buf).map_err(|e| StoreError::Corrupt(format!("non-UTF-8 JSON output: {e}")))?;
     persist(path, &s)
 }
 
@@ -156,6 +161,8 @@ mod tests {
     fn persist_keeps_bak_and_load_falls_back() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("config").join("delayOffset.json");
+        persist_json(&p, &HashMap::from([(1, 0)])).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\n\t\"1\": 0\n}");
         persist(&p, "{1:1}").unwrap();
         persist(&p, "{1:2}").unwrap();
         assert_eq!(std::fs::read_to_string(with_suffix(&p, ".bak")).unwrap(), "{1:1}");

@@ -43,6 +43,7 @@ pub async fn send(
 }
 
 /// Pulls with an explicit subscription; `suspend_ms` > 0 allows long polling.
+#[allow(clippy::too_many_arguments)]
 pub async fn pull(
     client: &RemotingClient,
     addr: &str,

@@ -258,6 +258,7 @@ impl Broker {
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        self.core.meta.shutdown().await;
         let core = self.core.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = core.meta.persist_all() {

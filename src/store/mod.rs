@@ -472,9 +472,16 @@ impl MessageStore {
 
     fn start_threads(&self) -> Result<()> {
         let mut threads = self.threads.lock();
+        // The threads log inside the span that opened the store (a broker's), so their lines are
+        // routed with the broker's own.
+        let span = tracing::Span::current();
         let spawn = |name: &str, f: fn(&Shared)| -> Result<JoinHandle<()>> {
             let s = Arc::clone(&self.shared);
-            std::thread::Builder::new().name(name.to_string()).spawn(move || f(&s)).map_err(io_err(Path::new(name)))
+            let span = span.clone();
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || span.in_scope(|| f(&s)))
+                .map_err(io_err(Path::new(name)))
         };
         threads.push(spawn("store-reput", Shared::reput_loop)?);
         threads.push(spawn("store-flush-commitlog", Shared::flush_loop)?);

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::core::BrokerCore;
 use super::send::SCHEDULE_TOPIC;
-use crate::remoting::fastjson;
+use crate::json;
 use crate::store::message::{self, decode_record, MessageInner};
 use crate::util::DataVersion;
 
@@ -36,11 +36,13 @@ impl ScheduleService {
     /// Loads `delayOffset.json` (falls back to `.bak`).
     pub fn load(core: Arc<BrokerCore>) -> Self {
         let path = core.store().config().store_path_root_dir.join("config").join("delayOffset.json");
-        let read = |p: &PathBuf| -> Option<BTreeMap<i32, i64>> {
-            let data = std::fs::read(p).ok().filter(|d| !d.is_empty())?;
-            fastjson::from_slice::<DelayOffsetFile>(&data).ok().map(|f| f.offset_table)
+        let offsets = match super::meta::load_config_file::<DelayOffsetFile>(&path) {
+            Ok(f) => f.map(|f| f.offset_table).unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "delay offsets unreadable; delivering delayed messages from the queue starts");
+                BTreeMap::new()
+            }
         };
-        let offsets = read(&path).or_else(|| read(&path.with_extension("json.bak"))).unwrap_or_default();
         ScheduleService { core, path, offsets: parking_lot::Mutex::new(offsets), version: Default::default() }
     }
 
@@ -51,20 +53,14 @@ impl ScheduleService {
 
     /// The body of GET_ALL_DELAY_OFFSET and the content of `delayOffset.json`.
     pub fn encode(&self) -> String {
-        let table = fastjson::bare_key_map(self.offsets.lock().iter());
+        let table = json::bare_key_map(self.offsets.lock().iter());
         format!("{{\"dataVersion\":{},\"offsetTable\":{}}}", self.version.lock().to_json(), table)
     }
 
     /// Writes `delayOffset.json` atomically, keeping the previous content as `.bak`.
     pub fn persist(&self) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if self.path.exists() {
-            let _ = std::fs::copy(&self.path, self.path.with_extension("json.bak"));
-        }
-        if let Err(e) = crate::config::write_atomically(&self.path, self.encode().as_bytes()) {
-            warn!(error = %e, path = %self.path.display(), "cannot persist delay offsets");
+        if let Err(e) = super::meta::persist_config_file(&self.path, &self.encode()) {
+            warn!(error = %e, "cannot persist delay offsets");
         }
     }
 

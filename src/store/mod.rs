@@ -36,7 +36,6 @@
 pub mod checkpoint;
 pub mod commitlog;
 pub mod config;
-pub mod config_file;
 pub mod consume_queue;
 pub mod error;
 pub mod index;

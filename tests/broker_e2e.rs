@@ -180,3 +180,75 @@ async fn container_held(client: &RemotingClient, broker: &str) -> i64 {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     v["table"]["pullHeldCount"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_retry_dlq_fast_port_and_binary_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let levels = "1s ".repeat(18);
+    let (bfile, bport) =
+        write_broker(dir.path(), "broker-d", &format!("maxMessageSize=65536\nmessageDelayLevel={}\n", levels.trim()));
+    let (conf, _cport, _ns) = write_container(dir.path(), &[&bfile]);
+    let container =
+        BrokerContainer::start(LoadedContainerConfig::load(&conf, None, None).unwrap(), false, None).await.unwrap();
+    let broker = format!("127.0.0.1:{bport}");
+    let fast = format!("127.0.0.1:{}", bport - 2);
+    let binary = RemotingClient::new(rmqc::remoting::ClientConfig {
+        serialize_type: rmqc::remoting::SerializeType::RocketMq,
+        ..Default::default()
+    });
+    let client = RemotingClient::default();
+
+    // The fast port and ROCKETMQ binary headers serve the same processors.
+    let r = send(&binary, &fast, "DelayTopic", 0, b"now", &[("TAGS", "t")]).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(r.serialize_type, rmqc::remoting::SerializeType::RocketMq);
+    let r = pull(&binary, &fast, "dg", "DelayTopic", 0, 0, "*", 0).await;
+    assert_eq!(decode_records(&r.body, true).len(), 1);
+
+    // A delayed message (level 2 = 1 s here) is not visible at once, then arrives in its topic.
+    let sent_at = Instant::now();
+    let r = send(&client, &broker, "DelayTopic", 0, b"later", &[("DELAY", "2")]).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let r = pull(&client, &broker, "dg", "DelayTopic", 0, 1, "*", 0).await;
+    assert_eq!(r.code, response::PULL_NOT_FOUND, "not delivered yet");
+    let r = pull(&client, &broker, "dg", "DelayTopic", 0, 1, "*", 10_000).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let m = &decode_records(&r.body, true)[0];
+    assert_eq!(&m.body[..], b"later");
+    assert_eq!(m.properties.get("REAL_TOPIC").map(String::as_str), None, "REAL_TOPIC is removed on delivery");
+    assert!(sent_at.elapsed() >= Duration::from_millis(900), "delivered after about 1 s, not at once");
+
+    // A consumer that fails sends the message back: it reappears in %RETRY%dg with its origin.
+    let send_back = |offset: i64, delay: i32| {
+        RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK)
+            .with_ext("offset", offset.to_string())
+            .with_ext("group", "dg")
+            .with_ext("delayLevel", delay.to_string())
+            .with_ext("maxReconsumeTimes", "2")
+    };
+    let r = client.invoke(&broker, send_back(m.commit_log_offset, 1), T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let r = pull(&client, &broker, "dg", "%RETRY%dg", 0, 0, "*", 10_000).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let retry = &decode_records(&r.body, true)[0];
+    assert_eq!(&retry.body[..], b"later");
+    assert_eq!(retry.reconsume_times, 1);
+    assert_eq!(retry.properties.get("RETRY_TOPIC").map(String::as_str), Some("DelayTopic"));
+    // Past maxReconsumeTimes the message goes to the dead-letter topic.
+    let r = client.invoke(&broker, send_back(retry.commit_log_offset, 1), T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS);
+    let r = pull(&client, &broker, "dg", "%RETRY%dg", 0, 1, "*", 10_000).await;
+    let retry2 = &decode_records(&r.body, true)[0];
+    assert_eq!(retry2.reconsume_times, 2);
+    let r = client.invoke(&broker, send_back(retry2.commit_log_offset, 1), T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS);
+    let r = pull(&client, &broker, "dg", "%DLQ%dg", 0, 0, "*", 0).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let dead = &decode_records(&r.body, true)[0];
+    assert_eq!(&dead.body[..], b"later");
+    assert_eq!(dead.reconsume_times, 3);
+
+    client.shutdown().await;
+    binary.shutdown().await;
+    container.shutdown().await;
+}

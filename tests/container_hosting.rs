@@ -143,6 +143,29 @@ async fn add_remove_logs_leaks_and_restart() {
     let r = admin(&client, &caddr, remove_req("nope")).await;
     assert_eq!(r.code, response::BROKER_NOT_EXIST, "{:?}", r.remark);
 
+    // The add was persisted: a restart would host broker-c too.
+    let file = std::fs::read_to_string(&conf).unwrap();
+    assert!(file.contains("broker-c.conf"), "brokerConfigPaths rewritten:\n{file}");
+
+    // A failed add (its port is taken) leaves nothing behind: no port, no registration, no open file.
+    let proc_ = Proc { pid: child.0.as_ref().unwrap().id() };
+    let (fx, px) = write_broker(d, "broker-x");
+    let fds_before = proc_.fds();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", px)).unwrap();
+    let r = admin(&client, &caddr, add_req(&d.join(&fx))).await;
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(r.remark.as_deref().unwrap_or("").contains(&px.to_string()), "the remark names the port: {:?}", r.remark);
+    drop(squatter);
+    assert!(!port_open(px - 2), "the fast port of the failed broker is not left bound");
+    assert!(!cluster_has(&client, &ns, "broker-x").await, "the failed broker is not registered");
+    assert_eq!(proc_.fds(), fds_before, "no file left open by the failed add");
+    assert!(!std::fs::read_to_string(&conf).unwrap().contains("broker-x"), "a failed add is not persisted");
+    // With the port free the same file adds fine (its store lock was released), then goes again.
+    let r = admin(&client, &caddr, add_req(&d.join(&fx))).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let r = admin(&client, &caddr, remove_req("broker-x")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+
     // Remove broker-c while a producer keeps sending to a and b: not a single failed send.
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
@@ -189,7 +212,6 @@ async fn add_remove_logs_leaks_and_restart() {
     assert!(own_c.contains("shut down"), "the removal is logged in broker-c's own file");
 
     // 50 add/remove cycles: descriptors, threads and resident memory stay flat.
-    let proc_ = Proc { pid: child.0.as_ref().unwrap().id() };
     let cycle = |client: RemotingClient| {
         let caddr = caddr.clone();
         let path = d.join("broker-c.conf");

@@ -241,9 +241,16 @@ impl ContainerProcessor {
                 format!("{identity} has already been added to current broker container"),
             ));
         }
-        let broker = Broker::start(plan, self.shared.env.clone())
-            .await
-            .map_err(|e| (response::SYSTEM_ERROR, format!("start broker failed: {e}")))?;
+        let broker = match Broker::start(plan, self.shared.env.clone()).await {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing of a failed broker stays open, its log files included.
+                if let Some(r) = &self.shared.router {
+                    r.close(&identity.to_string());
+                }
+                return Err((response::SYSTEM_ERROR, format!("start broker failed: {e}")));
+            }
+        };
         info!(broker = %identity, path = %path.display(), ports = ?broker.ports(), "broker added");
         brokers.push((path.display().to_string(), broker));
         let paths: Vec<String> = brokers.iter().map(|(p, _)| p.clone()).collect();

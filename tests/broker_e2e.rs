@@ -252,3 +252,54 @@ async fn delay_retry_dlq_fast_port_and_binary_headers() {
     binary.shutdown().await;
     container.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_removal_waits_for_consumers_to_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bfile, bport) = write_broker(dir.path(), "broker-r", "maxMessageSize=65536\n");
+    let (conf, cport, _ns) = write_container(dir.path(), &[&bfile]);
+    let container =
+        BrokerContainer::start(LoadedContainerConfig::load(&conf, None, None).unwrap(), false, None).await.unwrap();
+    let client = RemotingClient::default();
+    let (broker, caddr) = (format!("127.0.0.1:{bport}"), format!("127.0.0.1:{cport}"));
+    for i in 0..3 {
+        assert_eq!(
+            send(&client, &broker, "DrainTopic", 0, format!("{i}").as_bytes(), &[]).await.code,
+            response::SUCCESS
+        );
+    }
+    let commit = |offset: i64| {
+        RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", "dg")
+            .with_ext("topic", "DrainTopic")
+            .with_ext("queueId", "0")
+            .with_ext("commitOffset", offset.to_string())
+    };
+    let remove = || {
+        RemotingCommand::request(request::REMOVE_BROKER)
+            .with_ext("brokerClusterName", "TestCluster")
+            .with_ext("brokerName", "broker-r")
+            .with_ext("brokerId", "0")
+            .with_ext("drain", "true")
+            .with_ext("drainTimeoutMillis", "300")
+    };
+    // A consumer of group dg reads (creating the group) and commits offset 1.
+    assert_eq!(pull(&client, &broker, "dg", "DrainTopic", 0, 0, "*", 0).await.code, response::SUCCESS);
+    assert_eq!(client.invoke(&broker, commit(1), T).await.unwrap().code, response::SUCCESS);
+    // Behind by 2: the drain times out, the broker stays hosted and refuses writes.
+    let r = client.invoke(&caddr, remove(), T).await.unwrap();
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    let remark = r.remark.unwrap_or_default();
+    assert!(remark.contains("dg behind by 2") && remark.contains("read-only"), "{remark}");
+    let r = send(&client, &broker, "DrainTopic", 0, b"late", &[]).await;
+    assert_eq!(r.code, response::NO_PERMISSION, "a draining broker refuses writes: {:?}", r.remark);
+    let r = pull(&client, &broker, "dg", "DrainTopic", 0, 1, "*", 0).await;
+    assert_eq!(decode_records(&r.body, true).len(), 2, "and keeps serving reads");
+    // Caught up: the drain completes and the broker is removed.
+    assert_eq!(client.invoke(&broker, commit(3), T).await.unwrap().code, response::SUCCESS);
+    let r = client.invoke(&caddr, remove(), T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert!(client.invoke(&broker, commit(3), Duration::from_millis(500)).await.is_err(), "the broker is gone");
+    client.shutdown().await;
+    container.shutdown().await;
+}

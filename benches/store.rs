@@ -17,18 +17,12 @@ fn config(dir: &std::path::Path) -> MessageStoreConfig {
 
 fn message(size: usize, i: u64) -> MessageInner {
     let mut m = MessageInner::new("BenchTopic", (i % 8) as i32, vec![b'x'; size]);
-    m.set_properties([
-        (property::UNIQ_KEY, format!("7F000001{i:024X}")),
-        (property::TAGS, "TagA".to_string()),
-    ]);
+    m.set_properties([(property::UNIQ_KEY, format!("7F000001{i:024X}")), (property::TAGS, "TagA".to_string())]);
     m
 }
 
 fn bench_append(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut g = c.benchmark_group("append");
     g.measurement_time(Duration::from_secs(3));
     g.warm_up_time(Duration::from_millis(500));
@@ -71,10 +65,7 @@ fn bench_append(c: &mut Criterion) {
 }
 
 fn bench_read(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     let n = 100_000u64;
@@ -94,9 +85,7 @@ fn bench_read(c: &mut Criterion) {
     let mut off = 0i64;
     g.bench_function("range32_1KiB", |b| {
         b.iter(|| {
-            let r = store
-                .get_message("BenchTopic", 0, off, 32, 1 << 20, |_| true)
-                .unwrap();
+            let r = store.get_message("BenchTopic", 0, off, 32, 1 << 20, |_| true).unwrap();
             assert_eq!(r.messages.len(), 32);
             off = (off + 32) % (n as i64 - 32);
         })

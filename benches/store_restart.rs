@@ -23,14 +23,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return;
     }
-    let mb: u64 = std::env::var("RESTART_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mb: u64 = std::env::var("RESTART_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
     let t = Instant::now();
@@ -43,12 +37,7 @@ fn main() {
         i += 1;
     }
     let written = store.commit_log_max_offset();
-    println!(
-        "wrote {} messages, {:.1} MiB commitlog in {:.2?}",
-        i,
-        written as f64 / 1048576.0,
-        t.elapsed()
-    );
+    println!("wrote {} messages, {:.1} MiB commitlog in {:.2?}", i, written as f64 / 1048576.0, t.elapsed());
     let t = Instant::now();
     store.shutdown().unwrap();
     drop(store);

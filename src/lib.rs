@@ -3,6 +3,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod container;
+pub mod json;
 pub mod logging;
 pub mod namesrv;
 pub mod remoting;

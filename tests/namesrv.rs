@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use rmqc::json;
 use rmqc::namesrv::body::{
     ClusterInfo, DataVersion, GetBrokerMemberGroupResponseBody, KvTable, QueueData, RegisterBrokerBody, TopicConfig,
     TopicList, TopicRouteData,
@@ -12,9 +13,7 @@ use rmqc::namesrv::body::{
 use rmqc::namesrv::header::*;
 use rmqc::namesrv::{NameServer, NamesrvConfig};
 use rmqc::remoting::codes::{request, response};
-use rmqc::remoting::{
-    json, ClientConfig, RemotingClient, RemotingCommand, RemotingServer, SerializeType, ServerConfig,
-};
+use rmqc::remoting::{ClientConfig, RemotingClient, RemotingCommand, RemotingServer, SerializeType, ServerConfig};
 
 const T: Duration = Duration::from_secs(5);
 

@@ -15,6 +15,7 @@ fn small_config(dir: &std::path::Path) -> MessageStoreConfig {
     c.mapped_file_size_consume_queue = 20 * 100;
     c.max_hash_slot_num = 64;
     c.max_index_num = 200;
+    c.max_msgs_num_batch = 1000;
     c.flush_interval_commit_log = 20;
     c.flush_interval_consume_queue = 50;
     c
@@ -311,4 +312,32 @@ fn mappings_under(dir: &std::path::Path) -> usize {
     let dir = dir.canonicalize().unwrap();
     let dir = dir.to_str().unwrap();
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().filter(|l| l.contains(dir)).count()
+}
+
+/// A filter that matches tags by code and then requires an even body length in the record.
+struct EvenBody;
+impl rmqc::store::MessageFilter for EvenBody {
+    fn is_matched_by_consume_queue(&self, _tags_code: i64) -> bool {
+        true
+    }
+    fn is_matched_by_commit_log(&self, record: &[u8]) -> bool {
+        let b = Bytes::copy_from_slice(record);
+        decode_record(&b, false).unwrap().body.len() % 2 == 0
+    }
+}
+
+#[tokio::test]
+async fn commit_log_level_filter_and_not_readable_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path())).unwrap();
+    for i in 0..10 {
+        store.put_message(msg("T", 0, i)).await;
+    }
+    wait_dispatched(&store).await;
+    let r = store.get_message("T", 0, 0, 32, 1 << 20, EvenBody).unwrap();
+    let want = (0..10).filter(|i| body(*i).len() % 2 == 0).count();
+    assert_eq!(r.messages.len(), want);
+    assert!(want > 0 && want < 10);
+    store.set_running_flags(rmqc::store::running_flags::NOT_READABLE);
+    assert!(matches!(store.get_message("T", 0, 0, 32, 1 << 20, |_| true), Err(StoreError::NotReadable)));
 }

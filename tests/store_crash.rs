@@ -8,9 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rmqc::store::message::{check_record, decode_record, property, MessageInner, RecordCheck};
-use rmqc::store::{
-    FlushDiskType, GetMessageStatus, MessageStore, MessageStoreConfig, PutMessageStatus,
-};
+use rmqc::store::{FlushDiskType, GetMessageStatus, MessageStore, MessageStoreConfig, PutMessageStatus};
 
 const CHILD_ENV: &str = "RMQC_STORE_CRASH_CHILD_DIR";
 const FILE_SIZE: u64 = 64 * 1024;
@@ -34,10 +32,7 @@ fn body(i: u64) -> Vec<u8> {
 
 fn crash_msg(i: u64, q: i32) -> MessageInner {
     let mut m = MessageInner::new("CrashTopic", q, body(i));
-    m.set_properties([
-        (property::KEYS, format!("key{i}")),
-        (property::UNIQ_KEY, format!("U{i:016}")),
-    ]);
+    m.set_properties([(property::KEYS, format!("key{i}")), (property::UNIQ_KEY, format!("U{i:016}"))]);
     m
 }
 
@@ -47,11 +42,7 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return; // normal test run: nothing to do
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         let store = std::sync::Arc::new(MessageStore::open(cfg(Path::new(&dir))).unwrap());
         let mut tasks = Vec::new();
@@ -67,12 +58,7 @@ fn crash_child() {
                     }
                     let a = r.append.unwrap();
                     let mut out = std::io::stdout().lock();
-                    writeln!(
-                        out,
-                        "ACK {i} {w} {} {} {}",
-                        a.wrote_offset, a.logics_offset, a.wrote_bytes
-                    )
-                    .unwrap();
+                    writeln!(out, "ACK {i} {w} {} {} {}", a.wrote_offset, a.logics_offset, a.wrote_bytes).unwrap();
                     out.flush().unwrap();
                 }
             }));
@@ -132,20 +118,13 @@ fn run_child_and_kill(dir: &Path, acks_wanted: usize) -> Vec<Ack> {
     let _ = child.wait();
     let _ = done_tx.send(());
     watchdog.join().unwrap();
-    assert!(
-        acks.len() >= acks_wanted,
-        "child died early after {} acks",
-        acks.len()
-    );
+    assert!(acks.len() >= acks_wanted, "child died early after {} acks", acks.len());
     acks
 }
 
 fn commitlog_file(dir: &Path, phys: i64) -> (PathBuf, usize) {
     let start = phys as u64 / FILE_SIZE * FILE_SIZE;
-    (
-        dir.join("commitlog").join(format!("{start:020}")),
-        (phys as u64 - start) as usize,
-    )
+    (dir.join("commitlog").join(format!("{start:020}")), (phys as u64 - start) as usize)
 }
 
 /// Checks the reopened store: acked messages intact (except `lost`), queues consistent, nothing torn.
@@ -153,27 +132,15 @@ fn verify(store: &MessageStore, acks: &[Ack], lost: Option<Ack>) {
     assert!(!store.last_exit_ok(), "abort file must mark the crash");
     for a in acks {
         if lost.is_some_and(|l| l.i == a.i) {
-            assert!(
-                store.look_message_by_offset(a.phys).is_none(),
-                "corrupt record served"
-            );
+            assert!(store.look_message_by_offset(a.phys).is_none(), "corrupt record served");
             continue;
         }
-        let b = store
-            .look_message_by_offset(a.phys)
-            .expect("acked message present");
+        let b = store.look_message_by_offset(a.phys).expect("acked message present");
         assert_eq!(b.len(), a.size);
         let m = decode_record(&b, true).unwrap();
-        assert_eq!(
-            &m.body[..],
-            &body(a.i)[..],
-            "acked message {} byte-identical",
-            a.i
-        );
+        assert_eq!(&m.body[..], &body(a.i)[..], "acked message {} byte-identical", a.i);
         assert_eq!((m.queue_id, m.queue_offset), (a.queue, a.qoff));
-        let r = store
-            .get_message("CrashTopic", a.queue, a.qoff, 1, 1 << 20, |_| true)
-            .unwrap();
+        let r = store.get_message("CrashTopic", a.queue, a.qoff, 1, 1 << 20, |_| true).unwrap();
         assert_eq!(r.status, GetMessageStatus::Found);
         assert_eq!(r.messages[0], b);
         let q = store.query_message("CrashTopic", &format!("key{}", a.i), 4, 0, i64::MAX);
@@ -182,15 +149,10 @@ fn verify(store: &MessageStore, acks: &[Ack], lost: Option<Ack>) {
     let max = store.commit_log_max_offset();
     // Every consume queue entry points at a valid record with the right queue offset.
     for q in 0..WRITERS as i32 {
-        let (min_q, max_q) = (
-            store.min_offset_in_queue("CrashTopic", q),
-            store.max_offset_in_queue("CrashTopic", q),
-        );
+        let (min_q, max_q) = (store.min_offset_in_queue("CrashTopic", q), store.max_offset_in_queue("CrashTopic", q));
         let mut off = min_q;
         while off < max_q {
-            let r = store
-                .get_message("CrashTopic", q, off, 64, 1 << 24, |_| true)
-                .unwrap();
+            let r = store.get_message("CrashTopic", q, off, 64, 1 << 24, |_| true).unwrap();
             assert_eq!(r.status, GetMessageStatus::Found);
             for (b, qo) in r.messages.iter().zip(&r.queue_offsets) {
                 let m = decode_record(b, true).expect("consume queue points at a valid record");
@@ -279,10 +241,7 @@ async fn put_n(store: &MessageStore, from: u64, n: u64) -> Vec<(u64, i64, i64, u
 async fn wait_dispatched(store: &MessageStore) {
     let target = store.commit_log_max_offset();
     let mut rx = store.subscribe_dispatched();
-    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v >= target))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| *v >= target)).await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -337,9 +296,7 @@ async fn clean_restart_rebuilds_deleted_consume_queues() {
     assert!(store.last_exit_ok());
     assert_eq!(store.max_offset_in_queue("CrashTopic", 0), 200);
     for (i, phys, qoff, _) in &w {
-        let r = store
-            .get_message("CrashTopic", 0, *qoff, 1, 1 << 20, |_| true)
-            .unwrap();
+        let r = store.get_message("CrashTopic", 0, *qoff, 1, 1 << 20, |_| true).unwrap();
         let m = decode_record(&r.messages[0], true).unwrap();
         assert_eq!((m.commit_log_offset, &m.body[..]), (*phys, &body(*i)[..]));
     }
@@ -375,13 +332,8 @@ async fn index_entries_beyond_a_cut_do_not_hide_new_messages() {
     // wait until the index (and consume queues) are flushed and checkpointed past the last message
     let last_ts = store.message_store_timestamp("CrashTopic", 0, 19).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while store.checkpoint().index_msg_timestamp < last_ts
-        || store.checkpoint().logics_msg_timestamp < last_ts
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "checkpoint not updated"
-        );
+    while store.checkpoint().index_msg_timestamp < last_ts || store.checkpoint().logics_msg_timestamp < last_ts {
+        assert!(std::time::Instant::now() < deadline, "checkpoint not updated");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     store.halt_for_tests();

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rmqc::store::mapped_file::MappedFile;
 use rmqc::store::message::{decode_record, property, MessageInner};
-use rmqc::store::{
-    FlushDiskType, FlushFault, MessageStore, MessageStoreConfig, PutMessageStatus, StoreError,
-};
+use rmqc::store::{FlushDiskType, FlushFault, MessageStore, MessageStoreConfig, PutMessageStatus, StoreError};
 
 fn cfg(dir: &std::path::Path, t: FlushDiskType) -> MessageStoreConfig {
     let mut c = MessageStoreConfig::with_root(dir);
@@ -47,10 +45,7 @@ async fn sync_flush_group_commit_with_many_concurrent_puts() {
     assert_eq!(max_end, store.commit_log_max_offset());
     let flushes = store.commit_log_flush_count();
     println!("{n} concurrent SYNC_FLUSH puts used {flushes} flushes");
-    assert!(
-        flushes >= 1 && flushes < n as u64,
-        "puts must share flushes, got {flushes}"
-    );
+    assert!(flushes >= 1 && flushes < n as u64, "puts must share flushes, got {flushes}");
     // WAIT=false does not wait but still succeeds
     let mut m = MessageInner::new("Sync", 0, Bytes::from_static(b"nowait"));
     m.push_property(property::WAIT, "false");
@@ -64,16 +59,12 @@ async fn async_flush_catches_up_and_checkpoint_follows() {
     let store = MessageStore::open(cfg(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
     let mut last_ts = 0;
     for i in 0..50 {
-        let r = store
-            .put_message(MessageInner::new("Async", 0, vec![i as u8; 1000]))
-            .await;
+        let r = store.put_message(MessageInner::new("Async", 0, vec![i as u8; 1000])).await;
         last_ts = r.append.unwrap().store_timestamp;
     }
     let max = store.commit_log_max_offset();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while store.commit_log_flushed_offset() < max
-        || store.checkpoint().physic_msg_timestamp < last_ts
-    {
+    while store.commit_log_flushed_offset() < max || store.checkpoint().physic_msg_timestamp < last_ts {
         assert!(Instant::now() < deadline, "async flush did not catch up");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -150,28 +141,20 @@ async fn sync_flush_timeout_and_poisoning_after_a_failed_flush() {
     let mut c = cfg(dir.path(), FlushDiskType::SyncFlush);
     c.sync_flush_timeout = 200;
     let store = MessageStore::open(c.clone()).unwrap();
-    let ok = store
-        .put_message(MessageInner::new("P", 0, vec![1u8; 10]))
-        .await;
+    let ok = store.put_message(MessageInner::new("P", 0, vec![1u8; 10])).await;
     assert_eq!(ok.status, PutMessageStatus::PutOk);
 
     store.set_flush_fault_for_tests(FlushFault::Stall);
-    let r = store
-        .put_message(MessageInner::new("P", 0, vec![2u8; 10]))
-        .await;
+    let r = store.put_message(MessageInner::new("P", 0, vec![2u8; 10])).await;
     assert_eq!(r.status, PutMessageStatus::FlushDiskTimeout);
     assert!(r.status.is_stored() && r.append.is_some());
 
     store.set_flush_fault_for_tests(FlushFault::Fail);
-    let r = store
-        .put_message(MessageInner::new("P", 0, vec![3u8; 10]))
-        .await;
+    let r = store.put_message(MessageInner::new("P", 0, vec![3u8; 10])).await;
     assert_eq!(r.status, PutMessageStatus::UnknownError);
     assert!(store.is_poisoned());
     assert!(!store.is_writeable());
-    let r = store
-        .put_message(MessageInner::new("P", 0, vec![4u8; 10]))
-        .await;
+    let r = store.put_message(MessageInner::new("P", 0, vec![4u8; 10])).await;
     assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
     assert!(r.append.is_none());
     store.clear_running_flags(rmqc::store::running_flags::NOT_WRITEABLE);
@@ -191,14 +174,10 @@ async fn running_flags_gate_writes() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(cfg(dir.path(), FlushDiskType::AsyncFlush)).unwrap();
     store.set_running_flags(rmqc::store::running_flags::DISK_FULL);
-    let r = store
-        .put_message(MessageInner::new("F", 0, vec![1u8; 10]))
-        .await;
+    let r = store.put_message(MessageInner::new("F", 0, vec![1u8; 10])).await;
     assert_eq!(r.status, PutMessageStatus::ServiceNotAvailable);
     store.clear_running_flags(rmqc::store::running_flags::DISK_FULL);
-    let r = store
-        .put_message(MessageInner::new("F", 0, vec![1u8; 10]))
-        .await;
+    let r = store.put_message(MessageInner::new("F", 0, vec![1u8; 10])).await;
     assert_eq!(r.status, PutMessageStatus::PutOk);
 }
 

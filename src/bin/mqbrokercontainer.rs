@@ -54,7 +54,8 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let _router = rmqc::logging::init_with_router(std::path::Path::new(&loaded.config.log_root));
+    let router = rmqc::logging::init_with_router(std::path::Path::new(&loaded.config.log_root));
+    let from_cli = args.broker_config_files.is_some();
     let threads = loaded.config.server_worker_threads;
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all().thread_name("rmqc-worker");
@@ -68,39 +69,41 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(run(loaded))
+    rt.block_on(run(loaded, from_cli, router))
 }
 
-async fn run(loaded: LoadedContainerConfig) -> ExitCode {
-    let container = match BrokerContainer::start(loaded).await {
+async fn run(loaded: LoadedContainerConfig, from_cli: bool, router: rmqc::logging::LogRouter) -> ExitCode {
+    let container = match BrokerContainer::start(loaded, from_cli, Some(router)).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mqbrokercontainer: {e}");
             return ExitCode::from(1);
         }
     };
-    let ns = container.config().namesrv_addr.clone().unwrap_or_else(|| "(none)".into());
-    println!("The broker container boot success. serializeType=JSON and name server is {ns}");
-    println!("Container admin port: {} (and {})", container.addr(), container.config().listen_port - 2);
+    let cfg = container.config();
+    let ns = cfg.namesrv_addr.clone().unwrap_or_else(|| "(none)".into());
     if let Some(p) = container.embedded_namesrv_port() {
         println!("The Name Server boot success (embedded). address 127.0.0.1:{p}");
     }
-    for plan in container.planned() {
-        let c = &plan.config;
-        println!(
-            "Broker [{}-{}] config {}: cluster={} role={} listenPort={} (validated; hosting brokers arrives with the broker issue)",
-            c.broker_name,
-            c.broker_id,
-            plan.path.display(),
-            c.broker_cluster_name,
-            c.broker_role,
-            c.listen_port
-        );
-        for n in &plan.notes {
-            println!("  note: {n}");
-        }
+    println!("The broker container boot success. serializeType=JSON and name server is {ns}");
+    let hosted = container.hosted().await;
+    for (id, addr, path) in &hosted {
+        println!("Broker [{id}] boot success. serializeType=JSON, address {addr} ({path})");
     }
-    println!("Hosting {} broker config(s). Press Ctrl-C to stop.", container.planned().len());
+    println!(
+        "Container {} (admin port, and {}) hosts {} broker(s). Logs: {}. Press Ctrl-C to stop.",
+        container.addr(),
+        cfg.listen_port - 2,
+        hosted.len(),
+        cfg.log_root
+    );
+    if !hosted.is_empty() {
+        println!();
+        println!("Try it (in another terminal):");
+        println!("  cargo run --release --bin mqadmin -- clusterList -n {ns}");
+        println!("  cargo run --release --bin mqadmin -- sendMessage -n {ns} -t TopicTest -p 'hello'");
+        println!("  cargo run --release --bin mqadmin -- consumeMessage -n {ns} -t TopicTest -g demo-group");
+    }
     rmqc::util::wait_for_shutdown_signal().await;
     println!("Shutting down the broker container...");
     container.shutdown().await;

@@ -71,32 +71,9 @@ async fn run(config: NamesrvConfig) -> ExitCode {
         }
     };
     println!("The Name Server boot success. serializeType=JSON, address {bind}:{}", ns.port());
-    wait_for_signal().await;
+    rmqc::util::wait_for_shutdown_signal().await;
     tracing::info!("shutdown signal received");
     ns.shutdown().await;
     server.shutdown().await;
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; waiting for ctrl-c only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -160,7 +160,7 @@ pub struct HeartbeatData {
 impl HeartbeatData {
     /// Parses a body leniently (fastjson quirks; missing fields default) and normalizes subscriptions.
     pub fn decode(body: &[u8]) -> Result<Self, serde_json::Error> {
-        let mut hb: HeartbeatData = crate::remoting::fastjson::from_slice(body)?;
+        let mut hb: HeartbeatData = crate::json::from_slice_lenient(body)?;
         for c in &mut hb.consumer_data_set {
             for s in &mut c.subscription_data_set {
                 s.normalize();

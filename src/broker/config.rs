@@ -1,10 +1,11 @@
 //! The broker's own config keys (Apache's `BrokerConfig`, plus the role keys Apache keeps in
 //! `MessageStoreConfig`), read raw and validated once.
 
-use crate::config::{ConfigError, ConfigValue};
+use crate::config::{ConfigError, ConfigValue, Configurable, RawConfig};
 use crate::store::config::{FlushDiskType, MessageStoreConfig};
 use crate::{config_enum, config_struct, configurable_fields};
 use std::path::Path;
+use std::path::PathBuf;
 
 impl ConfigValue for FlushDiskType {
     fn parse_value(s: &str) -> Result<Self, String> {
@@ -264,4 +265,67 @@ impl BrokerConfig {
     pub fn broker_addr(&self) -> String {
         format!("{}:{}", self.broker_ip1, self.listen_port)
     }
+}
+
+/// A broker config read and validated, not yet started.
+#[derive(Debug, Clone)]
+pub struct BrokerPlan {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The validated values.
+    pub config: BrokerConfig,
+    /// The store's values.
+    pub store: MessageStoreConfig,
+    /// Cleanup and quota values.
+    pub cleanup: CleanupConfig,
+    /// Unknown keys and forced values.
+    pub notes: Vec<String>,
+}
+
+/// Reads and validates one broker config file.
+pub fn load_broker_config(path: &Path) -> Result<BrokerPlan, ConfigError> {
+    let raw = RawConfig::load(path)?;
+    if raw.entries.is_empty() {
+        return Err(ConfigError::Invalid { path: path.to_path_buf(), reason: "the file has no properties".into() });
+    }
+    let mut config = BrokerConfig::default();
+    let mut store = MessageStoreConfig::default();
+    let mut cleanup = CleanupConfig::default();
+    let mut notes = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?;
+    notes.extend(config.validate(path)?);
+    validate_store(path, &store, &cleanup)?;
+    Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes })
+}
+
+fn validate_store(path: &std::path::Path, s: &MessageStoreConfig, c: &CleanupConfig) -> Result<(), ConfigError> {
+    let invalid = |reason: String| Err(ConfigError::Invalid { path: path.to_path_buf(), reason });
+    if s.mapped_file_size_commit_log < 4096 {
+        return invalid(format!("mappedFileSizeCommitLog {} is below 4096 bytes", s.mapped_file_size_commit_log));
+    }
+    if s.max_message_size == 0 || s.max_message_size as u64 + 65_536 > s.mapped_file_size_commit_log {
+        return invalid(format!(
+            "maxMessageSize {} must be > 0 and leave room in a commitlog file of {} bytes",
+            s.max_message_size, s.mapped_file_size_commit_log
+        ));
+    }
+    if s.delay_levels_ms().len() != s.message_delay_level.split_whitespace().count() {
+        return invalid(format!(
+            "messageDelayLevel '{}': each level is a number with s, m, h or d",
+            s.message_delay_level
+        ));
+    }
+    if let Some(q) = c.quota_percent_for_disk_partition {
+        if !(q > 0.0 && q <= 1.0) {
+            return invalid(format!("quotaPercentForDiskPartition {q} must be in (0, 1]"));
+        }
+    }
+    if c.replicas_per_disk_partition == 0 {
+        return invalid("replicasPerDiskPartition must be >= 1".into());
+    }
+    for h in c.delete_when.split(';').filter(|h| !h.trim().is_empty()) {
+        if !h.trim().parse::<u32>().is_ok_and(|h| h < 24) {
+            return invalid(format!("deleteWhen entry '{h}' must be an hour 00-23"));
+        }
+    }
+    Ok(())
 }

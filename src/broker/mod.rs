@@ -1,7 +1,301 @@
 //! A broker: processors, topic/offset/subscription managers, registration.
+//!
+//! A broker does not know whether it is hosted: it is handed a shared transport to bind its ports
+//! on, an outbound client, the NameServer list and a tracing span ([`BrokerEnv`]), and it owns every
+//! task it starts until [`Broker::shutdown`].
 
+pub mod admin;
 pub mod clients;
 pub mod config;
+pub mod core;
 pub mod headers;
 pub mod meta;
 pub mod processor;
+pub mod pull;
+pub mod query;
+pub mod register;
+pub mod schedule;
+pub mod send;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+use self::core::{BrokerCore, StoreViewImpl};
+use crate::config::Configurable;
+use crate::remoting::codes::request;
+use crate::remoting::{ProcessorTable, RemotingClient, RemotingServer, SubServer};
+use crate::store::MessageStore;
+use config::{BrokerIdentity, BrokerPlan};
+use register::NamesrvList;
+
+/// Errors that stop a broker from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The store could not be opened or recovered.
+    #[error("store of {identity}: {reason}")]
+    Store {
+        /// The broker.
+        identity: String,
+        /// Why.
+        reason: String,
+    },
+    /// Topic / offset / group files could not be loaded.
+    #[error("metadata of {identity}: {reason}")]
+    Meta {
+        /// The broker.
+        identity: String,
+        /// Why.
+        reason: String,
+    },
+    /// A port could not be bound.
+    #[error("broker {identity}: {source}")]
+    Bind {
+        /// The broker.
+        identity: String,
+        /// Why.
+        source: crate::remoting::RemotingError,
+    },
+    /// A config value is unusable.
+    #[error("broker {identity}: {reason}")]
+    Config {
+        /// The broker.
+        identity: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a broker is handed by whoever runs it (a container, or a test).
+#[derive(Clone)]
+pub struct BrokerEnv {
+    /// The shared transport the broker binds its ports on.
+    pub server: RemotingServer,
+    /// The outbound client (registration, replication).
+    pub client: RemotingClient,
+    /// The NameServers to register with.
+    pub namesrvs: NamesrvList,
+}
+
+/// A running broker.
+pub struct Broker {
+    core: Arc<BrokerCore>,
+    plan: BrokerPlan,
+    ports: Vec<SubServer>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    schedule: Arc<schedule::ScheduleService>,
+    env: BrokerEnv,
+    span: tracing::Span,
+}
+
+impl Broker {
+    /// Opens the store (recovering it if needed), loads metadata, binds `listenPort` and
+    /// `listenPort - 2`, starts the broker's tasks and registers with the NameServers at once.
+    /// On error nothing is left behind: no port, no task, no open file.
+    pub async fn start(plan: BrokerPlan, env: BrokerEnv) -> Result<Broker, BrokerError> {
+        let identity = plan.config.identity();
+        let span = tracing::info_span!("broker", broker = %identity);
+        Self::start_in_span(plan, env, identity, span.clone()).instrument(span).await
+    }
+
+    async fn start_in_span(
+        plan: BrokerPlan,
+        env: BrokerEnv,
+        identity: BrokerIdentity,
+        span: tracing::Span,
+    ) -> Result<Broker, BrokerError> {
+        let cfg = plan.config.clone();
+        let id = identity.to_string();
+        let store_host: SocketAddr =
+            format!("{}:{}", cfg.broker_ip1, cfg.listen_port).parse().map_err(|_| BrokerError::Config {
+                identity: id.clone(),
+                reason: format!("brokerIP1 '{}' is not an IP address", cfg.broker_ip1),
+            })?;
+        let store_cfg = plan.store.clone();
+        let store_span = span.clone();
+        let store = tokio::task::spawn_blocking(move || store_span.in_scope(|| MessageStore::open(store_cfg)))
+            .await
+            .map_err(|e| BrokerError::Store { identity: id.clone(), reason: e.to_string() })?
+            .map_err(|e| BrokerError::Store { identity: id.clone(), reason: e.to_string() })?;
+        let store = Arc::new(store);
+        let close_store = |store: Arc<MessageStore>| async move {
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        };
+        let meta = match meta::BrokerMeta::load(
+            &plan.store.store_path_root_dir,
+            cfg.clone(),
+            Arc::new(StoreViewImpl(store.clone())),
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                close_store(store).await;
+                return Err(BrokerError::Meta { identity: id, reason: e.to_string() });
+            }
+        };
+        let core = BrokerCore::new(identity.clone(), meta.clone(), store.clone(), store_host);
+        let schedule = Arc::new(schedule::ScheduleService::load(core.clone()));
+        let mut fixed = plan.store.entries();
+        fixed.extend(plan.cleanup.entries());
+        let table = processor_table(&core, &schedule, &plan, fixed);
+        let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
+        let mut ports = Vec::new();
+        for port in [cfg.listen_port, cfg.listen_port - 2] {
+            match env.server.bind(port, table.clone(), Some(listener.clone())).await {
+                Ok(p) => ports.push(p),
+                Err(source) => {
+                    for p in ports {
+                        p.close().await;
+                    }
+                    store.set_arrival_listener(None);
+                    close_store(store).await;
+                    return Err(BrokerError::Bind { identity: id, source });
+                }
+            }
+        }
+        let broker = Broker {
+            core: core.clone(),
+            plan,
+            ports,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            schedule: schedule.clone(),
+            env,
+            span,
+        };
+        broker.start_tasks();
+        let list = broker.env.namesrvs.load_full();
+        let registered = register::register_all(&core, &broker.env.client, &list).await;
+        info!(
+            namesrvs = list.len(),
+            accepted = registered.len(),
+            addr = %cfg.broker_addr(),
+            "Broker [{}-{}] boot success. serializeType=JSON",
+            cfg.broker_name,
+            cfg.broker_id
+        );
+        Ok(broker)
+    }
+
+    fn start_tasks(&self) {
+        let core = self.core.clone();
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(
+            register::registration_loop(
+                core.clone(),
+                self.env.client.clone(),
+                self.env.namesrvs.clone(),
+                cancel.clone(),
+            )
+            .instrument(self.span.clone()),
+        );
+        self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
+        // Persist offsets every 5 s (flushConsumerOffsetInterval) and drop silent clients.
+        let (c2, k2) = (core.clone(), cancel.clone());
+        self.tasks.spawn(
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = k2.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    c2.meta.scan_expired_clients(crate::util::now_millis());
+                    let meta = c2.meta.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Err(e) = meta.persist_all() {
+                            warn!(error = %e, "persisting metadata failed");
+                        }
+                    })
+                    .await;
+                }
+            }
+            .instrument(self.span.clone()),
+        );
+    }
+
+    /// The broker's identity.
+    pub fn identity(&self) -> &BrokerIdentity {
+        self.core.identity()
+    }
+
+    /// The shared core (for tests and the container's status commands).
+    pub fn core(&self) -> &Arc<BrokerCore> {
+        &self.core
+    }
+
+    /// The plan it was started from.
+    pub fn plan(&self) -> &BrokerPlan {
+        &self.plan
+    }
+
+    /// The ports it serves.
+    pub fn ports(&self) -> Vec<u16> {
+        self.ports.iter().map(SubServer::port).collect()
+    }
+
+    /// Graceful stop: refuse writes, unregister, let in-flight requests finish, stop every task,
+    /// persist metadata, flush and close the store, close the ports.
+    pub async fn shutdown(self) {
+        let span = self.span.clone();
+        self.shutdown_in_span().instrument(span).await
+    }
+
+    async fn shutdown_in_span(self) {
+        let id = self.identity().to_string();
+        info!("broker {id} shutting down");
+        self.core.begin_shutdown();
+        let list = self.env.namesrvs.load_full();
+        register::unregister_all(&self.core, &self.env.client, &list).await;
+        for p in self.ports {
+            p.close().await;
+        }
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.core.meta.shutdown().await;
+        let core = self.core.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = core.meta.persist_all() {
+                warn!(error = %e, "persisting metadata at shutdown failed");
+            }
+            core.store().set_arrival_listener(None);
+            if let Err(e) = core.store().shutdown() {
+                warn!(error = %e, "store shutdown reported an error");
+            }
+        })
+        .await;
+        info!("broker {id} shut down");
+    }
+}
+
+fn processor_table(
+    core: &Arc<BrokerCore>,
+    schedule: &Arc<schedule::ScheduleService>,
+    plan: &BrokerPlan,
+    fixed: Vec<(&'static str, String)>,
+) -> ProcessorTable {
+    let mut t = ProcessorTable::new();
+    let send = Arc::new(send::SendProcessor::new(core.clone()));
+    t.register_all(
+        &[
+            request::SEND_MESSAGE,
+            request::SEND_MESSAGE_V2,
+            request::SEND_BATCH_MESSAGE,
+            request::CONSUMER_SEND_MSG_BACK,
+        ],
+        send,
+    );
+    let pull = Arc::new(pull::PullProcessor::new(core.clone()));
+    t.register_all(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull);
+    t.register_all(query::QUERY_CODES, Arc::new(query::QueryProcessor::new(core.clone())));
+    t.register_all(processor::MetaProcessor::CODES, Arc::new(processor::MetaProcessor::new(core.meta.clone())));
+    let admin = admin::BrokerAdminProcessor::new(core.clone(), schedule.clone(), plan.path.clone(), fixed);
+    t.register_all(admin::ADMIN_CODES, Arc::new(admin));
+    t
+}

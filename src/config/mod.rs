@@ -370,22 +370,29 @@ pub fn update_properties_file(path: &Path, updates: &[(String, String)]) -> std:
     write_atomically(path, out.as_bytes())
 }
 
-/// Writes a file atomically: a temp file beside it, fsync, rename, fsync of the directory.
+/// Writes a file atomically: a temp file beside it, fsync, rename, fsync of the directory. The
+/// directory is created if needed; the temp file is removed if anything fails.
 pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    {
+    let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    result
 }
 
 impl ConfigValue for PathBuf {

@@ -13,14 +13,18 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tracing::info;
 
-use crate::broker::config::{BrokerConfig, CleanupConfig};
+use crate::broker::config::BrokerIdentity;
+pub use crate::broker::config::{load_broker_config, BrokerPlan};
+use crate::broker::register::{parse_namesrv_list, NamesrvList};
+use crate::broker::{Broker, BrokerEnv};
 use crate::config::{to_properties_text, ConfigError, Configurable, RawConfig};
+use crate::logging::LogRouter;
 use crate::remoting::codes::{request, response};
+use crate::remoting::RemotingClient;
 use crate::remoting::{
     BoxFuture, ConnectionHandle, ProcessorTable, RemotingCommand, RemotingServer, RequestProcessor, ServerConfig,
     SubServer,
 };
-use crate::store::config::MessageStoreConfig;
 use config::{ContainerConfig, LoadedContainerConfig};
 
 /// Errors of the container layer.
@@ -35,90 +39,38 @@ pub enum ContainerError {
     /// The embedded NameServer did not start.
     #[error("embedded NameServer: {0}")]
     Namesrv(String),
-}
-
-/// A broker config read and validated, not yet started.
-#[derive(Debug, Clone)]
-pub struct BrokerPlan {
-    /// The file it came from.
-    pub path: PathBuf,
-    /// The validated values.
-    pub config: BrokerConfig,
-    /// The store's values.
-    pub store: MessageStoreConfig,
-    /// Cleanup and quota values.
-    pub cleanup: CleanupConfig,
-    /// Unknown keys and forced values.
-    pub notes: Vec<String>,
-}
-
-/// Reads and validates one broker config file.
-pub fn load_broker_config(path: &std::path::Path) -> Result<BrokerPlan, ConfigError> {
-    let raw = RawConfig::load(path)?;
-    if raw.entries.is_empty() {
-        return Err(ConfigError::Invalid { path: path.to_path_buf(), reason: "the file has no properties".into() });
-    }
-    let mut config = BrokerConfig::default();
-    let mut store = MessageStoreConfig::default();
-    let mut cleanup = CleanupConfig::default();
-    let mut notes = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?;
-    notes.extend(config.validate(path)?);
-    validate_store(path, &store, &cleanup)?;
-    Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes })
-}
-
-fn validate_store(path: &std::path::Path, s: &MessageStoreConfig, c: &CleanupConfig) -> Result<(), ConfigError> {
-    let invalid = |reason: String| Err(ConfigError::Invalid { path: path.to_path_buf(), reason });
-    if s.mapped_file_size_commit_log < 4096 {
-        return invalid(format!("mappedFileSizeCommitLog {} is below 4096 bytes", s.mapped_file_size_commit_log));
-    }
-    if s.max_message_size == 0 || s.max_message_size as u64 + 65_536 > s.mapped_file_size_commit_log {
-        return invalid(format!(
-            "maxMessageSize {} must be > 0 and leave room in a commitlog file of {} bytes",
-            s.max_message_size, s.mapped_file_size_commit_log
-        ));
-    }
-    if s.delay_levels_ms().len() != s.message_delay_level.split_whitespace().count() {
-        return invalid(format!(
-            "messageDelayLevel '{}': each level is a number with s, m, h or d",
-            s.message_delay_level
-        ));
-    }
-    if let Some(q) = c.quota_percent_for_disk_partition {
-        if !(q > 0.0 && q <= 1.0) {
-            return invalid(format!("quotaPercentForDiskPartition {q} must be in (0, 1]"));
-        }
-    }
-    if c.replicas_per_disk_partition == 0 {
-        return invalid("replicasPerDiskPartition must be >= 1".into());
-    }
-    for h in c.delete_when.split(';').filter(|h| !h.trim().is_empty()) {
-        if !h.trim().parse::<u32>().is_ok_and(|h| h < 24) {
-            return invalid(format!("deleteWhen entry '{h}' must be an hour 00-23"));
-        }
-    }
-    Ok(())
+    /// A broker listed in the config did not start.
+    #[error("{0}")]
+    Broker(String),
 }
 
 struct Shared {
     config: ArcSwap<ContainerConfig>,
     loaded: LoadedContainerConfig,
     version: parking_lot::Mutex<crate::util::DataVersion>,
+    env: BrokerEnv,
+    /// Hosted brokers with the config path each came from. A tokio mutex: adds and removes are
+    /// serialized (Apache's `synchronized`), and a broker's start or stop is awaited under it.
+    brokers: tokio::sync::Mutex<Vec<(String, Broker)>>,
+    paths_from_cli: bool,
+    router: Option<LogRouter>,
 }
 
 /// A running container.
 pub struct BrokerContainer {
     shared: Arc<Shared>,
-    server: RemotingServer,
     ports: Vec<SubServer>,
-    planned: Vec<BrokerPlan>,
     namesrv: Option<crate::namesrv::NameServer>,
 }
 
 impl BrokerContainer {
-    /// Binds the container's ports on a new shared transport and reads every broker config listed.
-    /// Any error (port in use, bad file) is returned before anything is left running.
-    pub async fn start(loaded: LoadedContainerConfig) -> Result<Self, ContainerError> {
+    /// Binds the container's ports on a new shared transport, starts the embedded NameServer if
+    /// configured, then starts every broker listed. Any error stops what was started and is returned.
+    pub async fn start(
+        loaded: LoadedContainerConfig,
+        paths_from_cli: bool,
+        router: Option<LogRouter>,
+    ) -> Result<Self, ContainerError> {
         let c = loaded.config.clone();
         let bind: IpAddr = c.bind_address.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let server = RemotingServer::new(ServerConfig {
@@ -131,14 +83,21 @@ impl BrokerContainer {
         for p in &loaded.broker_paths {
             planned.push(load_broker_config(p)?);
         }
+        let namesrvs: NamesrvList =
+            Arc::new(ArcSwap::from_pointee(parse_namesrv_list(c.namesrv_addr.as_deref().unwrap_or(""))));
+        let env = BrokerEnv { server: server.clone(), client: RemotingClient::default(), namesrvs };
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(c.clone()),
             loaded: loaded.clone(),
             version: parking_lot::Mutex::new(crate::util::DataVersion::new()),
+            env,
+            brokers: tokio::sync::Mutex::new(Vec::new()),
+            paths_from_cli,
+            router,
         });
         let processor: Arc<dyn RequestProcessor> = Arc::new(ContainerProcessor { shared: shared.clone() });
         let mut table = ProcessorTable::new();
-        table.register_all(&[request::GET_BROKER_CONFIG, request::UPDATE_BROKER_CONFIG], processor);
+        table.set_default(processor);
         let main = server.bind(c.listen_port, table.clone(), None).await?;
         let fast = match server.bind(c.listen_port - 2, table, None).await {
             Ok(f) => f,
@@ -148,13 +107,13 @@ impl BrokerContainer {
             }
         };
         info!(port = c.listen_port, fast_port = c.listen_port - 2, "broker container admin ports bound");
-        let mut container = BrokerContainer { shared, server, ports: vec![main, fast], planned, namesrv: None };
+        let mut container = BrokerContainer { shared, ports: vec![main, fast], namesrv: None };
         if c.embedded_namesrv_enable {
             let mut ns =
                 crate::namesrv::config::NamesrvConfig { listen_port: c.embedded_namesrv_port, ..Default::default() };
             ns.kv_config_path =
                 crate::config::home_dir().join("namesrv").join("kvConfig.json").to_string_lossy().into_owned();
-            match crate::namesrv::NameServer::start(ns, &container.server).await {
+            match crate::namesrv::NameServer::start(ns, &server).await {
                 Ok(n) => {
                     info!(port = n.port(), "embedded NameServer started");
                     container.namesrv = Some(n);
@@ -165,12 +124,22 @@ impl BrokerContainer {
                 }
             }
         }
+        for plan in planned {
+            let path = plan.path.display().to_string();
+            match Broker::start(plan, container.shared.env.clone()).await {
+                Ok(b) => container.shared.brokers.lock().await.push((path, b)),
+                Err(e) => {
+                    container.shutdown().await;
+                    return Err(ContainerError::Broker(e.to_string()));
+                }
+            }
+        }
         Ok(container)
     }
 
-    /// The shared transport (brokers and an embedded NameServer bind their ports on it).
+    /// The shared transport.
     pub fn server(&self) -> &RemotingServer {
-        &self.server
+        &self.shared.env.server
     }
 
     /// The container's address, `brokerContainerIP:listenPort`.
@@ -179,9 +148,15 @@ impl BrokerContainer {
         format!("{}:{}", c.broker_container_ip, c.listen_port)
     }
 
-    /// The broker configs read at start.
-    pub fn planned(&self) -> &[BrokerPlan] {
-        &self.planned
+    /// Identity, address and config path of every hosted broker.
+    pub async fn hosted(&self) -> Vec<(String, String, String)> {
+        self.shared
+            .brokers
+            .lock()
+            .await
+            .iter()
+            .map(|(p, b)| (b.identity().to_string(), b.plan().config.broker_addr(), p.clone()))
+            .collect()
     }
 
     /// The config as it is now.
@@ -194,15 +169,24 @@ impl BrokerContainer {
         self.namesrv.as_ref().map(|n| n.port())
     }
 
-    /// Closes every port.
+    /// Stops every broker (gracefully), the embedded NameServer, and every port.
     pub async fn shutdown(self) {
+        let brokers: Vec<(String, Broker)> = std::mem::take(&mut *self.shared.brokers.lock().await);
+        for (_, b) in brokers {
+            let id = b.identity().to_string();
+            b.shutdown().await;
+            if let Some(r) = &self.shared.router {
+                r.close(&id);
+            }
+        }
         if let Some(ns) = self.namesrv {
             ns.shutdown().await;
         }
         for p in self.ports {
             p.close().await;
         }
-        self.server.shutdown().await;
+        self.shared.env.client.shutdown().await;
+        self.shared.env.server.shutdown().await;
         info!("broker container shut down");
     }
 }
@@ -220,6 +204,14 @@ impl RequestProcessor for ContainerProcessor {
     ) -> BoxFuture<'a, Option<RemotingCommand>> {
         Box::pin(async move {
             Some(match req.code {
+                request::ADD_BROKER => match self.add_broker(&req).await {
+                    Ok(()) => RemotingCommand::success(&req),
+                    Err((code, remark)) => RemotingCommand::error(&req, code, remark),
+                },
+                request::REMOVE_BROKER => match self.remove_broker(&req).await {
+                    Ok(()) => RemotingCommand::success(&req),
+                    Err((code, remark)) => RemotingCommand::error(&req, code, remark),
+                },
                 request::GET_BROKER_CONFIG => self.get_config(&req),
                 request::UPDATE_BROKER_CONFIG => self.update_config(&req),
                 other => RemotingCommand::error(
@@ -233,6 +225,118 @@ impl RequestProcessor for ContainerProcessor {
 }
 
 impl ContainerProcessor {
+    async fn add_broker(&self, req: &RemotingCommand) -> Result<(), (i32, String)> {
+        let h: AddBrokerRequestHeader = req.decode_header().map_err(|e| (response::SYSTEM_ERROR, e.to_string()))?;
+        let raw = h.config_path.unwrap_or_default();
+        if raw.trim().is_empty() {
+            return Err((response::SYSTEM_ERROR, "addBroker config path is empty".into()));
+        }
+        let path = self.allowed_path(raw.trim())?;
+        let plan = load_broker_config(&path).map_err(|e| (response::SYSTEM_ERROR, format!("addBroker: {e}")))?;
+        let identity = plan.config.identity();
+        let mut brokers = self.shared.brokers.lock().await;
+        if brokers.iter().any(|(_, b)| *b.identity() == identity) {
+            return Err((
+                response::SYSTEM_ERROR,
+                format!("{identity} has already been added to current broker container"),
+            ));
+        }
+        let broker = match Broker::start(plan, self.shared.env.clone()).await {
+            Ok(b) => b,
+            Err(e) => {
+                // Nothing of a failed broker stays open, its log files included.
+                if let Some(r) = &self.shared.router {
+                    r.close(&identity.to_string());
+                }
+                return Err((response::SYSTEM_ERROR, format!("start broker failed: {e}")));
+            }
+        };
+        info!(broker = %identity, path = %path.display(), ports = ?broker.ports(), "broker added");
+        brokers.push((path.display().to_string(), broker));
+        let paths: Vec<String> = brokers.iter().map(|(p, _)| p.clone()).collect();
+        drop(brokers);
+        self.persist_paths(&paths);
+        Ok(())
+    }
+
+    async fn remove_broker(&self, req: &RemotingCommand) -> Result<(), (i32, String)> {
+        let h: RemoveBrokerRequestHeader = req.decode_header().map_err(|e| (response::SYSTEM_ERROR, e.to_string()))?;
+        let identity = BrokerIdentity { cluster: h.broker_cluster_name, name: h.broker_name, id: h.broker_id };
+        let drain = req.ext("drain") == Some("true");
+        let drain_timeout = req.ext("drainTimeoutMillis").and_then(|v| v.parse::<u64>().ok()).unwrap_or(30_000);
+        let mut brokers = self.shared.brokers.lock().await;
+        let Some(pos) = brokers.iter().position(|(_, b)| *b.identity() == identity) else {
+            return Err((response::BROKER_NOT_EXIST, format!("Broker not exist: {identity}")));
+        };
+        if drain {
+            let core = brokers[pos].1.core().clone();
+            core.set_read_only(true);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(drain_timeout);
+            loop {
+                let behind = drain_lag(&core);
+                if behind.is_empty() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    let summary: Vec<String> =
+                        behind.iter().take(5).map(|(g, n)| format!("{g} behind by {n}")).collect();
+                    return Err((
+                        response::SYSTEM_ERROR,
+                        format!(
+                            "drain of {identity} timed out after {drain_timeout} ms ({}); the broker stays hosted and read-only",
+                            summary.join(", ")
+                        ),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        let (_, broker) = brokers.remove(pos);
+        broker.shutdown().await;
+        if let Some(r) = &self.shared.router {
+            r.close(&identity.to_string());
+        }
+        info!(broker = %identity, "broker removed");
+        let paths: Vec<String> = brokers.iter().map(|(p, _)| p.clone()).collect();
+        drop(brokers);
+        self.persist_paths(&paths);
+        Ok(())
+    }
+
+    /// A broker config path must resolve inside `brokerConfigDirs`.
+    fn allowed_path(&self, raw: &str) -> Result<PathBuf, (i32, String)> {
+        let p = std::path::Path::new(raw);
+        let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
+        let canonical = abs.canonicalize().map_err(|e| {
+            (response::SYSTEM_ERROR, format!("addBroker cannot read config file {}: {e}", abs.display()))
+        })?;
+        let allowed = &self.shared.loaded.allowed_dirs;
+        if !allowed.iter().any(|d| canonical.starts_with(d)) {
+            let dirs: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
+            return Err((
+                response::NO_PERMISSION,
+                format!(
+                    "config path {} is outside the directories this container reads broker configs from (brokerConfigDirs: {})",
+                    canonical.display(),
+                    dirs.join(":")
+                ),
+            ));
+        }
+        Ok(canonical)
+    }
+
+    /// Rewrites `brokerConfigPaths` in the container's file so a restart hosts the same brokers.
+    fn persist_paths(&self, paths: &[String]) {
+        if self.shared.paths_from_cli {
+            return;
+        }
+        let Some(file) = &self.shared.loaded.path else { return };
+        let value = paths.join(":");
+        if let Err(e) = crate::config::update_properties_file(file, &[("brokerConfigPaths".to_string(), value)]) {
+            tracing::warn!(error = %e, file = %file.display(), "cannot persist brokerConfigPaths");
+        }
+    }
+
     fn get_config(&self, req: &RemotingCommand) -> RemotingCommand {
         let c = self.shared.config.load();
         let body = to_properties_text(&c.entries());
@@ -294,4 +398,36 @@ impl ContainerProcessor {
         info!(keys = ?raw.entries.iter().map(|e| &e.key).collect::<Vec<_>>(), "container config updated");
         RemotingCommand::success(req)
     }
+}
+
+crate::command_header! {
+    /// ADD_BROKER (902) request header.
+    pub struct AddBrokerRequestHeader {
+        opt config_path: String = "configPath",
+    }
+}
+
+crate::command_header! {
+    /// REMOVE_BROKER (903) request header.
+    pub struct RemoveBrokerRequestHeader {
+        req broker_name: String = "brokerName",
+        req broker_cluster_name: String = "brokerClusterName",
+        req broker_id: i64 = "brokerId",
+    }
+}
+
+/// Consumer groups of a broker whose committed offsets are behind the queue ends, with how far.
+fn drain_lag(core: &crate::broker::core::BrokerCore) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for (key, queues) in core.meta.offsets.offset_table() {
+        let Some((topic, group)) = key.split_once('@') else { continue };
+        let mut behind = 0;
+        for (qid, off) in queues {
+            behind += (core.store().max_offset_in_queue(topic, qid) - off).max(0);
+        }
+        if behind > 0 {
+            out.push((group.to_string(), behind));
+        }
+    }
+    out
 }

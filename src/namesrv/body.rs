@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::remoting::json;
+use crate::json;
 
 /// `MQVersion.Version.V3_0_11`: from this version on REGISTER_BROKER carries a [`RegisterBrokerBody`].
 pub const V3_0_11: i32 = 37;

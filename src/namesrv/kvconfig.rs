@@ -2,7 +2,6 @@
 //! `{"configTable":{"<namespace>":{"<key>":"<value>"}}}`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::body::KvTable;
-use crate::remoting::json;
+use crate::json;
 
 /// The namespace of order-topic configs.
 pub const NAMESPACE_ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";
@@ -107,29 +106,7 @@ impl KvConfigManager {
     }
 }
 
-/// Writes `bytes` to `path` so that a crash leaves the old or the new content, never a mix:
-/// a temp file in the same directory, fsync, rename over the target, fsync the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crate::config::write_atomically;
 
 #[cfg(test)]
 mod tests {

@@ -13,9 +13,10 @@ use super::header::*;
 use super::kvconfig::{KvConfigManager, NAMESPACE_ORDER_TOPIC_CONFIG};
 use super::route::{BrokerRegistration, RouteInfoManager, SharedConfig};
 use crate::config::Configurable;
+use crate::json;
 use crate::remoting::codes::{request, response};
 use crate::remoting::command::{CommandHeader, HeaderError};
-use crate::remoting::{json, BoxFuture, ChannelEventListener, ConnectionHandle, RemotingCommand, RequestProcessor};
+use crate::remoting::{BoxFuture, ChannelEventListener, ConnectionHandle, RemotingCommand, RequestProcessor};
 
 /// The ext field a broker puts its zone in.
 pub const ZONE_NAME: &str = "__ZONE_NAME";

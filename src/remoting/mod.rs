@@ -7,8 +7,6 @@ pub mod client;
 pub mod codec;
 pub mod codes;
 pub mod command;
-pub mod fastjson;
-pub mod json;
 pub mod server;
 
 pub use client::{ClientConfig, RemotingClient};

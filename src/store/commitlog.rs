@@ -12,7 +12,7 @@ use super::error::{Result, StoreError};
 use super::mapped_file::MappedFile;
 use super::mapped_file_queue::MappedFileQueue;
 use super::message::{
-    check_record, create_offset_msg_id, encode_blank, encode_record, now_ms, store_timestamp_position, sysflag,
+    check_record, encode_blank, encode_record, now_ms, push_offset_msg_id, store_timestamp_position, sysflag,
     MessageInner, MessageVersion, RecordCheck, RecordStamp, RecordView, END_FILE_MIN_BLANK_LENGTH,
 };
 
@@ -151,6 +151,11 @@ impl CommitLog {
         self.last_store_ts.load(Ordering::Acquire)
     }
 
+    /// Raises the newest store timestamp (used for raw appends, via the dispatcher).
+    pub fn note_store_timestamp(&self, ts: i64) {
+        self.last_store_ts.fetch_max(ts, Ordering::AcqRel);
+    }
+
     /// Replaces the topic-queue offset table (after recovery).
     pub fn set_queue_offset_table(&self, table: HashMap<String, HashMap<i32, i64>>) {
         self.put.lock().table = table;
@@ -215,7 +220,11 @@ impl CommitLog {
             let qo = if tran == sysflag::TRANSACTION_PREPARED || tran == sysflag::TRANSACTION_ROLLBACK {
                 0
             } else {
-                let e = st.table.entry(m.topic.clone()).or_default().entry(m.queue_id).or_insert(0);
+                let queues = match st.table.get_mut(m.topic.as_str()) {
+                    Some(q) => q,
+                    None => st.table.entry(m.topic.clone()).or_default(),
+                };
+                let e = queues.entry(m.queue_id).or_insert(0);
                 let q = *e;
                 *e += 1;
                 q
@@ -238,7 +247,7 @@ impl CommitLog {
             if i > 0 {
                 ids.push(',');
             }
-            ids.push_str(&create_offset_msg_id(&m.store_host, phys as i64));
+            push_offset_msg_id(&mut ids, &m.store_host, phys as i64);
             at += n;
         }
         file.set_wrote_pos(wrote_pos + total);

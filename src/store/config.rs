@@ -48,6 +48,8 @@ pub struct MessageStoreConfig {
     pub max_index_num: u32,
     /// `defaultQueryMaxNum` (default 32).
     pub default_query_max_num: usize,
+    /// `maxMsgsNumBatch` (default 64): upper bound of a key query's result.
+    pub max_msgs_num_batch: usize,
     /// `autoMessageVersionOnTopicLen` (default true): v2 records for topics longer than 127.
     pub auto_message_version_on_topic_len: bool,
     /// `messageDelayLevel` (default `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`),
@@ -75,6 +77,7 @@ impl Default for MessageStoreConfig {
             max_hash_slot_num: 5_000_000,
             max_index_num: 20_000_000,
             default_query_max_num: 32,
+            max_msgs_num_batch: 64,
             auto_message_version_on_topic_len: true,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string(),
         }
@@ -85,6 +88,56 @@ impl MessageStoreConfig {
     /// A config rooted at `root` with other fields at their defaults.
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         MessageStoreConfig { store_path_root_dir: root.into(), ..Default::default() }
+    }
+
+    /// Applies one broker property (camelCase key, Java `Properties` value). Returns `Ok(false)`
+    /// when `key` is not a store key, an error when the value does not parse.
+    pub fn set_property(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let v = value.trim();
+        fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
+            v.parse::<T>().map_err(|_| format!("invalid value {v:?} for {k}"))
+        }
+        fn boolean(k: &str, v: &str) -> Result<bool, String> {
+            match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!("invalid boolean {v:?} for {k}")),
+            }
+        }
+        match key {
+            "storePathRootDir" => self.store_path_root_dir = PathBuf::from(v),
+            "storePathCommitLog" => {
+                if v.contains(',') {
+                    return Err("storePathCommitLog with several paths is not supported".into());
+                }
+                self.store_path_commit_log = Some(PathBuf::from(v))
+            }
+            "mappedFileSizeCommitLog" => self.mapped_file_size_commit_log = num(key, v)?,
+            "mappedFileSizeConsumeQueue" => self.mapped_file_size_consume_queue = num(key, v)?,
+            "flushDiskType" => {
+                self.flush_disk_type = match v {
+                    "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+                    "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+                    _ => return Err(format!("invalid flushDiskType {v:?}")),
+                }
+            }
+            "flushIntervalCommitLog" => self.flush_interval_commit_log = num(key, v)?,
+            "flushCommitLogLeastPages" => self.flush_commit_log_least_pages = num(key, v)?,
+            "flushCommitLogThoroughInterval" => self.flush_commit_log_thorough_interval = num(key, v)?,
+            "flushIntervalConsumeQueue" => self.flush_interval_consume_queue = num(key, v)?,
+            "syncFlushTimeout" => self.sync_flush_timeout = num(key, v)?,
+            "checkCRCOnRecover" => self.check_crc_on_recover = boolean(key, v)?,
+            "maxMessageSize" => self.max_message_size = num(key, v)?,
+            "messageIndexEnable" => self.message_index_enable = boolean(key, v)?,
+            "maxHashSlotNum" => self.max_hash_slot_num = num(key, v)?,
+            "maxIndexNum" => self.max_index_num = num(key, v)?,
+            "defaultQueryMaxNum" => self.default_query_max_num = num(key, v)?,
+            "maxMsgsNumBatch" => self.max_msgs_num_batch = num(key, v)?,
+            "autoMessageVersionOnTopicLen" => self.auto_message_version_on_topic_len = boolean(key, v)?,
+            "messageDelayLevel" => self.message_delay_level = v.to_string(),
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Commitlog directory.
@@ -115,5 +168,29 @@ impl MessageStoreConfig {
                 Some(n * mul)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_and_delay_levels() {
+        let mut c = MessageStoreConfig::default();
+        assert_eq!(c.set_property("flushDiskType", "SYNC_FLUSH"), Ok(true));
+        assert_eq!(c.flush_disk_type, FlushDiskType::SyncFlush);
+        assert_eq!(c.set_property("mappedFileSizeCommitLog", " 65536 "), Ok(true));
+        assert_eq!(c.mapped_file_size_commit_log, 65536);
+        assert_eq!(c.set_property("checkCRCOnRecover", "FALSE"), Ok(true));
+        assert!(!c.check_crc_on_recover);
+        assert_eq!(c.set_property("brokerName", "x"), Ok(false));
+        assert!(c.set_property("maxIndexNum", "lots").is_err());
+        assert!(c.set_property("storePathCommitLog", "/a,/b").is_err());
+        let d = MessageStoreConfig::default().delay_levels_ms();
+        assert_eq!(d.len(), 18);
+        assert_eq!((d[0], d[4], d[17]), (1000, 60_000, 7_200_000));
+        c.mapped_file_size_consume_queue = 1001;
+        assert_eq!(c.consume_queue_file_size(), 1020);
     }
 }

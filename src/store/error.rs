@@ -37,6 +37,9 @@ pub enum StoreError {
     /// A caller passed something the store cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The store is flagged not readable (running flag NOT_READABLE).
+    #[error("message store is not readable")]
+    NotReadable,
     /// The store has been shut down.
     #[error("message store is shut down")]
     ShutDown,

@@ -26,6 +26,22 @@ pub fn index_key_hash(key: &str) -> i32 {
     }
 }
 
+/// [`index_key_hash`] of `topic#key` without building the string.
+pub fn index_key_hash_parts(topic: &str, key: &str) -> i32 {
+    let mut h: i32 = 0;
+    for part in [topic, "#", key] {
+        for u in part.encode_utf16() {
+            h = h.wrapping_mul(31).wrapping_add(u as i32);
+        }
+    }
+    let h = h.wrapping_abs();
+    if h < 0 {
+        0
+    } else {
+        h
+    }
+}
+
 /// `topic#key`.
 pub fn build_key(topic: &str, key: &str) -> String {
     let mut s = String::with_capacity(topic.len() + 1 + key.len());
@@ -88,15 +104,25 @@ impl IndexFile {
         INDEX_HEADER_SIZE + slots as usize * HASH_SLOT_SIZE + max_entries as usize * INDEX_ENTRY_SIZE
     }
 
-    /// Creates a new file at `path` with indexCount = 1.
-    pub fn create(path: &Path, slots: u32, max_entries: u32) -> Result<IndexFile> {
+    /// Creates a new file at `path` with indexCount = 1. Like Apache, a file that follows another
+    /// starts with begin/end offsets and timestamps set to the previous file's end values
+    /// (`prev_end_phy`, `prev_end_ts`, when > 0); the first put then resets the begin values.
+    pub fn create(path: &Path, slots: u32, max_entries: u32, prev_end_phy: i64, prev_end_ts: i64) -> Result<IndexFile> {
         let file = MappedFile::create(path, 0, Self::file_size(slots, max_entries))?;
         let f = IndexFile { file, slots, max_entries };
         let mut h = f.header();
         if h.index_count <= 0 {
             h.index_count = 1;
-            f.write_header(&h);
         }
+        if prev_end_phy > 0 {
+            h.begin_phy_offset = prev_end_phy;
+            h.end_phy_offset = prev_end_phy;
+        }
+        if prev_end_ts > 0 {
+            h.begin_timestamp = prev_end_ts;
+            h.end_timestamp = prev_end_ts;
+        }
+        f.write_header(&h);
         Ok(f)
     }
 
@@ -155,6 +181,11 @@ impl IndexFile {
 
     /// Adds `key` (already `topic#key`) for the record at `phy_offset`. Returns false when full.
     pub fn put_key(&self, key: &str, phy_offset: i64, store_timestamp: i64) -> bool {
+        self.put_hash(index_key_hash(key), phy_offset, store_timestamp)
+    }
+
+    /// Adds an entry with a precomputed key hash ([`index_key_hash`]).
+    pub fn put_hash(&self, hash: i32, phy_offset: i64, store_timestamp: i64) -> bool {
         let mut h = self.header();
         if h.index_count <= 0 {
             h.index_count = 1;
@@ -162,7 +193,6 @@ impl IndexFile {
         if h.index_count as i64 >= self.max_entries as i64 {
             return false;
         }
-        let hash = index_key_hash(key);
         let slot = (hash as u32 % self.slots) as usize;
         let slot_pos = INDEX_HEADER_SIZE + slot * HASH_SLOT_SIZE;
         let mut slot_value = self.get_i32(slot_pos);
@@ -250,6 +280,9 @@ pub struct IndexService {
     slots: u32,
     max_entries: u32,
     files: Mutex<Vec<IndexFile>>,
+    /// Files that filled up and still need an msync (done by [`IndexService::flush`], outside
+    /// the lock).
+    to_flush: Mutex<Vec<Arc<MappedFile>>>,
 }
 
 impl IndexService {
@@ -289,7 +322,35 @@ impl IndexService {
             }
             files.push(f);
         }
-        Ok((IndexService { dir: dir.to_path_buf(), slots, max_entries, files: Mutex::new(files) }, redispatch))
+        Ok((
+            IndexService {
+                dir: dir.to_path_buf(),
+                slots,
+                max_entries,
+                files: Mutex::new(files),
+                to_flush: Mutex::new(Vec::new()),
+            },
+            redispatch,
+        ))
+    }
+
+    /// Deletes the newest files holding entries for records at or beyond commitlog offset `cut`
+    /// (recovery cut the commitlog there). Returns the lowest beginPhyOffset of a deleted file so
+    /// the caller can re-dispatch the records they also covered.
+    pub fn destroy_beyond(&self, cut: i64) -> Result<Option<i64>> {
+        let mut files = self.files.lock();
+        let mut lowest = None;
+        while let Some(f) = files.last() {
+            let h = f.header();
+            if h.end_phy_offset < cut || (h.index_count <= 1 && h.end_phy_offset == 0) {
+                break;
+            }
+            tracing::warn!(path = %f.path().display(), cut, "index file points beyond the recovered commitlog end; rebuilding it");
+            f.destroy()?;
+            lowest = Some(h.begin_phy_offset);
+            files.pop();
+        }
+        Ok(lowest)
     }
 
     /// endPhyOffset of the newest file with entries, if any.
@@ -311,13 +372,15 @@ impl IndexService {
         let mut files = self.files.lock();
         if let Some(last) = files.last() {
             let h = last.header();
-            if h.index_count > 1 && phy_offset <= h.end_phy_offset {
+            // Apache's rule (`<`): the record at endPhyOffset may have had only some of its keys
+            // written before the file filled up, so it is indexed again; queries de-duplicate.
+            if phy_offset < h.end_phy_offset {
                 return Ok(()); // already indexed (idempotent rebuild)
             }
         }
         let all = uniq_key.into_iter().chain(keys.into_iter().flat_map(|k| k.split(' '))).filter(|k| !k.is_empty());
         for k in all {
-            let key = build_key(topic, k);
+            let hash = index_key_hash_parts(topic, k);
             loop {
                 if files.last().is_none_or(|f| f.is_full()) {
                     let f = self.new_file(files.last())?;
@@ -326,7 +389,7 @@ impl IndexService {
                 let Some(f) = files.last() else {
                     return Err(StoreError::Corrupt("no index file".into()));
                 };
-                if f.put_key(&key, phy_offset, store_timestamp) {
+                if f.put_hash(hash, phy_offset, store_timestamp) {
                     break;
                 }
             }
@@ -335,14 +398,17 @@ impl IndexService {
     }
 
     fn new_file(&self, prev: Option<&IndexFile>) -> Result<IndexFile> {
+        let (mut prev_phy, mut prev_ts) = (0, 0);
         if let Some(p) = prev {
-            p.flush()?;
+            self.to_flush.lock().push(Arc::clone(&p.file));
+            let h = p.header();
+            (prev_phy, prev_ts) = (h.end_phy_offset, h.end_timestamp);
         }
         let mut now = super::message::now_ms();
         loop {
             let path = self.dir.join(time_millis_to_human_string(now));
             if !path.exists() {
-                return IndexFile::create(&path, self.slots, self.max_entries);
+                return IndexFile::create(&path, self.slots, self.max_entries, prev_phy, prev_ts);
             }
             now += 1;
         }
@@ -360,7 +426,12 @@ impl IndexService {
             if f.is_time_matched(begin, end) {
                 f.select(&key, max, begin, end, &mut out);
             }
+            if f.header().begin_timestamp < begin {
+                break; // older files hold only older entries
+            }
         }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|o| seen.insert(*o));
         out
     }
 

@@ -28,7 +28,7 @@ pub struct MappedFile {
     from_offset: u64,
     size: usize,
     map: MmapRaw,
-    _file: File,
+    file: File,
     wrote: AtomicUsize,
     flushed: AtomicUsize,
     destroyed: AtomicBool,
@@ -92,7 +92,7 @@ impl MappedFile {
             from_offset,
             size,
             map,
-            _file: file,
+            file,
             wrote: AtomicUsize::new(0),
             flushed: AtomicUsize::new(0),
             destroyed: AtomicBool::new(false),
@@ -183,14 +183,49 @@ impl MappedFile {
         Ok(self.flushed_pos())
     }
 
-    /// Writes zeros over `[pos, end of file)` and msyncs them (recovery of a cut tail).
+    /// Makes `[pos, end of file)` read as zeros (recovery of a cut tail), durably.
+    ///
+    /// The partial first page is zeroed and msynced; the page-aligned rest is deallocated with
+    /// `FALLOC_FL_PUNCH_HOLE` and allocated again, which avoids writing up to a whole file of zeros
+    /// back to disk. Filesystems without hole punching get a plain memset + msync.
     pub fn zero_from(&self, pos: usize) -> Result<()> {
         if pos >= self.size {
             return Ok(());
         }
-        // SAFETY: only used during recovery / truncation with no concurrent reader of that range.
-        unsafe { self.slice_mut(pos, self.size - pos).fill(0) };
-        self.map.flush_range(pos, self.size - pos).map_err(io_err(&self.path))
+        let aligned = pos.div_ceil(OS_PAGE_SIZE) * OS_PAGE_SIZE;
+        let head_end = aligned.min(self.size);
+        if head_end > pos {
+            // SAFETY: only used during recovery / truncation with no concurrent reader of that range.
+            unsafe { self.slice_mut(pos, head_end - pos).fill(0) };
+            self.map.flush_range(pos, head_end - pos).map_err(io_err(&self.path))?;
+        }
+        if aligned >= self.size {
+            return Ok(());
+        }
+        let len = self.size - aligned;
+        let fd = self.file.as_raw_fd();
+        // SAFETY: plain syscalls on a valid fd; the kernel drops the punched pages from our mapping.
+        let rc = unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                aligned as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if rc != 0 {
+            // SAFETY: as above.
+            unsafe { self.slice_mut(aligned, len).fill(0) };
+            return self.map.flush_range(aligned, len).map_err(io_err(&self.path));
+        }
+        // SAFETY: as above.
+        let rc = unsafe { libc::posix_fallocate(fd, aligned as libc::off_t, len as libc::off_t) };
+        match rc {
+            0 => {}
+            libc::ENOSPC => return Err(StoreError::NoSpace(self.path.clone())),
+            e => return Err(StoreError::Io { path: self.path.clone(), source: std::io::Error::from_raw_os_error(e) }),
+        }
+        self.file.sync_data().map_err(io_err(&self.path))
     }
 
     /// Removes the file from disk; the mapping lives on until the last reference is dropped.

@@ -16,6 +16,8 @@ pub struct MappedFileQueue {
     file_size: u64,
     files: RwLock<Vec<Arc<MappedFile>>>,
     flushed_where: AtomicU64,
+    /// The next file, allocated ahead of time by [`MappedFileQueue::preallocate_next`].
+    next: parking_lot::Mutex<Option<Arc<MappedFile>>>,
 }
 
 impl MappedFileQueue {
@@ -71,6 +73,7 @@ impl MappedFileQueue {
             file_size,
             files: RwLock::new(files),
             flushed_where: AtomicU64::new(0),
+            next: parking_lot::Mutex::new(None),
         };
         Ok(q)
     }
@@ -145,10 +148,54 @@ impl MappedFileQueue {
                 )));
             }
         }
-        let path = self.dir.join(offset_to_file_name(from));
-        let f = MappedFile::create(&path, from, self.file_size as usize)?;
+        let prepared = self.next.lock().take();
+        let f = match prepared {
+            Some(f) if f.from_offset() == from => f,
+            other => {
+                if let Some(stale) = other {
+                    stale.destroy()?;
+                }
+                let path = self.dir.join(offset_to_file_name(from));
+                MappedFile::create(&path, from, self.file_size as usize)?
+            }
+        };
         files.push(Arc::clone(&f));
         Ok(f)
+    }
+
+    /// Allocates the file that will follow the last one once the last one is half full, so that
+    /// rolling to it later does not pay for `fallocate` + `mmap` under the caller's lock. No-op if
+    /// already prepared, empty, or the last file is less than half full.
+    pub fn preallocate_next(&self) -> Result<()> {
+        let Some(last) = self.last() else {
+            return Ok(());
+        };
+        if last.wrote_pos() < last.size() / 2 {
+            return Ok(());
+        }
+        let from = last.from_offset() + self.file_size;
+        if self.next.lock().as_ref().is_some_and(|f| f.from_offset() == from) {
+            return Ok(());
+        }
+        let path = self.dir.join(offset_to_file_name(from));
+        let f = MappedFile::create(&path, from, self.file_size as usize)?;
+        let mut next = self.next.lock();
+        // The last file may have rolled meanwhile; keep the prepared file only if still next.
+        let still_next = self.last().is_some_and(|l| l.from_offset() + self.file_size == from);
+        if still_next && next.is_none() {
+            *next = Some(f);
+        } else if !self.files.read().iter().any(|x| x.from_offset() == from) {
+            drop(next);
+            f.destroy()?;
+        }
+        Ok(())
+    }
+
+    fn drop_prepared(&self) -> Result<()> {
+        if let Some(f) = self.next.lock().take() {
+            f.destroy()?;
+        }
+        Ok(())
     }
 
     /// The last file if it has room, otherwise a new file following it (or at `start` if empty).
@@ -180,6 +227,7 @@ impl MappedFileQueue {
     /// Cuts the stream at `offset`: later files are deleted, the file holding `offset` gets its
     /// positions set there and (if `zero`) its tail zeroed.
     pub fn truncate_dirty(&self, offset: u64, zero: bool) -> Result<()> {
+        self.drop_prepared()?;
         let mut files = self.files.write();
         let mut keep = Vec::with_capacity(files.len());
         for f in files.drain(..) {
@@ -219,6 +267,7 @@ impl MappedFileQueue {
 
     /// Deletes every file and the directory.
     pub fn destroy(&self) -> Result<()> {
+        self.drop_prepared()?;
         let mut files = self.files.write();
         for f in files.drain(..) {
             f.destroy()?;

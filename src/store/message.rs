@@ -4,7 +4,6 @@
 //! Byte layout: `/work/shared/spec/message-format.md` §1–§6 (all integers big-endian).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -781,18 +780,32 @@ pub fn decode_records(buf: &Bytes, check_crc: bool) -> Vec<MessageExt> {
 
 /// Offset message id: upper-case hex of store host address, port (int) and commitlog offset (long).
 pub fn create_offset_msg_id(store_host: &SocketAddr, offset: i64) -> String {
-    let mut raw = Vec::with_capacity(28);
-    match store_host.ip() {
-        IpAddr::V4(ip) => raw.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => raw.extend_from_slice(&ip.octets()),
-    }
-    raw.extend_from_slice(&(store_host.port() as i32).to_be_bytes());
-    raw.extend_from_slice(&offset.to_be_bytes());
-    let mut s = String::with_capacity(raw.len() * 2);
-    for b in raw {
-        let _ = write!(s, "{b:02X}");
-    }
+    let mut s = String::with_capacity(56);
+    push_offset_msg_id(&mut s, store_host, offset);
     s
+}
+
+/// Appends the offset message id to `out` (see [`create_offset_msg_id`]).
+pub fn push_offset_msg_id(out: &mut String, store_host: &SocketAddr, offset: i64) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut raw = [0u8; 28];
+    let n = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            raw[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        IpAddr::V6(ip) => {
+            raw[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    raw[n..n + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
+    raw[n + 4..n + 12].copy_from_slice(&offset.to_be_bytes());
+    out.reserve((n + 12) * 2);
+    for b in &raw[..n + 12] {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
 }
 
 /// Decodes an offset message id (32 hex chars ⇒ IPv4, 56 ⇒ IPv6) into store host and offset.
@@ -860,6 +873,15 @@ pub fn decode_batch_body(body: &Bytes) -> Result<Vec<BatchItem>, DecodeError> {
         out.push(BatchItem { flag, body: body.slice(b_start..b_end), properties: props });
     }
     Ok(out)
+}
+
+/// Turns decoded batch items into inner messages: topic, queue, sysflag, born time and hosts come
+/// from `template` (the request header), flag/body/properties from each item.
+pub fn batch_to_inner(template: &MessageInner, items: Vec<BatchItem>) -> Vec<MessageInner> {
+    items
+        .into_iter()
+        .map(|it| MessageInner { flag: it.flag, body: it.body, properties: it.properties, ..template.clone() })
+        .collect()
 }
 
 /// Encodes a SEND_BATCH_MESSAGE body (the client side of [`decode_batch_body`]).
@@ -969,6 +991,11 @@ mod tests {
         ];
         let enc = Bytes::from(encode_batch_body(&items));
         assert_eq!(decode_batch_body(&enc).unwrap(), items);
+        let t = MessageInner::new("T", 2, Bytes::new());
+        let inner = batch_to_inner(&t, decode_batch_body(&enc).unwrap());
+        assert_eq!(inner.len(), 2);
+        assert_eq!((inner[0].flag, &inner[0].body[..], inner[0].queue_id), (1, &b"abc"[..], 2));
+        assert_eq!(inner[0].properties, "a\u{1}b\u{2}");
         assert!(decode_batch_body(&enc.slice(..enc.len() - 1)).is_err());
     }
 }

@@ -1,14 +1,41 @@
 //! The message store: commitlog, consume queues, index, checkpoint, flush and dispatch services,
-//! recovery. Byte-compatible with Apache RocketMQ's store directory (see
-//! `/work/shared/spec/message-format.md`). The store knows nothing about networks.
+//! recovery. Byte-compatible with Apache RocketMQ's store directory (formats: the facts sheet
+//! `message-format.md`). The store knows nothing about networks.
 //!
-//! Background work runs on three std threads owned by the store (commitlog flush, dispatcher
-//! "reput", logics flush); [`MessageStore::shutdown`] stops and joins them.
+//! # Threads
+//! Three std threads are owned by the store and joined by [`MessageStore::shutdown`]:
+//! - `store-flush-commitlog`: ASYNC_FLUSH periodic flush (`flushIntervalCommitLog`, at least
+//!   `flushCommitLogLeastPages` pages, full flush every `flushCommitLogThoroughInterval`), or the
+//!   SYNC_FLUSH group commit (every waiting put since the last round shares one msync); it also
+//!   preallocates the next commitlog file.
+//! - `store-reput`: the dispatcher. It follows the commitlog (whatever wrote it: `put_message*` or
+//!   [`MessageStore::append_raw`]) and builds consume queues and the index, then publishes the
+//!   dispatched offset ([`MessageStore::subscribe_dispatched`]) and calls the arrival listener.
+//! - `store-flush-logics`: flushes consume queues and index files and writes the checkpoint every
+//!   `flushIntervalConsumeQueue`.
+//!
+//! No lock is held across an msync or an `.await`. A failed commitlog flush poisons the store:
+//! the waiting puts get UNKNOWN_ERROR, later puts SERVICE_NOT_AVAILABLE, shutdown keeps the abort
+//! file.
+//!
+//! # Recovery
+//! `abort` present at open ⇒ abnormal recovery, else normal.
+//! - Normal: start at the consume queues' max dispatched end offset and validate forward (falls
+//!   back to the start of that file if the position is not a record boundary).
+//! - Abnormal: walk back to the newest file whose first record's store time is ≤ the checkpoint's
+//!   `min(physic, logics) - 3 s` (file 0 if none, earlier if an index file had to be dropped),
+//!   validate every record forward (magic, lengths, PHYSICALOFFSET = position, body CRC when
+//!   `checkCRCOnRecover`).
+//!
+//! The commitlog is cut at the end of the last valid record (later files deleted; in abnormal
+//! recovery the cut tail is zeroed so stale records cannot come back), consume-queue entries
+//! beyond the cut are removed, index files reaching beyond it are dropped, and everything from
+//! the start offset is re-dispatched idempotently before `open` returns.
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod commitlog;
 pub mod config;
-pub mod config_file;
 pub mod consume_queue;
 pub mod error;
 pub mod index;
@@ -150,11 +177,32 @@ pub struct QueryMessageResult {
     pub index_last_update_phyoffset: i64,
 }
 
+/// Selects messages in [`MessageStore::get_message`]: first by the consume-queue tagsCode, then
+/// (for entries that pass) by the whole commitlog record (e.g. SQL92 property filters).
+/// Any `Fn(i64) -> bool` closure is a filter on the tagsCode alone.
+pub trait MessageFilter {
+    /// Match on the consume-queue tagsCode.
+    fn is_matched_by_consume_queue(&self, tags_code: i64) -> bool;
+    /// Match on the commitlog record (called only if the tagsCode matched).
+    fn is_matched_by_commit_log(&self, _record: &[u8]) -> bool {
+        true
+    }
+}
+
+impl<F: Fn(i64) -> bool> MessageFilter for F {
+    fn is_matched_by_consume_queue(&self, tags_code: i64) -> bool {
+        self(tags_code)
+    }
+}
+
 /// Callback for new messages: `(topic, queue_id, new max offset in queue)`. Called on the
 /// dispatcher thread; keep it short (e.g. push to a channel).
 pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64) + Send + Sync>;
 
 type FlushRequest = (u64, oneshot::Sender<bool>);
+
+/// New max offsets per topic and queue collected during one dispatch round.
+type Arrivals = HashMap<String, HashMap<i32, i64>>;
 
 /// State shared with the background threads.
 struct Shared {
@@ -181,6 +229,22 @@ struct Shared {
     last_dispatched_ts: AtomicI64,
     dispatch_stalled_at: AtomicI64,
     delay_levels: Vec<i64>,
+    /// Number of commitlog flushes that advanced the flushed offset.
+    flush_count: std::sync::atomic::AtomicU64,
+    /// Test-only fault injection for the commitlog flush (see [`FlushFault`]).
+    flush_fault: Mutex<FlushFault>,
+}
+
+/// Test-only fault injection for the commitlog flush.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushFault {
+    /// Normal operation.
+    None,
+    /// The next commitlog flush fails with EIO.
+    Fail,
+    /// Commitlog flushes are skipped (as if the disk hung).
+    Stall,
 }
 
 /// The message store facade.
@@ -262,7 +326,8 @@ impl MessageStore {
         for q in cqs.all() {
             q.recover()?;
         }
-        let reput_from = Self::recover_commit_log(&config, &commitlog, &cqs, last_exit_ok, cp, index_redispatch)?;
+        let reput_from =
+            Self::recover_commit_log(&config, &commitlog, &cqs, &index, last_exit_ok, cp, index_redispatch)?;
 
         {
             let mut f = File::create(&abort_path).map_err(io_err(&abort_path))?;
@@ -296,6 +361,8 @@ impl MessageStore {
             last_dispatched_ts: AtomicI64::new(0),
             dispatch_stalled_at: AtomicI64::new(-1),
             delay_levels,
+            flush_count: std::sync::atomic::AtomicU64::new(0),
+            flush_fault: Mutex::new(FlushFault::None),
         });
         // Catch up synchronously so consume queues are complete when open() returns.
         while shared.do_reput() {}
@@ -313,7 +380,6 @@ impl MessageStore {
             table.entry(q.topic().to_string()).or_default().insert(q.queue_id(), q.max_offset_in_queue());
         }
         shared.commitlog.set_queue_offset_table(table);
-        shared.checkpoint.set_physic_msg_timestamp(shared.checkpoint.get().physic_msg_timestamp);
 
         let store = MessageStore {
             shared,
@@ -330,6 +396,7 @@ impl MessageStore {
         config: &MessageStoreConfig,
         commitlog: &CommitLog,
         cqs: &consume_queue::ConsumeQueueTable,
+        index: &index::IndexService,
         last_exit_ok: bool,
         cp: CheckpointValues,
         index_redispatch: Option<i64>,
@@ -390,14 +457,30 @@ impl MessageStore {
         for q in cqs.all() {
             q.truncate_dirty(end as i64)?;
         }
+        let mut start = start;
+        if let Some(b) = index.destroy_beyond(end as i64)? {
+            if (b.max(0) as u64) < start {
+                start = match commitlog.files().find(b.max(0) as u64) {
+                    Some(f) => f.from_offset(),
+                    None => commitlog.min_offset().max(0) as u64,
+                };
+            }
+        }
         Ok(start as i64)
     }
 
     fn start_threads(&self) -> Result<()> {
         let mut threads = self.threads.lock();
+        // The threads log inside the span that opened the store (a broker's), so their lines are
+        // routed with the broker's own.
+        let span = tracing::Span::current();
         let spawn = |name: &str, f: fn(&Shared)| -> Result<JoinHandle<()>> {
             let s = Arc::clone(&self.shared);
-            std::thread::Builder::new().name(name.to_string()).spawn(move || f(&s)).map_err(io_err(Path::new(name)))
+            let span = span.clone();
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || span.in_scope(|| f(&s)))
+                .map_err(io_err(Path::new(name)))
         };
         threads.push(spawn("store-reput", Shared::reput_loop)?);
         threads.push(spawn("store-flush-commitlog", Shared::flush_loop)?);
@@ -541,10 +624,13 @@ impl MessageStore {
         offset: i64,
         max_count: usize,
         max_bytes: usize,
-        filter: impl Fn(i64) -> bool,
+        filter: impl MessageFilter,
     ) -> Result<GetMessageResult> {
         if self.is_shutdown() {
             return Err(StoreError::ShutDown);
+        }
+        if self.running_flags() & running_flags::NOT_READABLE != 0 {
+            return Err(StoreError::NotReadable);
         }
         let mut r = GetMessageResult {
             status: GetMessageStatus::NoMatchedLogicQueue,
@@ -607,8 +693,9 @@ impl MessageStore {
                         if r.messages.is_empty() {
                             r.status = GetMessageStatus::MessageWasRemoving;
                         }
-                    } else if filter(e.tags_code) {
+                    } else if filter.is_matched_by_consume_queue(e.tags_code) {
                         match self.shared.commitlog.read(e.phys_offset, e.size as usize) {
+                            Some(b) if !filter.is_matched_by_commit_log(&b) => {}
                             Some(b) => {
                                 r.buffer_total_size += b.len();
                                 r.messages.push(b);
@@ -678,9 +765,11 @@ impl MessageStore {
         self.shared.commitlog.read(phy, size)
     }
 
-    /// Messages whose UNIQ_KEY or one of whose KEYS equals `key`, stored within `[begin, end]` ms.
+    /// Messages whose UNIQ_KEY or one of whose KEYS equals `key`, stored within `[begin, end]` ms,
+    /// newest first, at most `max_num` (0 ⇒ `defaultQueryMaxNum`; capped at `maxMsgsNumBatch`).
     pub fn query_message(&self, topic: &str, key: &str, max_num: usize, begin: i64, end: i64) -> QueryMessageResult {
-        let max = if max_num == 0 { self.shared.config.default_query_max_num } else { max_num };
+        let max = if max_num == 0 { self.shared.config.default_query_max_num } else { max_num }
+            .min(self.shared.config.max_msgs_num_batch.max(1));
         let offsets = self.shared.index.query(topic, key, max, begin, end);
         let (ts, phy) = self.shared.index.last_update();
         let mut out = QueryMessageResult {
@@ -718,6 +807,11 @@ impl MessageStore {
     pub fn commit_log_flushed_offset(&self) -> i64 {
         self.shared.commitlog.flushed_where() as i64
     }
+    /// How many commitlog flushes (msync rounds) advanced the flushed offset so far.
+    pub fn commit_log_flush_count(&self) -> u64 {
+        self.shared.flush_count.load(Ordering::Relaxed)
+    }
+
     /// Commitlog offset up to which records are dispatched to consume queues and index.
     pub fn dispatched_offset(&self) -> i64 {
         self.shared.reput_from.load(Ordering::Acquire)
@@ -795,6 +889,12 @@ impl MessageStore {
         result
     }
 
+    /// Injects a commitlog flush fault (tests only).
+    #[doc(hidden)]
+    pub fn set_flush_fault_for_tests(&self, fault: FlushFault) {
+        *self.shared.flush_fault.lock() = fault;
+    }
+
     /// Simulates a crash for tests: stops the threads without any final flush, checkpoint or
     /// abort-file removal, then releases the lock.
     #[doc(hidden)]
@@ -859,8 +959,21 @@ impl Shared {
         }
         let ts = self.commitlog.last_store_timestamp();
         let max = self.commitlog.max_offset() as u64;
-        match self.commitlog.flush(least_pages) {
+        let before = self.commitlog.flushed_where();
+        let fault = *self.flush_fault.lock();
+        let res = match fault {
+            FlushFault::None => self.commitlog.flush(least_pages),
+            FlushFault::Stall => return true,
+            FlushFault::Fail => Err(StoreError::Io {
+                path: self.config.commit_log_dir(),
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            }),
+        };
+        match res {
             Ok(flushed) => {
+                if flushed > before {
+                    self.flush_count.fetch_add(1, Ordering::Relaxed);
+                }
                 if flushed >= max && ts > 0 {
                     self.checkpoint.set_physic_msg_timestamp(ts);
                 }
@@ -878,36 +991,52 @@ impl Shared {
         let interval = Duration::from_millis(self.config.flush_interval_commit_log.max(1));
         let thorough = Duration::from_millis(self.config.flush_commit_log_thorough_interval);
         let mut last_full = Instant::now();
+        // Requests not yet satisfied (e.g. the disk stalls): they stay here until their offset is
+        // flushed, the flush fails, or the waiter gave up (FLUSH_DISK_TIMEOUT).
+        let mut pending: Vec<FlushRequest> = Vec::new();
         loop {
             let stopping = self.stop_flush.load(Ordering::Acquire);
             if self.halt.load(Ordering::Acquire) {
                 return;
             }
-            let reqs = {
+            {
                 let mut g = self.flush_reqs.lock();
                 if !stopping && g.is_empty() {
                     let wait = if sync { Duration::from_millis(10) } else { interval };
                     self.flush_cv.wait_for(&mut g, wait);
                 }
-                std::mem::take(&mut *g)
-            };
+                pending.append(&mut g);
+            }
             let least = if sync || stopping || last_full.elapsed() >= thorough {
                 last_full = Instant::now();
                 0
             } else {
                 self.config.flush_commit_log_least_pages
             };
-            let ok = self.flush_commitlog(least);
-            let flushed = self.commitlog.flushed_where();
-            for (off, tx) in reqs {
-                let _ = tx.send(ok && flushed >= off);
+            let mut ok = self.flush_commitlog(least);
+            if !stopping {
+                if let Err(e) = self.commitlog.files().preallocate_next() {
+                    tracing::warn!(error = %e, "cannot preallocate the next commitlog file");
+                }
             }
             if stopping {
-                let ok = self.flush_commitlog(0);
-                let flushed = self.commitlog.flushed_where();
-                for (off, tx) in std::mem::take(&mut *self.flush_reqs.lock()) {
-                    let _ = tx.send(ok && flushed >= off);
+                ok = self.flush_commitlog(0) && ok;
+                pending.append(&mut self.flush_reqs.lock());
+            }
+            let flushed = self.commitlog.flushed_where();
+            let mut keep = Vec::with_capacity(pending.len());
+            for (off, tx) in pending.drain(..) {
+                if tx.is_closed() {
+                    continue;
                 }
+                if !ok || flushed >= off || stopping {
+                    let _ = tx.send(ok && flushed >= off);
+                } else {
+                    keep.push((off, tx));
+                }
+            }
+            pending = keep;
+            if stopping {
                 return;
             }
         }
@@ -978,7 +1107,7 @@ impl Shared {
     /// advanced.
     fn do_reput(&self) -> bool {
         let mut progressed = false;
-        let mut arrivals: HashMap<(String, i32), i64> = HashMap::new();
+        let mut arrivals: Arrivals = HashMap::new();
         loop {
             let reput = self.reput_from.load(Ordering::Acquire);
             let max = self.commitlog.max_offset();
@@ -1049,7 +1178,7 @@ impl Shared {
         progressed
     }
 
-    fn publish(&self, arrivals: &mut HashMap<(String, i32), i64>) {
+    fn publish(&self, arrivals: &mut Arrivals) {
         let reput = self.reput_from.load(Ordering::Acquire);
         self.dispatched_tx.send_replace(reput);
         if arrivals.is_empty() {
@@ -1057,11 +1186,13 @@ impl Shared {
         }
         let l = self.listener.read().clone();
         if let Some(l) = l {
-            for ((t, q), off) in arrivals.drain() {
-                l(&t, q, off);
+            for (t, qs) in arrivals.iter_mut() {
+                for (q, off) in qs.drain() {
+                    l(t, q, off);
+                }
             }
         } else {
-            arrivals.clear();
+            arrivals.values_mut().for_each(|m| m.clear());
         }
     }
 
@@ -1082,7 +1213,7 @@ impl Shared {
         message::tags_code(message::find_property(props, message::property::TAGS))
     }
 
-    fn dispatch(&self, v: &RecordView, rec: &[u8], arrivals: &mut HashMap<(String, i32), i64>) -> Result<()> {
+    fn dispatch(&self, v: &RecordView, rec: &[u8], arrivals: &mut Arrivals) -> Result<()> {
         let topic = v.topic(rec);
         let props = v.properties(rec);
         let tran = sysflag::transaction_value(v.sys_flag);
@@ -1097,10 +1228,12 @@ impl Shared {
                 self.flags.fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
             })?;
             let max = cq.max_offset_in_queue();
-            match arrivals.get_mut(&(topic.to_string(), v.queue_id)) {
-                Some(m) => *m = max,
+            match arrivals.get_mut(topic) {
+                Some(m) => {
+                    m.insert(v.queue_id, max);
+                }
                 None => {
-                    arrivals.insert((topic.to_string(), v.queue_id), max);
+                    arrivals.insert(topic.to_string(), HashMap::from([(v.queue_id, max)]));
                 }
             }
         }
@@ -1118,6 +1251,9 @@ impl Shared {
                 })?;
         }
         self.last_dispatched_ts.store(v.store_timestamp, Ordering::Release);
+        // Raw (replicated) appends carry no store time of their own: the dispatched one feeds the
+        // checkpoint's physic timestamp (it trails the written data, so it is safe).
+        self.commitlog.note_store_timestamp(v.store_timestamp);
         Ok(())
     }
 }

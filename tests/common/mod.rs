@@ -105,3 +105,4 @@ pub fn run(bin: &str, args: &[&str]) -> Output {
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+pub mod rmq;

@@ -243,7 +243,7 @@ pub(crate) fn load_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> R
                     warn!(path = %p.display(), "config file is empty; trying its .bak");
                 }
             }
-            Ok(bytes) => match crate::remoting::fastjson::from_slice::<T>(&bytes) {
+            Ok(bytes) => match crate::json::from_slice_lenient::<T>(&bytes) {
                 Ok(v) => {
                     if p != path {
                         warn!(path = %path.display(), "loaded config from the .bak file");
@@ -270,7 +270,7 @@ pub(crate) fn load_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> R
 pub(crate) fn persist_config_file(path: &Path, content: &str) -> Result<(), MetaError> {
     let io = |source| MetaError::Io { path: path.to_path_buf(), source };
     match std::fs::read(path) {
-        Ok(old) if crate::remoting::fastjson::from_slice::<serde_json::Value>(&old).is_ok() => {
+        Ok(old) if crate::json::from_slice_lenient::<serde_json::Value>(&old).is_ok() => {
             crate::config::write_atomically(&bak_path(path), &old).map_err(io)?;
         }
         Ok(_) => warn!(path = %path.display(), "current config file does not parse; keeping the old .bak"),
@@ -351,10 +351,7 @@ fn write_value(v: &serde_json::Value, depth: usize, pretty: bool, bare: Option<u
     }
 }
 
-/// Java's `String.hashCode` (the tag hash code of subscriptions and consume queues).
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
+pub use crate::store::message::java_string_hash;
 
 #[cfg(test)]
 mod tests {
@@ -378,7 +375,7 @@ mod tests {
         assert_eq!(s, r#"{"offsetTable":{"T@g":{0:5,12:7}},"x":{"1":2}}"#);
         let p = fastjson_pretty(&v, Some(2));
         assert!(p.contains("\n\t\t\t0:5,"), "{p}");
-        let back: serde_json::Value = crate::remoting::fastjson::from_slice(p.as_bytes()).unwrap();
+        let back: serde_json::Value = crate::json::from_slice_lenient(p.as_bytes()).unwrap();
         assert_eq!(back["offsetTable"]["T@g"]["12"], 7);
     }
 

@@ -758,8 +758,7 @@ mod tests {
     #[test]
     fn lenient_topic_config() {
         let tc: TopicConfig =
-            crate::remoting::fastjson::from_slice(br#"{"topicName":"X","perm":6,"attributes":null,"extra":1}"#)
-                .unwrap();
+            crate::json::from_slice_lenient(br#"{"topicName":"X","perm":6,"attributes":null,"extra":1}"#).unwrap();
         assert_eq!(tc.read_queue_nums, 16);
         assert_eq!(tc.topic_filter_type, "SINGLE_TAG");
         let s = serde_json::to_string(&TopicConfig::new("T")).unwrap();

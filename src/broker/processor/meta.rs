@@ -359,7 +359,7 @@ impl MetaProcessor {
     }
 
     fn lock_body(req: &RemotingCommand) -> Result<LockBatchRequestBody, RemotingCommand> {
-        crate::remoting::fastjson::from_slice(&req.body)
+        crate::json::from_slice_lenient(&req.body)
             .map_err(|e| RemotingCommand::error(req, rs::SYSTEM_ERROR, format!("lock batch body does not parse: {e}")))
     }
 
@@ -438,7 +438,7 @@ impl MetaProcessor {
         conn: &ConnectionHandle,
         req: &RemotingCommand,
     ) -> Result<RemotingCommand, RemotingCommand> {
-        let body: CreateTopicListRequestBody = crate::remoting::fastjson::from_slice(&req.body).map_err(|e| {
+        let body: CreateTopicListRequestBody = crate::json::from_slice_lenient(&req.body).map_err(|e| {
             RemotingCommand::error(req, rs::SYSTEM_ERROR, format!("topic list body does not parse: {e}"))
         })?;
         let names: Vec<&str> = body.topic_config_list.iter().map(|t| t.topic_name.as_str()).collect();
@@ -508,7 +508,7 @@ impl MetaProcessor {
         if req.body.is_empty() {
             return Ok(RemotingCommand::success(req));
         }
-        let cfg: SubscriptionGroupConfig = crate::remoting::fastjson::from_slice(&req.body).map_err(|e| {
+        let cfg: SubscriptionGroupConfig = crate::json::from_slice_lenient(&req.body).map_err(|e| {
             RemotingCommand::error(req, rs::SYSTEM_ERROR, format!("subscription group body does not parse: {e}"))
         })?;
         info!(group = %cfg.group_name, caller = %conn.peer(), "update and create subscription group");

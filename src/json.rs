@@ -280,3 +280,34 @@ mod tests {
         );
     }
 }
+
+/// Writes a map with integer keys the way fastjson does (`{0:"a",1:"b"}`), for peers that want the
+/// byte-exact form. Values are JSON-encoded.
+pub fn bare_key_map<K: std::fmt::Display, V: Serialize>(entries: impl IntoIterator<Item = (K, V)>) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&k.to_string());
+        s.push(':');
+        s.push_str(&serde_json::to_string(&v).unwrap_or_else(|_| "null".into()));
+    }
+    s.push('}');
+    s
+}
+
+#[cfg(test)]
+mod bare_key_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn bare_key_map_round_trips() {
+        let m: BTreeMap<i32, i64> = [(0, 5), (2, 7)].into_iter().collect();
+        let s = bare_key_map(m.iter());
+        assert_eq!(s, "{0:5,2:7}");
+        let back: BTreeMap<i32, i64> = from_slice_lenient(s.as_bytes()).unwrap();
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,427 @@
+//! The state a broker's processors share, and the checks that join metadata and store: the one
+//! place where the send, pull and send-back paths consult topics, groups and subscriptions.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::config::{BrokerConfig, BrokerIdentity, BrokerRole};
+use super::headers::{pull_flag, ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader};
+use super::meta::{perm, BrokerMeta, StoreView, TopicConfig};
+use super::pull::{PullWaiters, TagFilter};
+use super::send::{apply_delay, prop, DLQ_PREFIX, RETRY_PREFIX};
+use crate::remoting::codes::response;
+use crate::remoting::ConnectionHandle;
+use crate::store::message::{self, decode_record, MessageInner};
+use crate::store::{MessageStore, PutMessageResult};
+
+/// An error answer: response code and remark.
+pub type Refusal = (i32, String);
+
+const FAQ: &str = "\nSee https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.";
+
+/// Counters shown by GET_BROKER_RUNTIME_INFO.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// Messages stored since start.
+    pub put_msgs: AtomicU64,
+    /// Bytes stored since start.
+    pub put_bytes: AtomicU64,
+    /// Messages delivered since start.
+    pub get_msgs: AtomicU64,
+    /// Bytes delivered since start.
+    pub get_bytes: AtomicU64,
+}
+
+/// What every processor of one broker shares.
+pub struct BrokerCore {
+    identity: BrokerIdentity,
+    /// Topics, groups, offsets, clients.
+    pub meta: Arc<BrokerMeta>,
+    store: Arc<MessageStore>,
+    store_host: SocketAddr,
+    waiters: Arc<PullWaiters>,
+    shutting_down: AtomicBool,
+    read_only: AtomicBool,
+    /// Counters.
+    pub stats: BrokerStats,
+    /// Started at (ms).
+    pub started_at: i64,
+    /// Signalled when topics change or a message is stored in the schedule topic.
+    pub wake_registration: Notify,
+}
+
+impl BrokerCore {
+    /// Joins the parts; wires the store's arrival callback to the held pulls.
+    pub fn new(
+        identity: BrokerIdentity,
+        meta: Arc<BrokerMeta>,
+        store: Arc<MessageStore>,
+        store_host: SocketAddr,
+    ) -> Arc<Self> {
+        let waiters = Arc::new(PullWaiters::default());
+        let w = waiters.clone();
+        store.set_arrival_listener(Some(Arc::new(move |topic: &str, qid: i32, max: i64| w.notify(topic, qid, max))));
+        Arc::new(BrokerCore {
+            identity,
+            meta,
+            store,
+            store_host,
+            waiters,
+            shutting_down: AtomicBool::new(false),
+            read_only: AtomicBool::new(false),
+            stats: BrokerStats::default(),
+            started_at: crate::util::now_millis(),
+            wake_registration: Notify::new(),
+        })
+    }
+
+    /// `cluster_brokerName_id`.
+    pub fn identity(&self) -> &BrokerIdentity {
+        &self.identity
+    }
+    /// The broker config now.
+    pub fn config(&self) -> Arc<BrokerConfig> {
+        self.meta.config.load_full()
+    }
+    /// The store.
+    pub fn store(&self) -> &Arc<MessageStore> {
+        &self.store
+    }
+    /// `brokerIP1:listenPort` as a socket address (written into records and msgIds).
+    pub fn store_host(&self) -> SocketAddr {
+        self.store_host
+    }
+    /// Held pulls.
+    pub fn waiters(&self) -> &Arc<PullWaiters> {
+        &self.waiters
+    }
+    /// True once removal has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+    /// Refuses writes from now on and wakes held pulls (removal).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.waiters.wake_all();
+    }
+    /// Makes the broker read-only (drain before removal) or writable again.
+    pub fn set_read_only(&self, ro: bool) {
+        self.read_only.store(ro, Ordering::Release);
+    }
+    /// The body size limit.
+    pub fn max_message_size(&self) -> usize {
+        self.store.config().max_message_size
+    }
+    /// Highest delay level.
+    pub fn max_delay_level(&self) -> i32 {
+        self.store.config().delay_levels_ms().len() as i32
+    }
+    /// A short description of the disk state for SERVICE_NOT_AVAILABLE remarks.
+    pub fn disk_info(&self) -> String {
+        let flags = self.store.running_flags();
+        if flags & crate::store::running_flags::DISK_FULL != 0 {
+            "disk full".into()
+        } else if self.store.is_poisoned() {
+            "store poisoned after a failed flush".into()
+        } else {
+            "ok".into()
+        }
+    }
+
+    /// Refuses writes when the broker cannot take them now.
+    pub fn check_writable(&self) -> Result<(), Refusal> {
+        let cfg = self.config();
+        if self.is_shutting_down() {
+            return Err((response::SERVICE_NOT_AVAILABLE, format!("broker {} is shutting down", self.identity)));
+        }
+        if cfg.broker_role == BrokerRole::Slave {
+            return Err((
+                response::SERVICE_NOT_AVAILABLE,
+                format!(
+                    "service not available now. the broker {} is a slave and does not accept writes",
+                    self.identity
+                ),
+            ));
+        }
+        if self.read_only.load(Ordering::Acquire) || !perm::is_writeable(cfg.broker_permission) {
+            return Err((
+                response::NO_PERMISSION,
+                format!("the broker[{}] sending message is forbidden", cfg.broker_ip1),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The topic a send goes to: validated, created from the default topic if allowed, writable.
+    pub fn topic_for_send(
+        &self,
+        h: &SendMessageRequestHeader,
+        conn: &ConnectionHandle,
+    ) -> Result<TopicConfig, Refusal> {
+        let topic = h.topic.as_str();
+        if let Err(e) = super::meta::topic::validate_topic(topic) {
+            return Err((response::INVALID_PARAMETER, e.to_string()));
+        }
+        if super::meta::TopicConfigManager::is_not_allowed_send_topic(topic) {
+            return Err((response::NO_PERMISSION, format!("Sending message to topic[{topic}] is forbidden.")));
+        }
+        let topics = &self.meta.topics;
+        let found = match topics.select(topic) {
+            Some(tc) => Some(tc),
+            None => {
+                let created = if topic.starts_with(RETRY_PREFIX) {
+                    topics.create_topic_in_send_back(topic, 1, perm::READ | perm::WRITE, false, 0).map(Some)
+                } else {
+                    topics.create_topic_in_send_message_method(
+                        topic,
+                        &h.default_topic,
+                        &conn.peer().to_string(),
+                        h.default_topic_queue_nums,
+                        0,
+                    )
+                };
+                match created {
+                    Ok(Some(tc)) => {
+                        self.wake_registration.notify_one();
+                        Some(tc)
+                    }
+                    Ok(None) => None,
+                    Err(e) => return Err((response::SYSTEM_ERROR, e.to_string())),
+                }
+            }
+        };
+        let Some(tc) = found else {
+            return Err((response::TOPIC_NOT_EXIST, format!("topic[{topic}] not exist, apply first please!{FAQ}")));
+        };
+        if !perm::is_writeable(tc.perm) {
+            return Err((response::NO_PERMISSION, format!("the topic[{topic}] sending message is forbidden")));
+        }
+        Ok(tc)
+    }
+
+    /// The dead-letter topic of a group, created if absent.
+    pub fn dlq_topic(&self, group: &str) -> Result<String, Refusal> {
+        let dlq = format!("{DLQ_PREFIX}{group}");
+        self.meta
+            .topics
+            .create_topic_in_send_back(&dlq, 1, perm::READ | perm::WRITE, false, 0)
+            .map_err(|e| (response::SYSTEM_ERROR, e.to_string()))?;
+        self.wake_registration.notify_one();
+        Ok(dlq)
+    }
+
+    /// The checks of a pull; returns its tag filter and the topic's sys flag.
+    pub fn check_pull(
+        &self,
+        h: &PullMessageRequestHeader,
+        conn: &ConnectionHandle,
+    ) -> Result<(TagFilter, i32), Refusal> {
+        let cfg = self.config();
+        if !perm::is_readable(cfg.broker_permission) {
+            return Err((
+                response::NO_PERMISSION,
+                format!("the broker[{}] pulling message is forbidden", cfg.broker_ip1),
+            ));
+        }
+        let group = match self.meta.subscriptions.find(&h.consumer_group) {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                return Err((
+                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    format!("subscription group [{}] does not exist,{FAQ}", h.consumer_group),
+                ))
+            }
+            Err(e) => return Err((response::SYSTEM_ERROR, e.to_string())),
+        };
+        if !group.consume_enable {
+            return Err((response::NO_PERMISSION, format!("subscription group no permission, {}", h.consumer_group)));
+        }
+        let Some(tc) = self.meta.topics.select(&h.topic) else {
+            return Err((response::TOPIC_NOT_EXIST, format!("topic[{}] not exist, apply first please!{FAQ}", h.topic)));
+        };
+        if !perm::is_readable(tc.perm) {
+            return Err((response::NO_PERMISSION, format!("the topic[{}] pulling message is forbidden", h.topic)));
+        }
+        if h.queue_id < 0 || h.queue_id >= tc.read_queue_nums {
+            return Err((
+                response::INVALID_PARAMETER,
+                format!(
+                    "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
+                    h.queue_id,
+                    h.topic,
+                    tc.read_queue_nums,
+                    conn.peer()
+                ),
+            ));
+        }
+        let filter = if h.sys_flag & pull_flag::SUBSCRIPTION != 0 {
+            if h.expression_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("TAG")) {
+                return Err((
+                    response::SUBSCRIPTION_PARSE_FAILED,
+                    format!(
+                        "parse the consumer's subscription failed: expression type {:?} is not supported",
+                        h.expression_type
+                    ),
+                ));
+            }
+            TagFilter::parse(h.subscription.as_deref().unwrap_or("*"))
+        } else {
+            match self.meta.consumers.find_subscription_data(&h.consumer_group, &h.topic) {
+                None => {
+                    return Err((
+                        response::SUBSCRIPTION_NOT_EXIST,
+                        format!(
+                            "the consumer's subscription not exist, group: {} topic: {}",
+                            h.consumer_group, h.topic
+                        ),
+                    ))
+                }
+                Some(sd) => {
+                    if sd.sub_version < h.sub_version {
+                        return Err((
+                            response::SUBSCRIPTION_NOT_LATEST,
+                            format!("the consumer's subscription not latest, group: {}", h.consumer_group),
+                        ));
+                    }
+                    if sd.sub_string.trim().is_empty() || sd.sub_string.trim() == "*" {
+                        TagFilter::all()
+                    } else if !sd.code_set.is_empty() {
+                        TagFilter { all: false, codes: sd.code_set.iter().map(|c| *c as i64).collect() }
+                    } else {
+                        TagFilter::parse(&sd.sub_string)
+                    }
+                }
+            }
+        };
+        Ok((filter, tc.topic_sys_flag))
+    }
+
+    /// Commits a consumer offset carried by a pull.
+    pub fn commit_offset(&self, conn: &ConnectionHandle, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        if self.config().broker_role != BrokerRole::Slave {
+            self.meta.offsets.commit_offset(&conn.peer().to_string(), group, topic, queue_id, offset);
+        }
+    }
+
+    /// Stores one message.
+    pub async fn put_message(&self, m: MessageInner) -> PutMessageResult {
+        self.store.put_message(m).await
+    }
+
+    /// Stores a batch.
+    pub async fn put_messages(&self, msgs: &[MessageInner]) -> PutMessageResult {
+        self.store.put_messages(msgs).await
+    }
+
+    /// Counts stored messages.
+    pub fn stats_put(&self, _topic: &str, msgs: usize, bytes: usize) {
+        self.stats.put_msgs.fetch_add(msgs as u64, Ordering::Relaxed);
+        self.stats.put_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts delivered messages.
+    pub fn stats_get(&self, _topic: &str, msgs: usize, bytes: usize) {
+        self.stats.get_msgs.fetch_add(msgs as u64, Ordering::Relaxed);
+        self.stats.get_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Hook after a store (nothing yet: arrivals wake pulls through the store callback).
+    pub fn on_message_stored(&self) {}
+
+    /// CONSUMER_SEND_MSG_BACK: re-puts a message a consumer failed into `%RETRY%group` with a delay,
+    /// or into `%DLQ%group` when it has been retried too often.
+    pub async fn send_back(&self, h: &ConsumerSendMsgBackRequestHeader) -> Result<(), Refusal> {
+        self.check_writable()?;
+        let group = match self.meta.subscriptions.find(&h.group) {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                return Err((
+                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    format!("subscription group not exist, {}{FAQ}", h.group),
+                ))
+            }
+            Err(e) => return Err((response::SYSTEM_ERROR, e.to_string())),
+        };
+        if group.retry_queue_nums <= 0 {
+            return Ok(());
+        }
+        let Some(raw) = self.store.look_message_by_offset(h.offset) else {
+            return Err((response::SYSTEM_ERROR, format!("look message by offset failed, {}", h.offset)));
+        };
+        let orig =
+            decode_record(&raw, false).map_err(|e| (response::SYSTEM_ERROR, format!("decode message failed: {e}")))?;
+        let retry_topic = format!("{RETRY_PREFIX}{}", h.group);
+        let mut props = orig.properties.clone();
+        props.entry(prop::RETRY_TOPIC.to_string()).or_insert_with(|| orig.topic.clone());
+        let max_times = h.max_reconsume_times.unwrap_or(group.retry_max_times);
+        let mut delay = h.delay_level;
+        let (topic, queue_id) = if orig.reconsume_times >= max_times || delay < 0 {
+            let dlq = self.dlq_topic(&h.group)?;
+            props.insert(prop::DLQ_ORIGIN_TOPIC.to_string(), orig.topic.clone());
+            props.insert(prop::DLQ_ORIGIN_MESSAGE_ID.to_string(), h.origin_msg_id.clone().unwrap_or_default());
+            delay = 0;
+            (dlq, 0)
+        } else {
+            let tc = self
+                .meta
+                .topics
+                .create_topic_in_send_back(&retry_topic, group.retry_queue_nums, perm::READ | perm::WRITE, false, 0)
+                .map_err(|e| (response::SYSTEM_ERROR, e.to_string()))?;
+            if delay == 0 {
+                delay = 3 + orig.reconsume_times;
+            }
+            let qid = (orig.reconsume_times.unsigned_abs() % tc.write_queue_nums.max(1) as u32) as i32;
+            (retry_topic, qid)
+        };
+        self.wake_registration.notify_one();
+        let origin_id = h.origin_msg_id.clone().unwrap_or_else(|| orig.msg_id.clone());
+        props.entry(prop::ORIGIN_MESSAGE_ID.to_string()).or_insert(origin_id);
+        if delay > 0 {
+            props.insert(message::property::DELAY.to_string(), delay.to_string());
+        } else {
+            props.remove(message::property::DELAY);
+        }
+        let mut m = MessageInner::new(topic, queue_id, orig.body.clone());
+        m.flag = orig.flag;
+        m.sys_flag = orig.sys_flag & !(message::sysflag::BORNHOST_V6 | message::sysflag::STOREHOST_V6);
+        m.born_timestamp = orig.born_timestamp;
+        m.born_host = orig.born_host;
+        m.store_host = self.store_host;
+        m.reconsume_times = orig.reconsume_times + 1;
+        m.set_properties(props);
+        apply_delay(&mut m, self.max_delay_level());
+        let r = self.store.put_message(m).await;
+        if r.status.is_stored() {
+            Ok(())
+        } else {
+            Err((response::SYSTEM_ERROR, r.status.name().to_string()))
+        }
+    }
+}
+
+/// The store as the metadata layer sees it.
+pub struct StoreViewImpl(pub Arc<MessageStore>);
+
+impl StoreView for StoreViewImpl {
+    fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.0.max_offset_in_queue(topic, queue_id)
+    }
+    fn min_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.0.min_offset_in_queue(topic, queue_id)
+    }
+    fn store_time_of(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        self.0.message_store_timestamp(topic, queue_id, offset)
+    }
+    fn check_in_mem_by_consume_offset(&self, topic: &str, queue_id: i32, offset: i64, _batch: i32) -> bool {
+        self.0.message_store_timestamp(topic, queue_id, offset).is_some()
+    }
+    fn delete_topics(&self, topics: &[String]) {
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = self.0.delete_topics(&refs) {
+            tracing::warn!(error = %e, "deleting topic queues failed");
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) and CONSUMER_SEND_MSG_BACK (36).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use super::core::BrokerCore;
+use super::headers::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader};
+use crate::remoting::codes::{request, response};
+use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
+use crate::store::commitlog::PutMessageStatus;
+use crate::store::message::{self, decode_batch_body, parse_properties, MessageInner};
+use crate::store::PutMessageResult;
+
+/// Property keys the send path reads or writes beyond the store's own.
+pub mod prop {
+    /// Cluster name, set by the broker.
+    pub const CLUSTER: &str = "CLUSTER";
+    /// Retry topic of a message sent back.
+    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    /// Original offset msgId of a message sent back.
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    /// Max reconsume times.
+    pub const MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
+    /// Transaction half message marker.
+    pub const TRAN_MSG: &str = "TRAN_MSG";
+    /// Origin topic of a dead-letter message.
+    pub const DLQ_ORIGIN_TOPIC: &str = "DLQ_ORIGIN_TOPIC";
+    /// Origin msgId of a dead-letter message.
+    pub const DLQ_ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
+}
+
+/// Topic that holds delayed messages, one queue per delay level.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// Prefix of retry topics.
+pub const RETRY_PREFIX: &str = "%RETRY%";
+/// Prefix of dead-letter topics.
+pub const DLQ_PREFIX: &str = "%DLQ%";
+
+/// Maps a store result to the response code and remark Apache answers (spec: remoting.md §9).
+pub fn put_status_response(
+    status: PutMessageStatus,
+    max_message_size: usize,
+    disk_info: &str,
+) -> (i32, Option<String>) {
+    match status {
+        PutMessageStatus::PutOk => (response::SUCCESS, None),
+        PutMessageStatus::FlushDiskTimeout => (response::FLUSH_DISK_TIMEOUT, None),
+        PutMessageStatus::FlushSlaveTimeout => (response::FLUSH_SLAVE_TIMEOUT, None),
+        PutMessageStatus::SlaveNotAvailable => (response::SLAVE_NOT_AVAILABLE, None),
+        PutMessageStatus::MessageIllegal | PutMessageStatus::PropertiesSizeExceeded => (
+            response::MESSAGE_ILLEGAL,
+            Some(format!(
+                "the message is illegal, maybe msg body or properties length not matched. msg body length limit {max_message_size}B, msg properties length limit 32KB."
+            )),
+        ),
+        PutMessageStatus::ServiceNotAvailable => (
+            response::SERVICE_NOT_AVAILABLE,
+            Some(format!(
+                "service not available now. It may be caused by one of the following reasons: the broker's disk is full [{disk_info}], messages are put to the slave, message store has been shut down, etc."
+            )),
+        ),
+        PutMessageStatus::OsPageCacheBusy => {
+            (response::SYSTEM_BUSY, Some("[PC_SYNCHRONIZED]broker busy, start flow control for a while".into()))
+        }
+        PutMessageStatus::CreateMappedFileFailed => {
+            (response::SYSTEM_ERROR, Some("create mapped file failed, server is busy or broken.".into()))
+        }
+        PutMessageStatus::UnknownError => (response::SYSTEM_ERROR, Some("UNKNOWN_ERROR".into())),
+    }
+}
+
+/// Re-targets a message with a DELAY level to the schedule topic (queue = level - 1), keeping the
+/// real topic and queue in properties. Levels above the maximum are clamped.
+pub fn apply_delay(msg: &mut MessageInner, max_level: i32) {
+    let tran = msg.sys_flag & 0xC;
+    if tran != 0 && tran != 0x8 {
+        return;
+    }
+    let Some(level) =
+        message::find_property(&msg.properties, message::property::DELAY).and_then(|d| d.parse::<i32>().ok())
+    else {
+        return;
+    };
+    if level <= 0 || msg.topic == SCHEDULE_TOPIC {
+        return;
+    }
+    let level = level.min(max_level);
+    let mut props = parse_properties(&msg.properties);
+    props.insert(message::property::DELAY.to_string(), level.to_string());
+    props.insert(message::property::REAL_TOPIC.to_string(), msg.topic.clone());
+    props.insert(message::property::REAL_QID.to_string(), msg.queue_id.to_string());
+    msg.set_properties(props);
+    msg.topic = SCHEDULE_TOPIC.to_string();
+    msg.queue_id = level - 1;
+}
+
+/// Builds the inner message of a single send.
+pub fn build_message(
+    h: &SendMessageRequestHeader,
+    queue_id: i32,
+    body: Bytes,
+    born_host: SocketAddr,
+    store_host: SocketAddr,
+    cluster: &str,
+) -> MessageInner {
+    let mut m = MessageInner::new(h.topic.clone(), queue_id, body);
+    m.flag = h.flag;
+    m.sys_flag = h.sys_flag;
+    m.born_timestamp = h.born_timestamp;
+    m.born_host = born_host;
+    m.store_host = store_host;
+    m.reconsume_times = h.reconsume_times.unwrap_or(0);
+    m.properties = h.properties.clone().unwrap_or_default();
+    if message::find_property(&m.properties, prop::CLUSTER).is_none() {
+        m.push_property(prop::CLUSTER, cluster);
+    }
+    m
+}
+
+/// Answers the send requests.
+pub struct SendProcessor {
+    core: Arc<BrokerCore>,
+}
+
+impl SendProcessor {
+    /// A processor over a broker's core.
+    pub fn new(core: Arc<BrokerCore>) -> Self {
+        SendProcessor { core }
+    }
+
+    async fn send(&self, conn: &ConnectionHandle, req: RemotingCommand) -> RemotingCommand {
+        let v2 =
+            matches!(req.code, request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE | request::SEND_REPLY_MESSAGE_V2);
+        let h = match SendMessageRequestHeader::read(&req.ext_fields, v2) {
+            Ok(h) => h,
+            Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, e.to_string()),
+        };
+        let core = &self.core;
+        if let Err((code, remark)) = core.check_writable() {
+            return RemotingCommand::error(&req, code, remark);
+        }
+        let topic = match core.topic_for_send(&h, conn) {
+            Ok(t) => t,
+            Err((code, remark)) => return RemotingCommand::error(&req, code, remark),
+        };
+        let write_queues = topic.write_queue_nums.max(1);
+        let queue_id = if h.queue_id < 0 { (rand_u32() % write_queues as u32) as i32 } else { h.queue_id };
+        if queue_id >= topic.write_queue_nums.max(topic.read_queue_nums) {
+            return RemotingCommand::error(
+                &req,
+                response::INVALID_PARAMETER,
+                format!("request queueId[{queue_id}] is illegal, {:?} Producer: {}", topic.topic_name, conn.peer()),
+            );
+        }
+        let store_host = core.store_host();
+        let cluster = core.config().broker_cluster_name.clone();
+        let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch == Some(true);
+        let result = if batch {
+            let items = match decode_batch_body(&req.body) {
+                Ok(items) if !items.is_empty() => items,
+                Ok(_) => {
+                    return RemotingCommand::error(&req, response::MESSAGE_ILLEGAL, "the batch body holds no message")
+                }
+                Err(e) => {
+                    return RemotingCommand::error(&req, response::MESSAGE_ILLEGAL, format!("bad batch body: {e}"))
+                }
+            };
+            if h.topic.starts_with(RETRY_PREFIX) {
+                return RemotingCommand::error(
+                    &req,
+                    response::MESSAGE_ILLEGAL,
+                    "batch request does not support retry group",
+                );
+            }
+            let msgs: Vec<MessageInner> = items
+                .into_iter()
+                .map(|it| {
+                    let mut m = build_message(&h, queue_id, it.body, conn.peer(), store_host, &cluster);
+                    m.flag = it.flag;
+                    m.properties = it.properties;
+                    if message::find_property(&m.properties, prop::CLUSTER).is_none() {
+                        m.push_property(prop::CLUSTER, &cluster);
+                    }
+                    m
+                })
+                .collect();
+            if msgs.iter().any(|m| message::find_property(&m.properties, message::property::DELAY).is_some()) {
+                return RemotingCommand::error(&req, response::MESSAGE_ILLEGAL, "batch message does not support delay");
+            }
+            core.put_messages(&msgs).await
+        } else {
+            let mut m = build_message(&h, queue_id, req.body.clone(), conn.peer(), store_host, &cluster);
+            if let Some(resp) = self.route_retry_to_dlq(&req, &h, &mut m) {
+                return resp;
+            }
+            apply_delay(&mut m, core.max_delay_level());
+            core.put_message(m).await
+        };
+        self.answer(&req, &h, queue_id, result)
+    }
+
+    /// A message sent to `%RETRY%group` that has been reconsumed too often goes to `%DLQ%group`.
+    fn route_retry_to_dlq(
+        &self,
+        req: &RemotingCommand,
+        h: &SendMessageRequestHeader,
+        m: &mut MessageInner,
+    ) -> Option<RemotingCommand> {
+        let group = h.topic.strip_prefix(RETRY_PREFIX)?;
+        let max = h.max_reconsume_times.unwrap_or(16);
+        if m.reconsume_times < max {
+            return None;
+        }
+        match self.core.dlq_topic(group) {
+            Ok(dlq) => {
+                m.topic = dlq;
+                m.queue_id = 0;
+                None
+            }
+            Err((code, remark)) => Some(RemotingCommand::error(req, code, remark)),
+        }
+    }
+
+    fn answer(
+        &self,
+        req: &RemotingCommand,
+        h: &SendMessageRequestHeader,
+        queue_id: i32,
+        r: PutMessageResult,
+    ) -> RemotingCommand {
+        let (code, remark) = put_status_response(r.status, self.core.max_message_size(), &self.core.disk_info());
+        let mut resp = RemotingCommand::response_to(req, code, remark);
+        if let (true, Some(a)) = (r.status.is_stored(), r.append.as_ref()) {
+            let uniq = h.properties.as_deref().and_then(|p| message::find_property(p, message::property::UNIQ_KEY));
+            let header = SendMessageResponseHeader {
+                msg_id: a.msg_id.clone(),
+                queue_id,
+                queue_offset: a.logics_offset,
+                transaction_id: uniq.map(str::to_string),
+                batch_uniq_id: None,
+            };
+            resp = resp.with_header(&header);
+            self.core.stats_put(&h.topic, a.msg_num, a.wrote_bytes);
+            self.core.on_message_stored();
+            debug!(topic = %h.topic, queue_id, offset = a.logics_offset, "stored");
+        } else if code != response::SUCCESS {
+            warn!(topic = %h.topic, status = r.status.name(), "send refused");
+        }
+        let cfg = self.core.config();
+        resp.with_ext("MSG_REGION", cfg.region_id.clone()).with_ext("TRACE_ON", cfg.trace_on.to_string())
+    }
+
+    async fn send_back(&self, req: RemotingCommand) -> RemotingCommand {
+        let h: ConsumerSendMsgBackRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, e.to_string()),
+        };
+        match self.core.send_back(&h).await {
+            Ok(()) => RemotingCommand::success(&req),
+            Err((code, remark)) => RemotingCommand::error(&req, code, remark),
+        }
+    }
+}
+
+impl RequestProcessor for SendProcessor {
+    fn process<'a>(
+        &'a self,
+        conn: &'a ConnectionHandle,
+        req: RemotingCommand,
+    ) -> BoxFuture<'a, Option<RemotingCommand>> {
+        Box::pin(async move {
+            Some(match req.code {
+                request::CONSUMER_SEND_MSG_BACK => self.send_back(req).await,
+                _ => self.send(conn, req).await,
+            })
+        })
+    }
+}
+
+/// A cheap, thread-local pseudo-random number (queue selection only).
+fn rand_u32() -> u32 {
+    use std::cell::Cell;
+    thread_local!(static S: Cell<u64> = Cell::new(0x9E37_79B9_7F4A_7C15 ^ (std::process::id() as u64)));
+    S.with(|s| {
+        let mut x = s.get().wrapping_add(crate::util::now_millis() as u64);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 32) as u32
+    })
+}

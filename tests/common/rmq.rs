@@ -1,0 +1,77 @@
+//! A minimal protocol-level client for tests: routes, sends, pulls, written from the spec.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmqc::broker::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
+use rmqc::remoting::codes::request;
+use rmqc::remoting::{RemotingClient, RemotingCommand};
+use rmqc::store::message::encode_properties;
+
+/// Request timeout used by tests.
+pub const T: Duration = Duration::from_secs(10);
+
+/// Sends one message with SEND_MESSAGE_V2; returns the raw response.
+pub async fn send(
+    client: &RemotingClient,
+    addr: &str,
+    topic: &str,
+    queue_id: i32,
+    body: &[u8],
+    props: &[(&str, &str)],
+) -> RemotingCommand {
+    let h = SendMessageRequestHeader {
+        producer_group: "test-pg".into(),
+        topic: topic.into(),
+        default_topic: "TBW102".into(),
+        default_topic_queue_nums: 4,
+        queue_id,
+        sys_flag: 0,
+        born_timestamp: rmqc::util::now_millis(),
+        flag: 0,
+        properties: Some(encode_properties(props.iter().copied())),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        batch: Some(false),
+        max_reconsume_times: None,
+        bname: None,
+    };
+    let req = RemotingCommand::request_with_header(request::SEND_MESSAGE_V2, &h.to_v2())
+        .with_body(Bytes::copy_from_slice(body));
+    client.invoke(addr, req, T).await.expect("send answered")
+}
+
+/// Pulls with an explicit subscription; `suspend_ms` > 0 allows long polling.
+#[allow(clippy::too_many_arguments)]
+pub async fn pull(
+    client: &RemotingClient,
+    addr: &str,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+    subscription: &str,
+    suspend_ms: i64,
+) -> RemotingCommand {
+    let mut sys_flag = 0x4;
+    if suspend_ms > 0 {
+        sys_flag |= 0x2;
+    }
+    let h = PullMessageRequestHeader {
+        consumer_group: group.into(),
+        topic: topic.into(),
+        queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag,
+        commit_offset: 0,
+        suspend_timeout_millis: suspend_ms,
+        subscription: Some(subscription.into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+    };
+    let req = RemotingCommand::request_with_header(request::PULL_MESSAGE, &h);
+    client.invoke(addr, req, T + Duration::from_millis(suspend_ms.max(0) as u64)).await.expect("pull answered")
+}

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 
 use super::route::{cluster_info, cluster_members};
 use super::{Admin, AdminError};
+use crate::json::from_slice_lenient;
 use crate::namesrv::body::KvTable;
 use crate::remoting::codes::request;
-use crate::remoting::json::from_slice_lenient;
 use crate::remoting::RemotingCommand;
 
 /// Runtime-info keys that describe replication (shown in clusterList's `#Replication` column when any
@@ -75,6 +75,7 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
     let now = crate::util::now_millis();
     for (cluster, name, id, addr, t) in &rows {
         let get = |k: &str| t.get(k).cloned().unwrap_or_default();
+        let get0 = |k: &str| t.get(k).cloned().unwrap_or_else(|| "0".to_string());
         let first_f64 = |k: &str| {
             t.get(k).and_then(|v| v.split_whitespace().next().and_then(|x| x.parse::<f64>().ok())).unwrap_or(0.0)
         };
@@ -95,16 +96,16 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
             format!(
                 "{:9.2}({},{}ms)",
                 first_f64("putTps"),
-                get("sendThreadPoolQueueSize"),
-                get("sendThreadPoolQueueHeadWaitTimeMills")
+                get0("sendThreadPoolQueueSize"),
+                get0("sendThreadPoolQueueHeadWaitTimeMills")
             ),
             format!(
                 "{:9.2}({},{}ms)",
                 first_f64("getTransferedTps"),
-                get("pullThreadPoolQueueSize"),
-                get("pullThreadPoolQueueHeadWaitTimeMills")
+                get0("pullThreadPoolQueueSize"),
+                get0("pullThreadPoolQueueHeadWaitTimeMills")
             ),
-            get("pageCacheLockTimeMills"),
+            get0("pageCacheLockTimeMills"),
             format!("{hour:2.2}"),
             format!("{space:.4}"),
         );

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 
 use super::{Admin, AdminError};
+use crate::json::from_slice_lenient;
 use crate::namesrv::body::{BrokerData, ClusterInfo, TopicList, TopicRouteData};
 use crate::namesrv::header::GetRouteInfoRequestHeader;
 use crate::remoting::codes::request;
-use crate::remoting::json::from_slice_lenient;
 use crate::remoting::RemotingCommand;
 
 /// GET_BROKER_CLUSTER_INFO (106) from the first NameServer that answers.

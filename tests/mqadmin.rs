@@ -1,0 +1,297 @@
+//! The mqadmin binary against real processes: a standalone `mqnamesrv`, and a `mqbrokercontainer`
+//! with an embedded NameServer and real brokers.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MQADMIN: &str = env!("CARGO_BIN_EXE_mqadmin");
+const NAMESRV: &str = env!("CARGO_BIN_EXE_mqnamesrv");
+const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
+
+/// Runs mqadmin with `NAMESRV_ADDR` set to `env_ns` (or removed).
+fn mqadmin_env(args: &[&str], env_ns: Option<&str>) -> Output {
+    let mut c = Command::new(MQADMIN);
+    c.args(args).stdin(Stdio::null());
+    match env_ns {
+        Some(ns) => c.env("NAMESRV_ADDR", ns),
+        None => c.env_remove("NAMESRV_ADDR"),
+    };
+    c.output().expect("mqadmin runs")
+}
+
+fn mqadmin(args: &[&str]) -> Output {
+    mqadmin_env(args, None)
+}
+
+/// Runs mqadmin until it succeeds and `accept` holds for its output, or panics at the deadline.
+fn mqadmin_until(what: &str, args: &[&str], timeout: Duration, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = mqadmin(args);
+        let t = text(&out);
+        if out.status.success() && accept(&t) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last output:\n{t}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = mqadmin(args);
+    assert!(out.status.success(), "mqadmin {args:?} failed:\n{}", text(&out));
+    text(&out)
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = mqadmin(args);
+    assert!(!out.status.success(), "mqadmin {args:?} should fail:\n{}", text(&out));
+    text(&out)
+}
+
+fn closed_port() -> u16 {
+    free_port_block(0, 0)
+}
+
+fn start_namesrv(dir: &Path) -> (ChildGuard, String) {
+    let port = free_port_block(0, 0);
+    let conf = dir.join("namesrv.properties");
+    std::fs::write(&conf, format!("listenPort={port}\nkvConfigPath={}\n", dir.join("kv/kvConfig.json").display()))
+        .expect("write namesrv config");
+    let child = ChildGuard::spawn(NAMESRV, &["-c", conf.to_str().expect("utf-8 path")], dir, "namesrv");
+    wait_until("mqnamesrv listens", Duration::from_secs(20), || port_open(port));
+    (child, format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn namesrv_facing_commands_and_argument_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ns_proc, ns) = start_namesrv(dir.path());
+
+    // An empty NameServer: clear messages, success.
+    let t = ok(&["topicList", "-n", &ns]);
+    assert!(t.contains("No topic is registered"), "{t}");
+    let t = ok(&["clusterList", "-n", &ns]);
+    assert!(t.contains("#Cluster Name") && t.contains("#InTPS(LOAD)"), "{t}");
+    assert!(t.contains("No broker is registered"), "{t}");
+
+    // NAMESRV_ADDR is the default of -n; neither given is a usage error naming both.
+    let out = mqadmin_env(&["clusterList"], Some(&ns));
+    assert!(out.status.success(), "{}", text(&out));
+    let t = fails(&["topicList"]);
+    assert!(t.contains("-n") && t.contains("NAMESRV_ADDR"), "{t}");
+
+    // A missing topic: the NameServer's refusal, non-zero.
+    let t = fails(&["topicRoute", "-n", &ns, "-t", "NoSuchTopic"]);
+    assert!(t.contains("TOPIC_NOT_EXIST") && t.contains("NoSuchTopic"), "{t}");
+    let t = fails(&["topicStatus", "-n", &ns, "-t", "NoSuchTopic"]);
+    assert!(t.contains("TOPIC_NOT_EXIST"), "{t}");
+    let t = fails(&["sendMessage", "-n", &ns, "-t", "NoSuchTopic", "-p", "x"]);
+    assert!(t.contains("NoSuchTopic"), "{t}");
+    // An unknown cluster.
+    let t = fails(&["updateTopic", "-n", &ns, "-c", "NoCluster", "-t", "T"]);
+    assert!(t.contains("NoCluster"), "{t}");
+    let t = fails(&["deleteTopic", "-n", &ns, "-c", "NoCluster", "-t", "T"]);
+    assert!(t.contains("NoCluster"), "{t}");
+    let t = fails(&["consumerProgress", "-n", &ns, "-g", "nobody"]);
+    assert!(t.contains("nobody"), "{t}");
+
+    // Argument errors.
+    let t = fails(&["removeBroker", "-c", "127.0.0.1:1", "-b", "bad"]);
+    assert!(t.contains("clusterName:brokerName:brokerId"), "{t}");
+    let t = fails(&["removeBroker", "-c", "127.0.0.1:1", "-b", "C:b:-1"]);
+    assert!(t.contains("negative"), "{t}");
+    let t = fails(&["removeBroker", "-c", "127.0.0.1:1", "-b", "C:b:x"]);
+    assert!(t.contains("not a number"), "{t}");
+    let t = fails(&["sendMessage", "-n", &ns, "-t", "T", "-p", "x", "-i", "1"]);
+    assert!(t.contains("-b"), "{t}");
+    let t = fails(&["queryMsgById", "-n", &ns, "-i", "not-an-id"]);
+    assert!(t.contains("-t"), "{t}");
+    let t = fails(&["updateTopic", "-n", &ns, "-t", "T"]);
+    assert!(t.contains("-b") && t.contains("-c"), "{t}");
+    fails(&["addBroker", "-c", "127.0.0.1:1"]);
+    // -h on a command prints its options.
+    let t = ok(&["removeBroker", "-h"]);
+    assert!(t.contains("--drain") && t.contains("--brokerContainerAddr"), "{t}");
+
+    // Unreachable addresses are named with the reason.
+    let dead = format!("127.0.0.1:{}", closed_port());
+    for args in [
+        vec!["clusterList", "-n", dead.as_str()],
+        vec!["topicList", "-n", dead.as_str()],
+        vec!["addBroker", "-c", dead.as_str(), "-b", "/tmp/x.conf"],
+        vec!["removeBroker", "-c", dead.as_str(), "-b", "C:b:0"],
+        vec!["brokerStatus", "-b", dead.as_str()],
+        vec!["getBrokerConfig", "-b", dead.as_str()],
+    ] {
+        let t = fails(&args);
+        assert!(t.contains(&dead) && t.contains("connect"), "{args:?}: {t}");
+    }
+    // A dead first NameServer is skipped.
+    let list = format!("{dead};{ns}");
+    ok(&["topicList", "-n", &list]);
+}
+
+fn write_broker(dir: &Path, name: &str) -> (String, u16) {
+    let port = free_port_block(2, 1);
+    let file = format!("{name}.conf");
+    std::fs::write(
+        dir.join(&file),
+        format!(
+            "brokerClusterName=C\nbrokerName={name}\nbrokerId=0\nlistenPort={port}\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\nmappedFileSizeConsumeQueue=6000\nmaxMessageSize=65536\nautoCreateTopicEnable=true\nautoCreateSubscriptionGroup=true\n",
+            dir.join("store").join(name).display()
+        ),
+    )
+    .unwrap();
+    (file, port)
+}
+
+/// The value of column `col` (0-based, whitespace-split) of the first data line under the header.
+fn first_row_col(table: &str, header_start: &str, col: usize) -> String {
+    let mut lines = table.lines().skip_while(|l| !l.starts_with(header_start));
+    lines.next();
+    let row = lines.next().unwrap_or_else(|| panic!("no data row in:\n{table}"));
+    row.split_whitespace().nth(col).unwrap_or_else(|| panic!("no column {col} in {row}")).to_string()
+}
+
+#[test]
+fn broker_commands_against_a_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (fa, pa) = write_broker(d, "broker-a");
+    let (_fb, pb) = write_broker(d, "broker-b");
+    let cport = free_port_block(2, 0);
+    let nport = free_port_block(0, 0);
+    let conf = d.join("container.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listenPort={cport}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={nport}\nnamesrvAddr=127.0.0.1:{nport}\nbrokerConfigPaths={fa}\nbrokerConfigDirs=.\nlogRoot={}\n",
+            d.join("logs").display()
+        ),
+    )
+    .unwrap();
+    let mut container = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
+    wait_until("the container, its NameServer and broker-a listen", Duration::from_secs(30), || {
+        if let Some(status) = container.try_wait() {
+            let err = std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
+            panic!("the container exited ({status}): {err}");
+        }
+        port_open(cport) && port_open(nport) && port_open(pa)
+    });
+    let ns = format!("127.0.0.1:{nport}");
+    let a = format!("127.0.0.1:{pa}");
+    let caddr = format!("127.0.0.1:{cport}");
+    let long = Duration::from_secs(20);
+
+    // The broker registers; clusterList shows it with its runtime figures.
+    let t = mqadmin_until("broker-a in clusterList", &["clusterList", "-n", &ns], long, |t| t.contains(&a));
+    assert!(t.contains("broker-a") && t.contains("V5_3_3") && t.lines().any(|l| l.starts_with('C')), "{t}");
+
+    // updateTopic on the cluster's masters, then the route appears.
+    let t = ok(&["updateTopic", "-n", &ns, "-c", "C", "-t", "AdminTopic", "-r", "2", "-w", "2"]);
+    assert!(t.contains(&format!("create topic to {a} success.")) && t.contains("perm=RW-"), "{t}");
+    let t = mqadmin_until("AdminTopic route", &["topicRoute", "-n", &ns, "-t", "AdminTopic"], long, |_| true);
+    assert!(t.contains("\"brokerName\": \"broker-a\"") && t.contains("\"writeQueueNums\": 2"), "{t}");
+    assert!(ok(&["topicList", "-n", &ns]).lines().any(|l| l == "AdminTopic"));
+
+    // sendMessage: a table with SEND_OK, the UNIQ_KEY and the offset id.
+    let t = ok(&["sendMessage", "-n", &ns, "-t", "AdminTopic", "-p", "hello-1", "-k", "key1", "-c", "TagA"]);
+    assert!(t.contains("#Broker Name") && t.contains("#MsgId") && t.contains("SEND_OK"), "{t}");
+    let uniq = first_row_col(&t, "#Broker Name", 3);
+    let offset_id = first_row_col(&t, "#Broker Name", 4);
+    assert_eq!(uniq.len(), 32, "{t}");
+    assert!(uniq.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()), "{uniq}");
+    assert_eq!(offset_id.len(), 32, "{t}");
+    let t =
+        ok(&["sendMessage", "-n", &ns, "-t", "AdminTopic", "-p", "hello-2", "-c", "TagB", "-b", "broker-a", "-i", "1"]);
+    assert!(t.contains("SEND_OK") && t.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("1")), "{t}");
+
+    // consumeMessage: both bodies; a tag filter; -g commits the group's offsets.
+    let t = ok(&["consumeMessage", "-n", &ns, "-t", "AdminTopic", "-g", "g1"]);
+    assert!(t.contains("BODY: hello-1") && t.contains("BODY: hello-2"), "{t}");
+    assert!(t.contains(&format!("MSGID: {uniq}")) && t.contains("BORN: ") && t.contains("Consumed 2 message"), "{t}");
+    let t = ok(&["consumeMessage", "-n", &ns, "-t", "AdminTopic", "-s", "TagA"]);
+    assert!(t.contains("BODY: hello-1") && !t.contains("hello-2"), "{t}");
+    let t = ok(&["consumeMessage", "-n", &ns, "-t", "AdminTopic", "-c", "1"]);
+    assert!(t.contains("Consumed 1 message"), "{t}");
+    // The group has consumed everything: nothing more for it.
+    let t = ok(&["consumeMessage", "-n", &ns, "-t", "AdminTopic", "-g", "g1"]);
+    assert!(t.contains("Consumed 0 message"), "{t}");
+
+    // queryMsgById by offset id, and by UNIQ_KEY with -t.
+    let t = ok(&["queryMsgById", "-n", &ns, "-i", &offset_id]);
+    assert!(t.contains("AdminTopic") && t.contains("[key1]") && t.contains("[TagA]"), "{t}");
+    assert!(t.contains("Message Body:        hello-1") && t.contains(&format!("UNIQ_KEY={uniq}")), "{t}");
+    let t = mqadmin_until(
+        "the UNIQ_KEY is indexed",
+        &["queryMsgById", "-n", &ns, "-i", &uniq, "-t", "AdminTopic"],
+        long,
+        |t| t.contains("hello-1"),
+    );
+    assert!(t.contains(&offset_id), "{t}");
+
+    // queryMsgByKey.
+    let t =
+        mqadmin_until("key1 is indexed", &["queryMsgByKey", "-n", &ns, "-t", "AdminTopic", "-k", "key1"], long, |t| {
+            t.contains(&uniq)
+        });
+    assert!(t.contains("#Message ID") && t.contains("#QID") && t.contains("#Offset"), "{t}");
+    let t = ok(&["queryMsgByKey", "-n", &ns, "-t", "AdminTopic", "-k", "no-such-key"]);
+    assert_eq!(t.lines().count(), 1, "{t}");
+
+    // topicStatus: two queues, two messages in all.
+    let t = ok(&["topicStatus", "-n", &ns, "-t", "AdminTopic"]);
+    assert!(t.contains("#Min Offset") && t.contains("#Last Updated"), "{t}");
+    let max_total: i64 = t
+        .lines()
+        .filter(|l| l.starts_with("broker-a"))
+        .map(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0))
+        .sum();
+    assert_eq!(max_total, 2, "{t}");
+
+    // consumerProgress of g1: caught up.
+    let t = ok(&["consumerProgress", "-n", &ns, "-g", "g1"]);
+    assert!(t.contains("#Consumer Offset") && t.contains("AdminTopic") && t.contains("Consume Diff Total: 0"), "{t}");
+    assert!(t.contains("Consume TPS"), "{t}");
+
+    // brokerStatus: sorted key/value lines.
+    let t = ok(&["brokerStatus", "-n", &ns, "-b", &a]);
+    assert!(t.contains("msgPutTotalTodayNow") && t.contains("brokerVersionDesc"), "{t}");
+    let keys: Vec<&str> = t.lines().map(|l| l.split(':').next().unwrap_or("").trim()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    let t = ok(&["brokerStatus", "-n", &ns, "-c", "C"]);
+    assert!(t.contains(&a) && t.contains("msgPutTotalTodayNow"), "{t}");
+
+    // Cluster-wide config commands.
+    let t = ok(&["getBrokerConfig", "-n", &ns, "-c", "C"]);
+    assert!(t.contains(&format!("============{a}============")) && t.contains("broker-a"), "{t}");
+
+    // addBroker / removeBroker on the container.
+    let path = d.join("broker-b.conf");
+    let t = ok(&["addBroker", "-c", &caddr, "-b", path.to_str().unwrap()]);
+    assert!(t.contains(&format!("add broker to {caddr} success")), "{t}");
+    let b = format!("127.0.0.1:{pb}");
+    mqadmin_until("broker-b in clusterList", &["clusterList", "-n", &ns], long, |t| t.contains(&b));
+    let t = fails(&["addBroker", "-c", &caddr, "-b", path.to_str().unwrap()]);
+    assert!(t.contains("CODE:"), "{t}");
+    let t = ok(&["removeBroker", "-c", &caddr, "-b", "C:broker-b:0"]);
+    assert!(t.contains(&format!("remove broker from {caddr} success")), "{t}");
+    mqadmin_until("broker-b gone", &["clusterList", "-n", &ns], long, |t| !t.contains(&b));
+    let t = fails(&["removeBroker", "-c", &caddr, "-b", "C:broker-b:0"]);
+    assert!(t.contains("CODE:"), "{t}");
+
+    // deleteTopic: gone from the broker and the NameServer.
+    let t = ok(&["deleteTopic", "-n", &ns, "-c", "C", "-t", "AdminTopic"]);
+    assert!(t.contains("delete topic [AdminTopic] from cluster [C] success."), "{t}");
+    assert!(t.contains("delete topic [AdminTopic] from NameServer success."), "{t}");
+    let t = fails(&["topicRoute", "-n", &ns, "-t", "AdminTopic"]);
+    assert!(t.contains("TOPIC_NOT_EXIST"), "{t}");
+}

@@ -273,6 +273,10 @@ fn broker_commands_against_a_container() {
     // Cluster-wide config commands.
     let t = ok(&["getBrokerConfig", "-n", &ns, "-c", "C"]);
     assert!(t.contains(&format!("============{a}============")) && t.contains("broker-a"), "{t}");
+    let t = ok(&["updateBrokerConfig", "-n", &ns, "-c", "C", "-k", "autoCreateSubscriptionGroup", "-v", "true"]);
+    assert!(t.contains(&format!("update broker config success, {a}")), "{t}");
+    let t = ok(&["getBrokerConfig", "-b", &a]);
+    assert!(t.lines().any(|l| l.starts_with("autoCreateSubscriptionGroup") && l.ends_with("true")), "{t}");
 
     // addBroker / removeBroker on the container.
     let path = d.join("broker-b.conf");
@@ -282,7 +286,22 @@ fn broker_commands_against_a_container() {
     mqadmin_until("broker-b in clusterList", &["clusterList", "-n", &ns], long, |t| t.contains(&b));
     let t = fails(&["addBroker", "-c", &caddr, "-b", path.to_str().unwrap()]);
     assert!(t.contains("CODE:"), "{t}");
-    let t = ok(&["removeBroker", "-c", &caddr, "-b", "C:broker-b:0"]);
+    // removeBroker --drain: refused while a group is behind on broker-b, done once it caught up.
+    let t = ok(&["updateTopic", "-b", &b, "-t", "DrainTopic", "-r", "1", "-w", "1"]);
+    assert!(t.contains(&format!("create topic to {b} success.")), "{t}");
+    mqadmin_until("DrainTopic route", &["topicRoute", "-n", &ns, "-t", "DrainTopic"], long, |_| true);
+    for body in ["d1", "d2"] {
+        ok(&["sendMessage", "-n", &ns, "-t", "DrainTopic", "-p", body, "-b", "broker-b", "-i", "0"]);
+    }
+    let t = ok(&["consumeMessage", "-n", &ns, "-t", "DrainTopic", "-g", "g2", "-c", "1"]);
+    assert!(t.contains("BODY: d1") && !t.contains("d2"), "{t}");
+    let t = ok(&["consumerProgress", "-n", &ns, "-g", "g2"]);
+    assert!(t.contains("Consume Diff Total: 1"), "{t}");
+    let t = fails(&["removeBroker", "-c", &caddr, "-b", "C:broker-b:0", "--drain", "--drainTimeout", "300"]);
+    assert!(t.contains("g2") && t.contains("timed out"), "{t}");
+    let t = ok(&["consumeMessage", "-n", &ns, "-t", "DrainTopic", "-g", "g2"]);
+    assert!(t.contains("BODY: d2") && !t.contains("d1"), "{t}");
+    let t = ok(&["removeBroker", "-c", &caddr, "-b", "C:broker-b:0", "--drain", "--drainTimeout", "10000"]);
     assert!(t.contains(&format!("remove broker from {caddr} success")), "{t}");
     mqadmin_until("broker-b gone", &["clusterList", "-n", &ns], long, |t| !t.contains(&b));
     let t = fails(&["removeBroker", "-c", &caddr, "-b", "C:broker-b:0"]);

@@ -398,10 +398,17 @@ pub async fn consume_message(admin: &Admin, args: &ConsumeArgs) -> Result<String
             let ph: PullMessageResponseHeader = resp
                 .decode_header()
                 .map_err(|e| AdminError::BadAnswer { addr: addr.clone(), reason: format!("pull response: {e}") })?;
+            // With the count reached inside a batch, the queue is consumed only up to the last
+            // message printed.
+            let mut stop_at = None;
             if code == response::SUCCESS {
                 for m in decode_records(&resp.body, false) {
-                    if m.queue_offset < cur || left == 0 {
+                    if m.queue_offset < cur {
                         continue;
+                    }
+                    if left == 0 {
+                        stop_at = Some(m.queue_offset);
+                        break;
                     }
                     if !tag_matches(&args.tags, m.tags()) {
                         continue;
@@ -421,6 +428,10 @@ pub async fn consume_message(admin: &Admin, args: &ConsumeArgs) -> Result<String
                     );
                 }
             } else if code == response::PULL_NOT_FOUND {
+                break;
+            }
+            if let Some(stop) = stop_at {
+                cur = stop;
                 break;
             }
             if ph.next_begin_offset <= cur {

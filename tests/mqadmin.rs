@@ -132,6 +132,12 @@ fn namesrv_facing_commands_and_argument_errors() {
         let t = fails(&args);
         assert!(t.contains(&dead) && t.contains("connect"), "{args:?}: {t}");
     }
+    // An address that accepts but never answers: a timeout naming it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let t = fails(&["brokerStatus", "-b", &silent_addr]);
+    assert!(t.contains(&silent_addr) && t.contains("timed out"), "{t}");
+    drop(silent);
     // A dead first NameServer is skipped.
     let list = format!("{dead};{ns}");
     ok(&["topicList", "-n", &list]);
@@ -211,6 +217,12 @@ fn broker_commands_against_a_container() {
     let t =
         ok(&["sendMessage", "-n", &ns, "-t", "AdminTopic", "-p", "hello-2", "-c", "TagB", "-b", "broker-a", "-i", "1"]);
     assert!(t.contains("SEND_OK") && t.lines().nth(1).is_some_and(|l| l.split_whitespace().nth(1) == Some("1")), "{t}");
+
+    // A topic that does not exist yet is auto-created through the TBW102 route.
+    let t = ok(&["sendMessage", "-n", &ns, "-t", "AutoTopic", "-p", "auto"]);
+    assert!(t.contains("SEND_OK"), "{t}");
+    let t = ok(&["consumeMessage", "-n", &ns, "-t", "AutoTopic"]);
+    assert!(t.contains("BODY: auto") && t.contains("Consumed 1 message"), "{t}");
 
     // consumeMessage: both bodies; a tag filter; -g commits the group's offsets.
     let t = ok(&["consumeMessage", "-n", &ns, "-t", "AdminTopic", "-g", "g1"]);

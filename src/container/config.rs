@@ -38,8 +38,8 @@ config_struct! {
         bind_address: String = "bindAddress" => "0.0.0.0".into(),
         /// Most connections open at once across all ports.
         server_max_connections: usize = "serverMaxConnections" => 10_000,
-        /// Most requests in flight on one connection.
-        server_max_inflight_per_connection: usize = "serverMaxInflightPerConnection" => 256,
+        /// Most requests in flight on one connection (held long polls included).
+        server_max_inflight_per_connection: usize = "serverMaxInflightPerConnection" => 4096,
         /// Worker threads of the shared runtime (0 = one per core).
         server_worker_threads: usize = "serverWorkerThreads" => 0,
     }

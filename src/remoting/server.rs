@@ -108,6 +108,8 @@ pub struct ServerConfig {
     /// Most connections open at once across all ports; further accepts wait (`serverMaxConnections`).
     pub max_connections: usize,
     /// Most requests being processed at once on one connection; the connection is not read meanwhile.
+    /// Held long polls count, and a push consumer holds one per queue, so this is generous; memory
+    /// is bounded by `max_inflight_bytes`.
     pub max_inflight_per_connection: usize,
     /// Most request bytes being processed at once across all connections.
     pub max_inflight_bytes: usize,
@@ -124,7 +126,7 @@ impl Default for ServerConfig {
         ServerConfig {
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_connections: 10_000,
-            max_inflight_per_connection: 256,
+            max_inflight_per_connection: 4096,
             max_inflight_bytes: 256 * 1024 * 1024,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             write_queue: 1024,

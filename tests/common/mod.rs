@@ -106,3 +106,34 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 pub mod rmq;
+
+/// A container config with an embedded NameServer and the given broker files, in `dir`.
+pub fn write_container(dir: &Path, brokers: &[&str]) -> (std::path::PathBuf, u16, u16) {
+    let port = free_port_block(2, 0);
+    let ns = free_port_block(0, 0);
+    let conf = dir.join("container.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listenPort={port}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={ns}\nnamesrvAddr=127.0.0.1:{ns}\nbrokerConfigPaths={}\nbrokerConfigDirs=.\n",
+            brokers.join(":")
+        ),
+    )
+    .unwrap();
+    (conf, port, ns)
+}
+
+/// A master broker config in `dir` with small files; returns (file name, listen port).
+pub fn write_broker(dir: &Path, name: &str, extra: &str) -> (String, u16) {
+    let port = free_port_block(2, 1);
+    let file = format!("{name}.conf");
+    std::fs::write(
+        dir.join(&file),
+        format!(
+            "brokerClusterName=TestCluster\nbrokerName={name}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\nlistenPort={port}\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\nmappedFileSizeConsumeQueue=6000\n{extra}",
+            dir.join("store").join(name).display()
+        ),
+    )
+    .unwrap();
+    (file, port)
+}

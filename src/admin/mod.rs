@@ -48,6 +48,28 @@ pub async fn get_broker_config(client: &RemotingClient, addr: &str) -> Result<St
     Ok(String::from_utf8_lossy(&resp.body).into_owned())
 }
 
+/// GET_BROKER_RUNTIME_INFO: a broker's runtime table (`{"table": {...}}`), sorted by key.
+pub async fn broker_runtime_info(client: &RemotingClient, addr: &str) -> Result<Vec<(String, String)>, AdminError> {
+    let resp = call(client, addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO)).await?;
+    let v: serde_json::Value = serde_json::from_slice(&resp.body)
+        .map_err(|e| AdminError::Usage(format!("unreadable runtime info from {addr}: {e}")))?;
+    let Some(table) = v.get("table").and_then(|t| t.as_object()) else {
+        return Err(AdminError::Usage(format!("runtime info from {addr} has no table")));
+    };
+    let mut out: Vec<(String, String)> = table
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// TRIGGER_DELETE_FILES: asks a broker to delete its expired files now.
+pub async fn trigger_delete_files(client: &RemotingClient, addr: &str) -> Result<(), AdminError> {
+    call(client, addr, RemotingCommand::request(request::TRIGGER_DELETE_FILES)).await?;
+    Ok(())
+}
+
 /// UPDATE_BROKER_CONFIG: sets `key=value` on a broker (or a container).
 pub async fn update_broker_config(
     client: &RemotingClient,

@@ -23,6 +23,20 @@ enum Command {
         #[arg(short = 'b', long = "brokerAddr")]
         broker_addr: String,
     },
+    /// Print a broker's runtime status (GET_BROKER_RUNTIME_INFO), including disk usage and quota.
+    #[command(name = "brokerStatus")]
+    BrokerStatus {
+        /// Broker address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+    },
+    /// Ask a broker to delete its expired files now (TRIGGER_DELETE_FILES).
+    #[command(name = "triggerDeleteFiles")]
+    TriggerDeleteFiles {
+        /// Broker address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+    },
     /// Update one config key of a broker, or of a container.
     #[command(name = "updateBrokerConfig")]
     UpdateBrokerConfig {
@@ -71,6 +85,15 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<(), admin::AdminEr
                     println!("{k:<50}=  {v}");
                 }
             }
+        }
+        Command::BrokerStatus { broker_addr } => {
+            for (k, v) in admin::broker_runtime_info(client, &broker_addr).await? {
+                println!("{k:<32}: {v}");
+            }
+        }
+        Command::TriggerDeleteFiles { broker_addr } => {
+            admin::trigger_delete_files(client, &broker_addr).await?;
+            println!("success, {broker_addr}");
         }
         Command::UpdateBrokerConfig { broker_addr, key, value } => {
             admin::update_broker_config(client, &broker_addr, &key, &value).await?;

@@ -978,19 +978,19 @@ impl MessageStore {
             let (from, to) = (st.physical_level, a.physical_level);
             if to > from {
                 tracing::warn!(
-                    commit_log_ratio = a.commit_log_ratio,
-                    consume_queue_ratio = a.consume_queue_ratio,
-                    "physical disk usage rose from {} to {}: {reason}",
+                    "physical disk usage rose from {} to {} (commitlog disk ratio {:.2}, consume queue disk ratio {:.2})",
                     from.name(),
-                    to.name()
+                    to.name(),
+                    a.commit_log_ratio,
+                    a.consume_queue_ratio
                 );
             } else {
                 tracing::info!(
-                    commit_log_ratio = a.commit_log_ratio,
-                    consume_queue_ratio = a.consume_queue_ratio,
-                    "physical disk usage fell from {} to {}",
+                    "physical disk usage fell from {} to {} (commitlog disk ratio {:.2}, consume queue disk ratio {:.2})",
                     from.name(),
-                    to.name()
+                    to.name(),
+                    a.commit_log_ratio,
+                    a.consume_queue_ratio
                 );
             }
             st.physical_level = to;
@@ -999,20 +999,21 @@ impl MessageStore {
             let (from, to) = (st.logical_level, a.logical_level);
             if to > from {
                 tracing::warn!(
-                    logical_bytes = a.logical_bytes,
-                    quota_bytes = a.quota_bytes,
-                    "logical disk usage rose from {} to {}: {reason}",
+                    "logical disk usage rose from {} to {} (logical disk ratio {:.2}: {} of quota {} bytes)",
                     from.name(),
-                    to.name()
+                    to.name(),
+                    a.logical_ratio,
+                    a.logical_bytes,
+                    a.quota_bytes
                 );
             } else {
                 tracing::info!(
-                    logical_bytes = a.logical_bytes,
-                    quota_bytes = a.quota_bytes,
-                    logical_ratio = a.logical_ratio,
-                    "logical disk usage fell from {} to {}",
+                    "logical disk usage fell from {} to {} (logical disk ratio {:.2}: {} of quota {} bytes)",
                     from.name(),
-                    to.name()
+                    to.name(),
+                    a.logical_ratio,
+                    a.logical_bytes,
+                    a.quota_bytes
                 );
             }
             st.logical_level = to;

@@ -98,6 +98,12 @@ pub async fn get_broker_config(client: &RemotingClient, addr: &str) -> Result<St
     Ok(String::from_utf8_lossy(&resp.body).into_owned())
 }
 
+/// TRIGGER_DELETE_FILES: asks a broker to delete its expired files now.
+pub async fn trigger_delete_files(client: &RemotingClient, addr: &str) -> Result<(), AdminError> {
+    call(client, addr, RemotingCommand::request(request::TRIGGER_DELETE_FILES)).await?;
+    Ok(())
+}
+
 /// UPDATE_BROKER_CONFIG: sets `key=value` on a broker (or a container).
 pub async fn update_broker_config(
     client: &RemotingClient,

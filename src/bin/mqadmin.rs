@@ -86,6 +86,13 @@ enum Command {
         #[arg(short = 'c', long = "clusterName")]
         cluster: Option<String>,
     },
+    /// Ask a broker to delete its expired files now (TRIGGER_DELETE_FILES).
+    #[command(name = "triggerDeleteFiles")]
+    TriggerDeleteFiles {
+        /// Broker address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+    },
     /// Update one config key of a broker, a container, or every broker of a cluster.
     #[command(name = "updateBrokerConfig")]
     UpdateBrokerConfig {
@@ -319,6 +326,10 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError
         Command::ClusterList { ns } => cluster::cluster_list(&admin_with(client, &ns)).await,
         Command::BrokerStatus { ns, broker_addr, cluster } => {
             cluster::broker_status(&admin_with(client, &ns), broker_addr.as_deref(), cluster.as_deref()).await
+        }
+        Command::TriggerDeleteFiles { broker_addr } => {
+            rmqc::admin::trigger_delete_files(client, &broker_addr).await?;
+            Ok(format!("success, {broker_addr}"))
         }
         Command::GetBrokerConfig { ns, broker_addr, cluster } => {
             cluster::get_config(&admin_with(client, &ns), broker_addr.as_deref(), cluster.as_deref()).await

@@ -12,8 +12,10 @@ use super::schedule::ScheduleService;
 use crate::config::{to_properties_text, Configurable, RawConfig};
 use crate::remoting::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
+use crate::store::cleanup::{assess, CleanupPolicy, DiskProbe, StatvfsProbe};
 
-/// Answers GET_BROKER_RUNTIME_INFO, GET_BROKER_CONFIG, UPDATE_BROKER_CONFIG, GET_ALL_DELAY_OFFSET.
+/// Answers GET_BROKER_RUNTIME_INFO, GET_BROKER_CONFIG, UPDATE_BROKER_CONFIG, GET_ALL_DELAY_OFFSET,
+/// TRIGGER_DELETE_FILES.
 pub struct BrokerAdminProcessor {
     core: Arc<BrokerCore>,
     schedule: Arc<ScheduleService>,
@@ -21,6 +23,8 @@ pub struct BrokerAdminProcessor {
     /// Store and cleanup keys with their values, read-only at runtime.
     fixed: Vec<(&'static str, String)>,
     version: parking_lot::Mutex<crate::util::DataVersion>,
+    /// The cleanup policy (thresholds and disk share) the runtime info reports against.
+    policy: CleanupPolicy,
 }
 
 /// The codes [`BrokerAdminProcessor`] answers.
@@ -29,17 +33,20 @@ pub const ADMIN_CODES: &[i32] = &[
     request::GET_BROKER_CONFIG,
     request::UPDATE_BROKER_CONFIG,
     request::GET_ALL_DELAY_OFFSET,
+    request::TRIGGER_DELETE_FILES,
 ];
 
 impl BrokerAdminProcessor {
-    /// A processor over a broker's core; `fixed` lists the store keys shown by GET_BROKER_CONFIG.
+    /// A processor over a broker's core; `fixed` lists the store keys shown by GET_BROKER_CONFIG;
+    /// `policy` is the cleanup policy the disk figures are reported against.
     pub fn new(
         core: Arc<BrokerCore>,
         schedule: Arc<ScheduleService>,
         config_path: PathBuf,
         fixed: Vec<(&'static str, String)>,
+        policy: CleanupPolicy,
     ) -> Self {
-        BrokerAdminProcessor { core, schedule, config_path, fixed, version: Default::default() }
+        BrokerAdminProcessor { core, schedule, config_path, fixed, version: Default::default(), policy }
     }
 
     /// The KV table of GET_BROKER_RUNTIME_INFO.
@@ -50,7 +57,7 @@ impl BrokerAdminProcessor {
         let s = &core.stats;
         let now = crate::util::now_millis();
         let up = (now - core.started_at).max(0) / 1000;
-        vec![
+        let mut table: Vec<(String, String)> = vec![
             ("brokerVersionDesc".into(), "V5_3_3".into()),
             ("brokerVersion".into(), crate::remoting::command::CURRENT_VERSION.to_string()),
             ("brokerIdentity".into(), core.identity().to_string()),
@@ -78,7 +85,30 @@ impl BrokerAdminProcessor {
             ("pullHeldCount".into(), core.waiters().held().to_string()),
             ("brokerActive".into(), (!core.is_shutting_down()).to_string()),
             ("storeRunningFlags".into(), store.running_flags().to_string()),
-        ]
+        ];
+        // Disk figures measured now (statvfs is cheap), against this broker's thresholds.
+        let a = assess(&self.policy, &store.sample_disk_usage(&StatvfsProbe));
+        let ratio = |r: f64| if r < 0.0 { "-1".to_string() } else { format!("{r:.2}") };
+        let dir = store.config().commit_log_dir();
+        let capacity = StatvfsProbe.partition(&dir).map(|u| {
+            let free = (u.total_bytes as f64 * (1.0 - u.ratio)).max(0.0) as u64;
+            format!("Total : {} MiB, Free : {} MiB.", u.total_bytes >> 20, free >> 20)
+        });
+        table.extend([
+            ("commitLogDiskRatio".into(), ratio(a.commit_log_ratio)),
+            ("consumeQueueDiskRatio".into(), ratio(a.consume_queue_ratio)),
+            ("commitLogDirCapacity".into(), capacity.unwrap_or_else(|| "unknown".into())),
+            ("diskQuota".into(), a.quota_bytes.to_string()),
+            ("diskQuotaShare".into(), format!("{}", self.policy.disk_share)),
+            ("logicalDiskUsage".into(), a.logical_bytes.to_string()),
+            (
+                "logicalDiskRatio".into(),
+                if a.logical_ratio < 0.0 { "-1".into() } else { format!("{:.4}", a.logical_ratio) },
+            ),
+            ("diskSpaceWarningLevelRatio".into(), format!("{:.2}", self.policy.warning_ratio)),
+            ("earliestMessageTimeStamp".into(), store.earliest_message_time_in_store().unwrap_or(-1).to_string()),
+        ]);
+        table
     }
 
     fn get_config(&self, req: &RemotingCommand) -> RemotingCommand {
@@ -162,6 +192,10 @@ impl RequestProcessor for BrokerAdminProcessor {
                 request::UPDATE_BROKER_CONFIG => self.update_config(&req),
                 request::GET_ALL_DELAY_OFFSET => {
                     RemotingCommand::success(&req).with_body(Bytes::from(self.schedule.encode()))
+                }
+                request::TRIGGER_DELETE_FILES => {
+                    self.core.store().trigger_delete_files();
+                    RemotingCommand::success(&req)
                 }
                 other => RemotingCommand::error(
                     &req,

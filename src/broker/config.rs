@@ -2,6 +2,7 @@
 //! `MessageStoreConfig`), read raw and validated once.
 
 use crate::config::{ConfigError, ConfigValue, Configurable, RawConfig};
+use crate::store::cleanup::{parse_delete_when, CleanupPolicy};
 use crate::store::config::{FlushDiskType, MessageStoreConfig};
 use crate::{config_enum, config_struct, configurable_fields};
 use std::path::Path;
@@ -53,9 +54,11 @@ config_struct! {
         file_reserved_time: u64 = "fileReservedTime" => 72,
         /// Disk usage (%) above which expired files go regardless of `deleteWhen` (clamped 10..95).
         disk_max_used_space_ratio: u32 = "diskMaxUsedSpaceRatio" => 75,
-        /// Physical usage above which the oldest files go even if not expired.
+        /// Physical usage above which the oldest files go even if not expired: a fraction, or a
+        /// percent when above 1 (Apache 5 writes `85`); clamped to 0.30..0.85.
         disk_space_clean_forcibly_ratio: f64 = "diskSpaceCleanForciblyRatio" => 0.85,
-        /// Physical usage above which writes are refused (SERVICE_NOT_AVAILABLE).
+        /// Physical usage above which writes are refused (SERVICE_NOT_AVAILABLE): a fraction, or a
+        /// percent when above 1 (Apache 5 writes `90`); clamped to 0.35..0.90.
         disk_space_warning_level_ratio: f64 = "diskSpaceWarningLevelRatio" => 0.90,
         /// Allow deleting files that have not expired when space is short.
         clean_file_forcibly_enable: bool = "cleanFileForciblyEnable" => true,
@@ -69,6 +72,48 @@ config_struct! {
         quota_percent_for_disk_partition: Option<f64> = "quotaPercentForDiskPartition" => None,
         /// Logical (quota) usage above which the oldest files go.
         logical_disk_space_clean_forcibly_threshold: f64 = "logicalDiskSpaceCleanForciblyThreshold" => 0.8,
+    }
+}
+
+impl CleanupConfig {
+    /// The store's cleanup policy with Apache's clamps applied (`diskMaxUsedSpaceRatio` 10..95,
+    /// warning level 0.35..0.90, clean-forcibly ratio 0.30..0.85, at least one file per run), and
+    /// the share of the partition: `quotaPercentForDiskPartition` if set, else
+    /// `1 / replicasPerDiskPartition`. The notes say which values were changed.
+    pub fn policy(&self) -> (CleanupPolicy, Vec<String>) {
+        let mut notes = Vec::new();
+        let mut clamp = |key: &str, v: f64, lo: f64, hi: f64| {
+            let c = v.clamp(lo, hi);
+            if c != v {
+                notes.push(format!("{key} {v} clamped to {c}"));
+            }
+            c
+        };
+        let fraction = |v: f64| if v > 1.0 { v / 100.0 } else { v };
+        let max_used = clamp("diskMaxUsedSpaceRatio", self.disk_max_used_space_ratio as f64, 10.0, 95.0) / 100.0;
+        let warning = clamp("diskSpaceWarningLevelRatio", fraction(self.disk_space_warning_level_ratio), 0.35, 0.90);
+        let forcibly = clamp("diskSpaceCleanForciblyRatio", fraction(self.disk_space_clean_forcibly_ratio), 0.30, 0.85);
+        let share = match self.quota_percent_for_disk_partition {
+            Some(q) => q.clamp(f64::MIN_POSITIVE, 1.0),
+            None => 1.0 / self.replicas_per_disk_partition.max(1) as f64,
+        };
+        let policy = CleanupPolicy {
+            delete_when_hours: parse_delete_when(&self.delete_when),
+            file_reserved_ms: (self.file_reserved_time as i64).saturating_mul(3_600_000),
+            disk_max_used_ratio: max_used,
+            clean_forcibly_ratio: forcibly,
+            warning_ratio: warning,
+            clean_file_forcibly: self.clean_file_forcibly_enable,
+            delete_file_batch_max: self.delete_file_batch_max.max(1) as usize,
+            disk_share: share,
+            logical_clean_forcibly_threshold: self.logical_disk_space_clean_forcibly_threshold,
+        };
+        (policy, notes)
+    }
+
+    /// Period of the cleanup task (`cleanResourceInterval`, at least 10 ms).
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.clean_resource_interval.max(10))
     }
 }
 
@@ -328,4 +373,40 @@ fn validate_store(path: &std::path::Path, s: &MessageStoreConfig, c: &CleanupCon
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleanup_policy_defaults_clamps_and_share() {
+        let (p, notes) = CleanupConfig::default().policy();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(p, CleanupPolicy::default());
+
+        let mut c = CleanupConfig::default();
+        c.set("diskMaxUsedSpaceRatio", "99").unwrap();
+        c.set("diskSpaceWarningLevelRatio", "95").unwrap(); // Apache 5's percent form
+        c.set("diskSpaceCleanForciblyRatio", "0.2").unwrap();
+        c.set("deleteFileBatchMax", "0").unwrap();
+        c.set("replicasPerDiskPartition", "4").unwrap();
+        c.set("deleteWhen", "01;13").unwrap();
+        c.set("fileReservedTime", "2").unwrap();
+        let (p, notes) = c.policy();
+        assert_eq!(p.disk_max_used_ratio, 0.95);
+        assert_eq!(p.warning_ratio, 0.90);
+        assert_eq!(p.clean_forcibly_ratio, 0.30);
+        assert_eq!(p.delete_file_batch_max, 1);
+        assert_eq!(p.disk_share, 0.25);
+        assert_eq!(p.delete_when_hours, vec![1, 13]);
+        assert_eq!(p.file_reserved_ms, 7_200_000);
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        c.set("diskSpaceWarningLevelRatio", "80").unwrap();
+        assert_eq!(c.policy().0.warning_ratio, 0.80);
+
+        // RIP-31's key wins over replicasPerDiskPartition.
+        c.set("quotaPercentForDiskPartition", "0.5").unwrap();
+        assert_eq!(c.policy().0.disk_share, 0.5);
+    }
 }

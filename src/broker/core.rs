@@ -123,7 +123,10 @@ impl BrokerCore {
     pub fn disk_info(&self) -> String {
         let flags = self.store.running_flags();
         if flags & crate::store::running_flags::DISK_FULL != 0 {
-            "disk full".into()
+            match self.store.last_disk_assessment().and_then(|a| a.reason) {
+                Some(r) => r,
+                None => "disk full".into(),
+            }
         } else if self.store.is_poisoned() {
             "store poisoned after a failed flush".into()
         } else {

@@ -194,6 +194,8 @@ impl Broker {
             .instrument(self.span.clone()),
         );
         self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
+        self.tasks
+            .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         // Persist offsets every 5 s (flushConsumerOffsetInterval) and drop silent clients.
         let (c2, k2) = (core.clone(), cancel.clone());
         self.tasks.spawn(
@@ -274,6 +276,48 @@ impl Broker {
     }
 }
 
+/// Runs the store's cleanup every `cleanResourceInterval` (the first run at once, so a full disk
+/// is flagged before the first write) until cancelled. Each run is awaited: nothing is left
+/// running when the task ends.
+async fn cleanup_loop(core: Arc<BrokerCore>, cfg: config::CleanupConfig, cancel: CancellationToken) {
+    let (policy, notes) = cfg.policy();
+    for n in notes {
+        warn!("{n}");
+    }
+    info!(
+        share = policy.disk_share,
+        interval_ms = cfg.interval().as_millis() as u64,
+        warning_level = policy.warning_ratio,
+        clean_forcibly_ratio = policy.clean_forcibly_ratio,
+        "disk cleanup service started"
+    );
+    let policy = Arc::new(policy);
+    let mut tick = tokio::time::interval(cfg.interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let (store, policy, span) = (core.store().clone(), policy.clone(), tracing::Span::current());
+        let run = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                store.run_cleanup(
+                    &policy,
+                    &crate::store::cleanup::StatvfsProbe,
+                    crate::store::cleanup::CleanupClock::now(),
+                )
+            })
+        })
+        .await;
+        match run {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "cleanup run failed"),
+            Err(e) => warn!(error = %e, "cleanup run panicked"),
+        }
+    }
+}
+
 fn processor_table(
     core: &Arc<BrokerCore>,
     schedule: &Arc<schedule::ScheduleService>,
@@ -295,7 +339,13 @@ fn processor_table(
     t.register_all(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull);
     t.register_all(query::QUERY_CODES, Arc::new(query::QueryProcessor::new(core.clone())));
     t.register_all(processor::MetaProcessor::CODES, Arc::new(processor::MetaProcessor::new(core.meta.clone())));
-    let admin = admin::BrokerAdminProcessor::new(core.clone(), schedule.clone(), plan.path.clone(), fixed);
+    let admin = admin::BrokerAdminProcessor::new(
+        core.clone(),
+        schedule.clone(),
+        plan.path.clone(),
+        fixed,
+        plan.cleanup.policy().0,
+    );
     t.register_all(admin::ADMIN_CODES, Arc::new(admin));
     t
 }

@@ -363,6 +363,11 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Bytes of the queue's files on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.total_bytes()
+    }
+
     /// Deletes files whose entries all point below `commit_log_min`; returns files deleted.
     pub fn delete_expired(&self, commit_log_min: i64) -> Result<usize> {
         let _g = self.write_lock.lock();
@@ -472,6 +477,11 @@ impl ConsumeQueueTable {
             self.remove_topic(&t)?;
         }
         Ok(())
+    }
+
+    /// Bytes of every queue's files on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.all().iter().map(|q| q.total_bytes()).sum()
     }
 
     /// Highest dispatched physical end offset over all queues (−1 if none).

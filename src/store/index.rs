@@ -462,6 +462,11 @@ impl IndexService {
         Ok(None)
     }
 
+    /// Bytes of the index files on disk.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.lock().iter().map(|f| f.file.size() as u64).sum()
+    }
+
     /// Deletes index files whose entries all point below `commit_log_min` (never the newest).
     pub fn delete_expired(&self, commit_log_min: i64) -> Result<usize> {
         let mut files = self.files.lock();
@@ -469,6 +474,7 @@ impl IndexService {
         while files.len() > 1 && files[0].header().end_phy_offset < commit_log_min {
             let f = files.remove(0);
             f.destroy()?;
+            tracing::info!(path = %f.path().display(), commit_log_min, "deleted expired index file");
             n += 1;
         }
         Ok(n)

@@ -228,6 +228,14 @@ impl MappedFile {
         self.file.sync_data().map_err(io_err(&self.path))
     }
 
+    /// Last modification time of the file in ms since the epoch (writes through the mapping
+    /// update it), or `None` if it cannot be read.
+    pub fn last_modified_ms(&self) -> Option<i64> {
+        let m = self.file.metadata().ok()?.modified().ok()?;
+        let d = m.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(d.as_millis() as i64)
+    }
+
     /// Removes the file from disk; the mapping lives on until the last reference is dropped.
     pub fn destroy(&self) -> Result<()> {
         if !self.destroyed.swap(true, Ordering::AcqRel) {

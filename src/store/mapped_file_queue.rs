@@ -260,9 +260,28 @@ impl MappedFileQueue {
         while files.len() > 1 && files[0].from_offset() + self.file_size <= offset {
             let f = files.remove(0);
             f.destroy()?;
+            tracing::info!(path = %f.path().display(), before = offset, "deleted expired file");
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Bytes this queue holds on disk: its files plus the prepared next file.
+    pub fn total_bytes(&self) -> u64 {
+        let n = self.files.read().len() as u64 + u64::from(self.next.lock().is_some());
+        n * self.file_size
+    }
+
+    /// Removes from the front, oldest first, up to `max` files for which `remove` says yes,
+    /// stopping at the first it refuses; the last (current) file is never removed. The removed
+    /// files are returned still on disk: the caller destroys them outside the lock.
+    pub fn take_leading(&self, max: usize, mut remove: impl FnMut(&MappedFile) -> bool) -> Vec<Arc<MappedFile>> {
+        let mut files = self.files.write();
+        let mut n = 0;
+        while n < max && n + 1 < files.len() && remove(&files[n]) {
+            n += 1;
+        }
+        files.drain(..n).collect()
     }
 
     /// Deletes every file and the directory.

@@ -8,7 +8,6 @@
 pub mod cluster;
 pub mod consumer;
 pub mod container;
-pub mod json;
 pub mod message;
 pub mod route;
 pub mod topic;

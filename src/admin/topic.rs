@@ -163,7 +163,7 @@ pub type QueueKey = (String, String, i32);
 /// Reads an `offsetTable` whose keys are MessageQueue objects: `(brokerName, topic, queueId) → value`.
 pub fn message_queue_table(body: &[u8], addr: &str) -> Result<(Value, Vec<(QueueKey, Value)>), AdminError> {
     let bad = |reason: String| AdminError::BadAnswer { addr: addr.to_string(), reason };
-    let v = super::json::parse_slice(body).map_err(bad)?;
+    let v = crate::json::parse_fastjson_slice(body).map_err(bad)?;
     let mut rows = Vec::new();
     if let Some(table) = v.get("offsetTable").and_then(Value::as_object) {
         for (k, val) in table {

@@ -10,6 +10,10 @@
 //!   (`BrowserCompatible, QuoteFieldNames, MapSortField`): valid JSON, keys sorted, non-ASCII escaped
 //!   as `\uXXXX`, integers beyond ±2^53 written as strings.
 
+pub mod object_keys;
+
+pub use object_keys::{parse as parse_fastjson, parse_slice as parse_fastjson_slice};
+
 use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;

@@ -64,4 +64,52 @@ out=$($bin/mqbench consumer -n 127.0.0.1:$ns -t Bench_async_1024 -g bench-consum
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print("| Bench_async_1024 | %.0f | %d |" % (d["tps"], d["failures"]))' "$out"
 echo
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-echo "container RSS after the runs: $((rss/1024)) MiB; machine: $(nproc) cores, $(uname -m)"
+echo "container RSS after the runs: $((rss/1024)) MiB"
+kill $pid; wait $pid 2>/dev/null || true
+
+# An idle container hosting 8 brokers: start time, resident memory, and addBroker latency.
+many="$work/many"; mkdir -p "$many"
+paths=()
+for i in $(seq 1 9); do
+  p=$(pick)
+  cat > "$many/b$i.conf" <<CONF
+brokerClusterName=IdleCluster
+brokerName=idle-$i
+listenPort=$p
+brokerIP1=127.0.0.1
+storePathRootDir=$many/store/b$i
+mappedFileSizeCommitLog=67108864
+maxHashSlotNum=100000
+maxIndexNum=400000
+CONF
+  [ $i -le 8 ] && paths+=("b$i.conf")
+  last_port=$p
+done
+ns2=$(free_port); c2=$(pick)
+cat > "$many/container.conf" <<CONF
+listenPort=$c2
+bindAddress=127.0.0.1
+embeddedNamesrvEnable=true
+embeddedNamesrvPort=$ns2
+namesrvAddr=127.0.0.1:$ns2
+brokerConfigPaths=$(IFS=:; echo "${paths[*]}")
+brokerConfigDirs=.
+logRoot=$many/logs
+CONF
+t0=$(date +%s.%N)
+RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$many/container.conf" > "$many/out" 2>&1 &
+pid=$!
+for _ in $(seq 1 400); do grep -q "hosts 8 broker" "$many/out" 2>/dev/null && break; sleep 0.01; done
+t1=$(date +%s.%N)
+sleep 2
+rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+a0=$(date +%s.%N)
+$bin/mqadmin addBroker -c 127.0.0.1:$c2 -b "$many/b9.conf" >/dev/null
+a1=$(date +%s.%N)
+echo "| idle container, 8 brokers | value |"
+echo "|---|---|"
+echo "| start (process start to all 8 brokers registered) | $(python3 -c "print(round(($t1-$t0)*1000))") ms |"
+echo "| resident memory after 2 s idle | $((rss/1024)) MiB |"
+echo "| addBroker (9th broker, mqadmin round trip incl. process start) | $(python3 -c "print(round(($a1-$a0)*1000))") ms |"
+echo
+echo "machine: $(nproc) cores, $(uname -m), $(uname -r)"

@@ -9,7 +9,7 @@ use tracing::info;
 use super::config::BrokerConfig;
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
-use crate::config::{to_properties_text, Configurable, RawConfig};
+use crate::config::{to_properties_text, ConfigValue, Configurable, RawConfig};
 use crate::remoting::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 
@@ -50,7 +50,7 @@ impl BrokerAdminProcessor {
         let s = &core.stats;
         let now = crate::util::now_millis();
         let up = (now - core.started_at).max(0) / 1000;
-        vec![
+        let mut out: Vec<(String, String)> = vec![
             ("brokerVersionDesc".into(), "V5_3_3".into()),
             ("brokerVersion".into(), crate::remoting::command::CURRENT_VERSION.to_string()),
             ("brokerIdentity".into(), core.identity().to_string()),
@@ -78,7 +78,10 @@ impl BrokerAdminProcessor {
             ("pullHeldCount".into(), core.waiters().held().to_string()),
             ("brokerActive".into(), (!core.is_shutting_down()).to_string()),
             ("storeRunningFlags".into(), store.running_flags().to_string()),
-        ]
+            ("brokerRole".into(), core.config().broker_role.render()),
+        ];
+        out.extend(core.ha.runtime_info(core));
+        out
     }
 
     fn get_config(&self, req: &RemotingCommand) -> RemotingCommand {

@@ -277,7 +277,7 @@ impl CommitLog {
             return Err(StoreError::ShutDown);
         }
         let max = self.max_offset();
-        if start_offset != max {
+        if start_offset != max && (self.files.last().is_some() || start_offset < 0) {
             return Err(StoreError::InvalidArgument(format!(
                 "append_raw at {start_offset} but commitlog max offset is {max}"
             )));

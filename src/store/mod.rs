@@ -225,6 +225,8 @@ struct Shared {
     dispatch_seq: Mutex<u64>,
     dispatch_cv: Condvar,
     dispatched_tx: watch::Sender<i64>,
+    /// The commitlog max offset after every append (replication wakes on it).
+    appended_tx: watch::Sender<i64>,
     listener: RwLock<Option<ArrivalListener>>,
     last_dispatched_ts: AtomicI64,
     dispatch_stalled_at: AtomicI64,
@@ -336,6 +338,7 @@ impl MessageStore {
         }
 
         let (dispatched_tx, _) = watch::channel(reput_from);
+        let commitlog_max = commitlog.max_offset();
         let delay_levels = config.delay_levels_ms();
         let shared = Arc::new(Shared {
             config,
@@ -357,6 +360,7 @@ impl MessageStore {
             dispatch_seq: Mutex::new(0),
             dispatch_cv: Condvar::new(),
             dispatched_tx,
+            appended_tx: watch::channel(commitlog_max).0,
             listener: RwLock::new(None),
             last_dispatched_ts: AtomicI64::new(0),
             dispatch_stalled_at: AtomicI64::new(-1),
@@ -590,6 +594,7 @@ impl MessageStore {
         let crcs: Vec<i32> = msgs.iter().map(|m| message::body_crc(&m.body)).collect();
         let res = self.shared.commitlog.append(msgs, &crcs, version)?;
         self.shared.wake_dispatcher();
+        self.shared.appended_tx.send_replace(res.end_offset());
         let wait = self.shared.config.flush_disk_type == FlushDiskType::SyncFlush
             && message::find_property(&msgs[0].properties, message::property::WAIT) != Some("false");
         if !wait {
@@ -601,7 +606,8 @@ impl MessageStore {
         Ok((res, Some(rx)))
     }
 
-    /// Appends raw commitlog bytes (replication) at exactly [`Self::commit_log_max_offset`].
+    /// Appends raw commitlog bytes (replication) at exactly [`Self::commit_log_max_offset`], or
+    /// anywhere when the commitlog holds no file yet (a fresh slave starts where its master is).
     /// Consume queues and index follow through the dispatcher.
     pub fn append_raw(&self, start_offset: i64, data: &[u8]) -> Result<()> {
         if self.is_shutdown() {
@@ -610,8 +616,14 @@ impl MessageStore {
         if self.is_poisoned() {
             return Err(StoreError::Poisoned);
         }
+        let was_empty = self.shared.commitlog.files().last().is_none();
         self.shared.commitlog.append_raw(start_offset, data)?;
+        if was_empty {
+            // A fresh slave may start in the middle of the master's last file: dispatch from there.
+            self.shared.reput_from.store(start_offset, Ordering::Release);
+        }
         self.shared.wake_dispatcher();
+        self.shared.appended_tx.send_replace(self.shared.commitlog.max_offset());
         Ok(())
     }
 
@@ -825,6 +837,11 @@ impl MessageStore {
     /// A watch of the dispatched commitlog offset: wakes readers (long polling) without polling.
     pub fn subscribe_dispatched(&self) -> watch::Receiver<i64> {
         self.shared.dispatched_tx.subscribe()
+    }
+
+    /// A watch of the commitlog max offset, updated after every append (replication).
+    pub fn subscribe_appended(&self) -> watch::Receiver<i64> {
+        self.shared.appended_tx.subscribe()
     }
 
     /// Installs the new-message listener (replaces any previous one).

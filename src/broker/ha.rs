@@ -605,6 +605,9 @@ pub fn apply_packets(store: &MessageStore, packets: Vec<(i64, Bytes)>) -> Result
         if data.is_empty() {
             continue;
         }
+        if empty && phy != max {
+            store.start_replica_at(phy).map_err(ApplyError::Store)?;
+        }
         store.append_raw(phy, &data).map_err(ApplyError::Store)?;
         any = true;
     }

@@ -606,8 +606,15 @@ impl MessageStore {
         Ok((res, Some(rx)))
     }
 
-    /// Appends raw commitlog bytes (replication) at exactly [`Self::commit_log_max_offset`], or
-    /// anywhere when the commitlog holds no file yet (a fresh slave starts where its master is).
+    /// Makes an empty store's commitlog (and dispatch) start at `offset`: a fresh slave replicates
+    /// from the start of its master's last file. Refused once the commitlog holds a file.
+    pub fn start_replica_at(&self, offset: i64) -> Result<()> {
+        self.shared.commitlog.start_empty_at(offset)?;
+        self.shared.reput_from.store(offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// Appends raw commitlog bytes (replication) at exactly [`Self::commit_log_max_offset`].
     /// Consume queues and index follow through the dispatcher.
     pub fn append_raw(&self, start_offset: i64, data: &[u8]) -> Result<()> {
         if self.is_shutdown() {
@@ -616,12 +623,7 @@ impl MessageStore {
         if self.is_poisoned() {
             return Err(StoreError::Poisoned);
         }
-        let was_empty = self.shared.commitlog.files().last().is_none();
         self.shared.commitlog.append_raw(start_offset, data)?;
-        if was_empty {
-            // A fresh slave may start in the middle of the master's last file: dispatch from there.
-            self.shared.reput_from.store(start_offset, Ordering::Release);
-        }
         self.shared.wake_dispatcher();
         self.shared.appended_tx.send_replace(self.shared.commitlog.max_offset());
         Ok(())

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::rmq::{pull, send, T};
 use common::{free_port_block, port_open, ChildGuard};
+use rmqc::broker::processor::headers::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
 use rmqc::remoting::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::decode_records;
@@ -241,6 +242,37 @@ async fn sync_replication_survives_kill_9_of_a_container() {
         assert!(info.contains_key(k), "master runtime info has {k}: {info:?}");
     }
 
+    // Metadata follows the master within seconds: a consumer offset committed on the master (the
+    // group is created there by a first pull).
+    pull(&client, &format!("127.0.0.1:{a_m}"), "ha-sync-group", TOPIC, 1, 0, "*", 0).await;
+    let upd = RemotingCommand::request_with_header(
+        request::UPDATE_CONSUMER_OFFSET,
+        &UpdateConsumerOffsetRequestHeader {
+            consumer_group: "ha-sync-group".into(),
+            topic: TOPIC.into(),
+            queue_id: Some(1),
+            commit_offset: Some(1234),
+        },
+    );
+    let r = client.invoke(&format!("127.0.0.1:{a_m}"), upd, T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let t_sync = Instant::now();
+    eventually("the consumer offset reaches the slave", Duration::from_secs(10), || async {
+        let q = RemotingCommand::request_with_header(
+            request::QUERY_CONSUMER_OFFSET,
+            &QueryConsumerOffsetRequestHeader {
+                consumer_group: "ha-sync-group".into(),
+                topic: TOPIC.into(),
+                queue_id: 1,
+                set_zero_if_not_found: None,
+            },
+        );
+        let r = client.invoke(&format!("127.0.0.1:{a_s}"), q, T).await.unwrap();
+        r.code == response::SUCCESS && r.ext("offset") == Some("1234")
+    })
+    .await;
+    eprintln!("consumer offset synced to the slave in {:.2} s", t_sync.elapsed().as_secs_f64());
+
     // Phase 2: SIGKILL container 1 (broker-a master, broker-b slave).
     c1.kill9();
     let t_kill = Instant::now();
@@ -280,6 +312,5 @@ async fn sync_replication_survives_kill_9_of_a_container() {
         assert_eq!(found, acked.len(), "{what} has every acknowledged message");
     }
     eprintln!("replication test wall time {:.1} s", started.elapsed().as_secs_f64());
-    let _ = T;
     client.shutdown().await;
 }

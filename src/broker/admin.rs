@@ -9,7 +9,7 @@ use tracing::info;
 use super::config::BrokerConfig;
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
-use crate::config::{to_properties_text, Configurable, RawConfig};
+use crate::config::{to_properties_text, ConfigValue, Configurable, RawConfig};
 use crate::remoting::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::cleanup::{assess, CleanupPolicy, DiskProbe, StatvfsProbe};
@@ -85,7 +85,9 @@ impl BrokerAdminProcessor {
             ("pullHeldCount".into(), core.waiters().held().to_string()),
             ("brokerActive".into(), (!core.is_shutting_down()).to_string()),
             ("storeRunningFlags".into(), store.running_flags().to_string()),
+            ("brokerRole".into(), core.config().broker_role.render()),
         ];
+        table.extend(core.ha.runtime_info(core));
         // Disk figures measured now (statvfs is cheap), against this broker's thresholds.
         let a = assess(&self.policy, &store.sample_disk_usage(&StatvfsProbe));
         let ratio = |r: f64| if r < 0.0 { "-1".to_string() } else { format!("{r:.2}") };

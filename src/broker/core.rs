@@ -51,6 +51,8 @@ pub struct BrokerCore {
     pub started_at: i64,
     /// Signalled when topics change or a message is stored in the schedule topic.
     pub wake_registration: Notify,
+    /// Replication state (master and slave side).
+    pub ha: super::ha::HaState,
 }
 
 impl BrokerCore {
@@ -75,6 +77,7 @@ impl BrokerCore {
             stats: BrokerStats::default(),
             started_at: crate::util::now_millis(),
             wake_registration: Notify::new(),
+            ha: Default::default(),
         })
     }
 
@@ -309,14 +312,42 @@ impl BrokerCore {
         }
     }
 
-    /// Stores one message.
+    /// Stores one message; on a SYNC_MASTER with `inSyncReplicas >= 2` waits for the slaves.
     pub async fn put_message(&self, m: MessageInner) -> PutMessageResult {
-        self.store.put_message(m).await
+        let wait = Self::wants_replica_wait(&m);
+        let r = self.store.put_message(m).await;
+        self.await_replicas(r, wait).await
     }
 
-    /// Stores a batch.
+    /// Stores a batch; on a SYNC_MASTER with `inSyncReplicas >= 2` waits for the slaves.
     pub async fn put_messages(&self, msgs: &[MessageInner]) -> PutMessageResult {
-        self.store.put_messages(msgs).await
+        let wait = msgs.first().is_some_and(Self::wants_replica_wait);
+        let r = self.store.put_messages(msgs).await;
+        self.await_replicas(r, wait).await
+    }
+
+    fn wants_replica_wait(m: &MessageInner) -> bool {
+        message::find_property(&m.properties, message::property::WAIT) != Some("false")
+    }
+
+    /// Apache's `handleHA`: after a stored put, wait until `inSyncReplicas - 1` slaves acknowledged
+    /// its end offset, else FLUSH_SLAVE_TIMEOUT after `slaveTimeout` (the message stays stored).
+    async fn await_replicas(&self, mut r: PutMessageResult, wait: bool) -> PutMessageResult {
+        let cfg = self.config();
+        if !wait || cfg.broker_role != BrokerRole::SyncMaster || cfg.in_sync_replicas < 2 {
+            return r;
+        }
+        let Some(end) = r.append.as_ref().map(|a| a.end_offset()) else { return r };
+        if r.status != crate::store::PutMessageStatus::PutOk {
+            return r;
+        }
+        let needed = (cfg.in_sync_replicas - 1) as usize;
+        let timeout = std::time::Duration::from_millis(cfg.slave_timeout);
+        if !self.ha.master.wait_for(end, needed, timeout).await {
+            tracing::warn!(offset = end, needed, "slave did not acknowledge in time: FLUSH_SLAVE_TIMEOUT");
+            r.status = crate::store::PutMessageStatus::FlushSlaveTimeout;
+        }
+        r
     }
 
     /// Counts stored messages.

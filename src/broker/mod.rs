@@ -8,6 +8,7 @@ pub mod admin;
 pub mod clients;
 pub mod config;
 pub mod core;
+pub mod ha;
 pub mod headers;
 pub mod meta;
 pub mod processor;
@@ -60,6 +61,16 @@ pub enum BrokerError {
         /// Why.
         source: crate::remoting::RemotingError,
     },
+    /// The HA port (`listenPort + 1`) could not be bound.
+    #[error("broker {identity}: HA port {port}: {source}")]
+    HaBind {
+        /// The broker.
+        identity: String,
+        /// The port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A config value is unusable.
     #[error("broker {identity}: {reason}")]
     Config {
@@ -86,6 +97,7 @@ pub struct Broker {
     core: Arc<BrokerCore>,
     plan: BrokerPlan,
     ports: Vec<SubServer>,
+    ha_listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
     schedule: Arc<schedule::ScheduleService>,
@@ -157,10 +169,23 @@ impl Broker {
                 }
             }
         }
+        let ha_addr = SocketAddr::new(env.server.config().bind_address, cfg.ha_listen_port);
+        let ha_listener = match tokio::net::TcpListener::bind(ha_addr).await {
+            Ok(l) => l,
+            Err(source) => {
+                for p in ports {
+                    p.close().await;
+                }
+                store.set_arrival_listener(None);
+                close_store(store).await;
+                return Err(BrokerError::HaBind { identity: id, port: cfg.ha_listen_port, source });
+            }
+        };
         let broker = Broker {
             core: core.clone(),
             plan,
             ports,
+            ha_listener: parking_lot::Mutex::new(Some(ha_listener)),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             schedule: schedule.clone(),
@@ -170,6 +195,7 @@ impl Broker {
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
         let registered = register::register_all(&core, &broker.env.client, &list).await;
+        core.ha.slave.on_register(&registered);
         info!(
             namesrvs = list.len(),
             accepted = registered.len(),
@@ -196,6 +222,21 @@ impl Broker {
         self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
+        // Replication: every broker serves its HA port (a master feeds its slaves there); a slave
+        // also replicates from its master and copies its metadata.
+        if let Some(listener) = self.ha_listener.lock().take() {
+            self.tasks.spawn(
+                ha::serve_ha_port(core.clone(), listener, self.tasks.clone(), cancel.clone(), self.span.clone())
+                    .instrument(self.span.clone()),
+            );
+        }
+        if core.config().broker_role == config::BrokerRole::Slave {
+            self.tasks.spawn(ha::run_ha_client(core.clone(), cancel.clone()).instrument(self.span.clone()));
+            self.tasks.spawn(
+                ha::run_slave_sync(core.clone(), self.schedule.clone(), self.env.client.clone(), cancel.clone())
+                    .instrument(self.span.clone()),
+            );
+        }
         // Persist offsets every 5 s (flushConsumerOffsetInterval) and drop silent clients.
         let (c2, k2) = (core.clone(), cancel.clone());
         self.tasks.spawn(

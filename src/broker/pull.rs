@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use super::config::BrokerRole;
 use super::core::BrokerCore;
 use super::headers::{pull_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use crate::remoting::codes::response;
@@ -132,7 +133,14 @@ impl PullProcessor {
                 Ok(r) => r,
                 Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
             };
-        if suspend && pull_code(&result, h.queue_offset) == response::PULL_NOT_FOUND && !core.is_shutting_down() {
+        // A slave whose group has a master sends consumers that find nothing back to the master
+        // (PULL_RETRY_IMMEDIATELY, suggest 0) instead of holding them.
+        let redirect = core.config().broker_role == BrokerRole::Slave && core.ha.slave.is_connected();
+        if suspend
+            && !redirect
+            && pull_code(&result, h.queue_offset) == response::PULL_NOT_FOUND
+            && !core.is_shutting_down()
+        {
             let hold = if core.config().long_polling_enable {
                 Duration::from_millis(h.suspend_timeout_millis.clamp(0, 60_000) as u64)
             } else {
@@ -154,7 +162,10 @@ impl PullProcessor {
         if h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
             core.commit_offset(conn, &h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         }
-        let code = pull_code(&result, h.queue_offset);
+        let mut code = pull_code(&result, h.queue_offset);
+        if redirect && code != response::SUCCESS {
+            code = response::PULL_RETRY_IMMEDIATELY;
+        }
         let header = PullMessageResponseHeader {
             suggest_which_broker_id: 0,
             next_begin_offset: result.next_begin_offset,

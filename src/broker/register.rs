@@ -120,7 +120,12 @@ pub async fn registration_loop(
 ) {
     let mut changes = core.meta.topics.subscribe_changes();
     loop {
-        let period = core.config().register_name_server_period.clamp(10_000, 60_000);
+        let cfg = core.config();
+        let mut period = cfg.register_name_server_period.clamp(10_000, 60_000);
+        if cfg.broker_role == super::config::BrokerRole::Slave && core.ha.slave.ha_master_addr().is_none() {
+            // A slave that does not know its master yet asks again soon.
+            period = 2_000;
+        }
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(period)) => {}
@@ -131,6 +136,7 @@ pub async fn registration_loop(
             break;
         }
         let list = namesrvs.load_full();
-        register_all(&core, &client, &list).await;
+        let results = register_all(&core, &client, &list).await;
+        core.ha.slave.on_register(&results);
     }
 }

@@ -51,6 +51,12 @@ impl ScheduleService {
         self.offsets.lock().clone()
     }
 
+    /// A slave takes its master's delay offsets.
+    pub fn replace_offsets(&self, offsets: BTreeMap<i32, i64>) {
+        *self.offsets.lock() = offsets;
+        self.version.lock().next();
+    }
+
     /// The body of GET_ALL_DELAY_OFFSET and the content of `delayOffset.json`.
     pub fn encode(&self) -> String {
         let table = json::bare_key_map(self.offsets.lock().iter());
@@ -70,6 +76,14 @@ impl ScheduleService {
         let levels = self.core.store().config().delay_levels_ms();
         let mut arrivals = self.core.store().subscribe_dispatched();
         loop {
+            if self.core.config().broker_role == super::config::BrokerRole::Slave {
+                // A slave never delivers: its master does, and the result arrives by replication.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
             let next = self.deliver_due(&levels).await;
             let now = crate::util::now_millis();
             let wait = next.map(|t| (t - now).clamp(1, 1000)).unwrap_or(1000) as u64;

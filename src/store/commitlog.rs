@@ -408,6 +408,18 @@ impl CommitLog {
         }
     }
 
+    /// Makes an empty commitlog start at `offset` (a fresh slave starting where its master is).
+    pub fn start_empty_at(&self, offset: i64) -> Result<()> {
+        let _st = self.put.lock();
+        if offset < 0 || !self.files.is_empty() {
+            return Err(StoreError::InvalidArgument(format!(
+                "cannot start the commitlog at {offset}: it is not empty or the offset is negative"
+            )));
+        }
+        self.empty_start.store(offset as u64, Ordering::Release);
+        Ok(())
+    }
+
     /// Sets the write positions so the stream ends at `offset` (zeroing the cut tail if `zero`).
     pub fn truncate(&self, offset: u64, zero: bool) -> Result<()> {
         self.files.truncate_dirty(offset, zero)?;

@@ -226,6 +226,8 @@ struct Shared {
     dispatch_seq: Mutex<u64>,
     dispatch_cv: Condvar,
     dispatched_tx: watch::Sender<i64>,
+    /// The commitlog max offset after every append (replication wakes on it).
+    appended_tx: watch::Sender<i64>,
     listener: RwLock<Option<ArrivalListener>>,
     last_dispatched_ts: AtomicI64,
     dispatch_stalled_at: AtomicI64,
@@ -354,6 +356,7 @@ impl MessageStore {
         }
 
         let (dispatched_tx, _) = watch::channel(reput_from);
+        let commitlog_max = commitlog.max_offset();
         let delay_levels = config.delay_levels_ms();
         let shared = Arc::new(Shared {
             config,
@@ -375,6 +378,7 @@ impl MessageStore {
             dispatch_seq: Mutex::new(0),
             dispatch_cv: Condvar::new(),
             dispatched_tx,
+            appended_tx: watch::channel(commitlog_max).0,
             listener: RwLock::new(None),
             last_dispatched_ts: AtomicI64::new(0),
             dispatch_stalled_at: AtomicI64::new(-1),
@@ -616,6 +620,7 @@ impl MessageStore {
         let crcs: Vec<i32> = msgs.iter().map(|m| message::body_crc(&m.body)).collect();
         let res = self.shared.commitlog.append(msgs, &crcs, version)?;
         self.shared.wake_dispatcher();
+        self.shared.appended_tx.send_replace(res.end_offset());
         let wait = self.shared.config.flush_disk_type == FlushDiskType::SyncFlush
             && message::find_property(&msgs[0].properties, message::property::WAIT) != Some("false");
         if !wait {
@@ -625,6 +630,14 @@ impl MessageStore {
         self.shared.flush_reqs.lock().push((res.end_offset() as u64, tx));
         self.shared.flush_cv.notify_one();
         Ok((res, Some(rx)))
+    }
+
+    /// Makes an empty store's commitlog (and dispatch) start at `offset`: a fresh slave replicates
+    /// from the start of its master's last file. Refused once the commitlog holds a file.
+    pub fn start_replica_at(&self, offset: i64) -> Result<()> {
+        self.shared.commitlog.start_empty_at(offset)?;
+        self.shared.reput_from.store(offset, Ordering::Release);
+        Ok(())
     }
 
     /// Appends raw commitlog bytes (replication) at exactly [`Self::commit_log_max_offset`].
@@ -638,6 +651,7 @@ impl MessageStore {
         }
         self.shared.commitlog.append_raw(start_offset, data)?;
         self.shared.wake_dispatcher();
+        self.shared.appended_tx.send_replace(self.shared.commitlog.max_offset());
         Ok(())
     }
 
@@ -851,6 +865,11 @@ impl MessageStore {
     /// A watch of the dispatched commitlog offset: wakes readers (long polling) without polling.
     pub fn subscribe_dispatched(&self) -> watch::Receiver<i64> {
         self.shared.dispatched_tx.subscribe()
+    }
+
+    /// A watch of the commitlog max offset, updated after every append (replication).
+    pub fn subscribe_appended(&self) -> watch::Receiver<i64> {
+        self.shared.appended_tx.subscribe()
     }
 
     /// Installs the new-message listener (replaces any previous one).

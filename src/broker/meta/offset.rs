@@ -115,6 +115,16 @@ impl ConsumerOffsetManager {
         }
     }
 
+    /// A slave takes its master's offsets (Apache's `putAll`: entries the master has replace the
+    /// slave's; others stay).
+    pub fn merge_from_master(&self, table: BTreeMap<String, BTreeMap<i32, i64>>) {
+        let mut st = self.state.write();
+        for (k, v) in table {
+            st.table.insert(k, v);
+        }
+        st.data_version.next();
+    }
+
     /// The committed offset, or -1 if none.
     pub fn query_offset(&self, group: &str, topic: &str, queue_id: i32) -> i64 {
         self.state.read().table.get(&key(topic, group)).and_then(|m| m.get(&queue_id).copied()).unwrap_or(-1)

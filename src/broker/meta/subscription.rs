@@ -273,6 +273,31 @@ impl SubscriptionGroupManager {
         Ok(true)
     }
 
+    /// A slave takes its master's groups (Apache's `putAll` plus the master's data version) and
+    /// persists them.
+    pub fn merge_from_master(
+        &self,
+        table: BTreeMap<String, SubscriptionGroupConfig>,
+        version: Option<DataVersion>,
+    ) -> Result<(), MetaError> {
+        let _w = self.write.lock();
+        let content = {
+            let mut st = self.state.write();
+            for (name, mut c) in table {
+                if c.group_name.is_empty() {
+                    c.group_name = name.clone();
+                }
+                st.table.insert(name, c);
+            }
+            match version {
+                Some(v) => st.data_version = v,
+                None => st.data_version.next(),
+            }
+            Self::encode_state(&st, true)
+        };
+        persist_config_file(&self.path, &content)
+    }
+
     /// Every group config.
     pub fn all(&self) -> BTreeMap<String, SubscriptionGroupConfig> {
         self.state.read().table.clone()

@@ -527,6 +527,29 @@ impl TopicConfigManager {
         })
     }
 
+    /// A slave takes its master's table and version as they are (Apache's `SlaveSynchronize`):
+    /// replaces the table, persists and notifies.
+    pub fn replace_from_master(&self, w: TopicConfigSerializeWrapper) -> Result<(), MetaError> {
+        let _w = self.write.lock();
+        let (content, version) = {
+            let mut st = self.state.write();
+            st.table = w
+                .topic_config_table
+                .into_iter()
+                .map(|(name, mut tc)| {
+                    if tc.topic_name.is_empty() {
+                        tc.topic_name = name.clone();
+                    }
+                    (name, tc)
+                })
+                .collect();
+            st.data_version = w.data_version;
+            (Self::encode_state(&st), st.data_version.clone())
+        };
+        self.changes.send_replace(version);
+        persist_config_file(&self.path, &content)
+    }
+
     /// Deletes a topic's config. Returns false if it did not exist.
     pub fn delete_topic_config(&self, topic: &str) -> Result<bool, MetaError> {
         self.mutate(|table| {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::rmq::{pull, send, T};
+use common::rmq::{pull, send, wait_max_offset, T};
 use common::{write_broker, write_container};
 use rmqc::container::config::LoadedContainerConfig;
 use rmqc::container::BrokerContainer;
@@ -56,6 +56,7 @@ async fn send_pull_long_poll_and_bad_input() {
     }
 
     // Pull everything, then only TagA.
+    wait_max_offset(&client, &broker, "TopicE2E", 0, 10).await;
     let r = pull(&client, &broker, "g1", "TopicE2E", 0, 0, "*", 0).await;
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     let msgs = decode_records(&r.body, true);
@@ -170,7 +171,7 @@ async fn delay_retry_dlq_fast_port_and_binary_headers() {
     let r = send(&binary, &fast, "DelayTopic", 0, b"now", &[("TAGS", "t")]).await;
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     assert_eq!(r.serialize_type, rmqc::remoting::SerializeType::RocketMq);
-    let r = pull(&binary, &fast, "dg", "DelayTopic", 0, 0, "*", 0).await;
+    let r = pull(&binary, &fast, "dg", "DelayTopic", 0, 0, "*", 10_000).await;
     assert_eq!(decode_records(&r.body, true).len(), 1);
 
     // A delayed message (level 2 = 1 s here) is not visible at once, then arrives in its topic.
@@ -210,7 +211,7 @@ async fn delay_retry_dlq_fast_port_and_binary_headers() {
     assert_eq!(retry2.reconsume_times, 2);
     let r = client.invoke(&broker, send_back(retry2.commit_log_offset, 1), T).await.unwrap();
     assert_eq!(r.code, response::SUCCESS);
-    let r = pull(&client, &broker, "dg", "%DLQ%dg", 0, 0, "*", 0).await;
+    let r = pull(&client, &broker, "dg", "%DLQ%dg", 0, 0, "*", 10_000).await;
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     let dead = &decode_records(&r.body, true)[0];
     assert_eq!(&dead.body[..], b"later");
@@ -251,6 +252,7 @@ async fn drain_removal_waits_for_consumers_to_catch_up() {
             .with_ext("drain", "true")
             .with_ext("drainTimeoutMillis", "300")
     };
+    wait_max_offset(&client, &broker, "DrainTopic", 0, 3).await;
     // A consumer of group dg reads (creating the group) and commits offset 1.
     assert_eq!(pull(&client, &broker, "dg", "DrainTopic", 0, 0, "*", 0).await.code, response::SUCCESS);
     assert_eq!(client.invoke(&broker, commit(1), T).await.unwrap().code, response::SUCCESS);

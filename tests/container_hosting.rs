@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::rmq::{pull, send, T};
+use common::rmq::{pull, send, wait_max_offset, T};
 use common::{free_port_block, port_open, wait_until, ChildGuard};
 use rmqc::remoting::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
@@ -123,6 +123,7 @@ async fn add_remove_logs_leaks_and_restart() {
             let r = send(&client, addr, "HostTopic", 0, format!("m{i}").as_bytes(), &[]).await;
             assert_eq!(r.code, response::SUCCESS, "{addr}: {:?}", r.remark);
         }
+        wait_max_offset(&client, addr, "HostTopic", 0, 5).await;
         let r = pull(&client, addr, "hg", "HostTopic", 0, 0, "*", 0).await;
         assert_eq!(decode_records(&r.body, true).len(), 5);
         let commit = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
@@ -143,7 +144,7 @@ async fn add_remove_logs_leaks_and_restart() {
     })
     .await;
     assert_eq!(send(&client, &c, "HostTopic", 0, b"on-c", &[]).await.code, response::SUCCESS);
-    let r = pull(&client, &c, "hg", "HostTopic", 0, 0, "*", 0).await;
+    let r = pull(&client, &c, "hg", "HostTopic", 0, 0, "*", 10_000).await;
     assert_eq!(&decode_records(&r.body, true)[0].body[..], b"on-c");
 
     // Adding it again, a missing file, a file outside the allowed dirs, an unknown removal: clear

@@ -75,3 +75,21 @@ pub async fn pull(
     let req = RemotingCommand::request_with_header(request::PULL_MESSAGE, &h);
     client.invoke(addr, req, T + Duration::from_millis(suspend_ms.max(0) as u64)).await.expect("pull answered")
 }
+
+/// Waits (bounded) until the queue's max offset reaches `expected`: consume queues are built
+/// asynchronously from the commitlog, so a read right after a send may not see it yet.
+pub async fn wait_max_offset(client: &RemotingClient, addr: &str, topic: &str, queue_id: i32, expected: i64) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let req = RemotingCommand::request(request::GET_MAX_OFFSET)
+            .with_ext("topic", topic)
+            .with_ext("queueId", queue_id.to_string());
+        let r = client.invoke(addr, req, T).await.expect("GET_MAX_OFFSET answered");
+        let got: i64 = r.ext("offset").and_then(|o| o.parse().ok()).unwrap_or(-1);
+        if got >= expected {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{topic}/{queue_id} on {addr} reached only {got} of {expected}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -183,6 +183,20 @@ async fn sync_replication_survives_kill_9_of_a_container() {
         .await;
     }
 
+    // mqadmin clusterList shows both groups with master (0) and slave (1) and the replication state.
+    let ns = format!("127.0.0.1:{ns_port}");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mqadmin")).args(["clusterList", "-n", &ns]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    for port in [a_m, b_m, a_s, b_s] {
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "clusterList lists every replica:\n{text}");
+    }
+    assert!(text.contains("haConnectedSlaves=1") && text.contains("haConnected=true"), "replication column:\n{text}");
+
     // Phase 1: 10,000 acknowledged messages to each group under sustained load, sampling the lag.
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {

@@ -13,14 +13,15 @@ use crate::remoting::RemotingCommand;
 /// Runtime-info keys that describe replication (shown in clusterList's `#Replication` column when any
 /// broker reports one of them).
 pub const REPLICATION_KEYS: &[&str] = &[
+    // A master: its connected slaves and how far the slowest is behind.
+    "haConnectedSlaves",
+    "haReplicationLagBytes",
+    "haDivergedSlaves",
+    // A slave: its master, whether it is connected, and its lag.
     "masterAddr",
-    "haMasterAddr",
-    "slaveFallBehindMuch",
-    "haSlaveFallbehindMaster",
-    "replicaLagBytes",
-    "masterFlushOffset",
-    "inSyncSlaveNums",
-    "haConnectionNums",
+    "haConnected",
+    "haLagBytes",
+    "haDiverged",
 ];
 
 /// GET_BROKER_RUNTIME_INFO (28): the broker's key/value table.

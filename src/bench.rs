@@ -226,6 +226,36 @@ fn queues(route: &TopicRouteData, broker_name: Option<&str>, read: bool) -> Vec<
     out
 }
 
+/// The queues of the route; when none match yet (a topic just created reaches the NameServer one
+/// broker at a time), asks again for up to 30 s.
+async fn wait_for_queues(
+    client: &RemotingClient,
+    namesrv: &str,
+    topic: &str,
+    mut r: TopicRouteData,
+    broker_name: Option<&str>,
+    read: bool,
+) -> Result<Vec<(String, i32)>, BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let qs = queues(&r, broker_name, read);
+        if !qs.is_empty() {
+            return Ok(qs);
+        }
+        if Instant::now() > deadline {
+            let which = broker_name.map(|b| format!(" of broker {b}")).unwrap_or_default();
+            return Err(BenchError::Route(format!(
+                "topic {topic} has no {} queue{which} on a master",
+                if read { "readable" } else { "writable" }
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(next) = route(client, namesrv, topic).await? {
+            r = next;
+        }
+    }
+}
+
 fn batch_body(bodies: &[Bytes], props: &[String]) -> Bytes {
     let mut out = BytesMut::new();
     for (b, p) in bodies.iter().zip(props) {
@@ -255,10 +285,8 @@ pub async fn run_producer(opts: ProducerOptions, mut progress: impl FnMut(String
         Some(r) => r,
         None => create_topic(&client, &opts.namesrv, &opts.topic).await?,
     };
-    let qs = Arc::new(queues(&r, opts.broker_name.as_deref(), false));
-    if qs.is_empty() {
-        return Err(BenchError::Route(format!("topic {} has no writable queue on a master", opts.topic)));
-    }
+    let qs =
+        Arc::new(wait_for_queues(&client, &opts.namesrv, &opts.topic, r, opts.broker_name.as_deref(), false).await?);
     let stats = Arc::new(Stats::new());
     let issued = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -357,10 +385,7 @@ pub async fn run_consumer(opts: ConsumerOptions, mut progress: impl FnMut(String
         Some(r) => r,
         None => create_topic(&client, &opts.namesrv, &opts.topic).await?,
     };
-    let qs = queues(&r, None, true);
-    if qs.is_empty() {
-        return Err(BenchError::Route(format!("topic {} has no readable queue on a master", opts.topic)));
-    }
+    let qs = wait_for_queues(&client, &opts.namesrv, &opts.topic, r, None, true).await?;
     let stats = Arc::new(Stats::new());
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();

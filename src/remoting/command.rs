@@ -363,14 +363,46 @@ struct LenientString(Option<String>);
 
 impl<'de> Deserialize<'de> for LenientString {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Ok(LenientString(match v {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some(s),
-            serde_json::Value::Bool(b) => Some(b.to_string()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            other => Some(other.to_string()),
-        }))
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LenientString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v)))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LenientString, E> {
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<LenientString, E> {
+                Ok(LenientString(Some(serde_json::Number::from_f64(v).map(|n| n.to_string()).unwrap_or_default())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<LenientString, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<LenientString, E> {
+                Ok(LenientString(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<LenientString, A::Error> {
+                let v = serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(LenientString(Some(v.to_string())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<LenientString, A::Error> {
+                let v = serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(LenientString(Some(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -132,6 +132,13 @@ impl PullProcessor {
                 Ok(r) => r,
                 Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
             };
+        // The offset the client commits with its pull is stored when the request arrives, as Apache
+        // does on the first pass (`brokerAllowSuspend`), never when a held pull is answered later:
+        // by then the client may have committed a newer offset (UPDATE_CONSUMER_OFFSET at its
+        // shutdown), which this stale value would overwrite.
+        if h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
+            core.commit_offset(conn, &h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        }
         if suspend && pull_code(&result, h.queue_offset) == response::PULL_NOT_FOUND && !core.is_shutting_down() {
             let hold = if core.config().long_polling_enable {
                 Duration::from_millis(h.suspend_timeout_millis.clamp(0, 60_000) as u64)
@@ -150,9 +157,6 @@ impl PullProcessor {
                 Ok(r) => r,
                 Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
             };
-        }
-        if h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
-            core.commit_offset(conn, &h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         }
         let code = pull_code(&result, h.queue_offset);
         let header = PullMessageResponseHeader {

@@ -96,7 +96,7 @@ impl Servers {
                 "brokerClusterName={CLUSTER}\nbrokerName={BROKER}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\n\
                  listenPort={broker_port}\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\n\
                  mappedFileSizeCommitLog=4194304\nmaxHashSlotNum=5000\nmaxIndexNum=20000\n\
-                 mappedFileSizeConsumeQueue=60000\n{broker_extra}",
+                 mappedFileSizeConsumeQueue=60000\nmaxMessageSize=131072\n{broker_extra}",
                 dir.join("store").display()
             ),
         )
@@ -353,8 +353,8 @@ impl Client {
         cc.set_instance_name(instance.into());
         // Commit consumed offsets every second instead of every five.
         cc.set_persist_consumer_offset_interval(1000);
-        cc.set_poll_name_server_interval(1000);
-        cc.set_heartbeat_broker_interval(1000);
+        cc.set_poll_name_server_interval(10_000);
+        cc.set_heartbeat_broker_interval(10_000);
         ClientOptions::legacy(cc).with_remoting_command_factory(self.factory)
     }
 

@@ -25,6 +25,7 @@ use rocketmq_client_rust::{
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_protocol::protocol::remoting_command_defaults::{RemotingCommandDefaults, RemotingCommandFactory};
 use rocketmq_protocol::protocol::SerializeType;
@@ -42,6 +43,21 @@ pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
+/// Prints a scenario's progress with the time since it started (shown with `--nocapture`).
+pub struct Timeline(Instant, &'static str);
+
+impl Timeline {
+    /// Starts the clock for scenario `name`.
+    pub fn start(name: &'static str) -> Timeline {
+        Timeline(Instant::now(), name)
+    }
+
+    /// Notes that `what` is done.
+    pub fn note(&self, what: &str) {
+        eprintln!("[{} +{:.1}s] {what}", self.1, self.0.elapsed().as_secs_f64());
+    }
 }
 
 /// A free TCP port on 127.0.0.1 such that `port - below ..= port + above` are all free too.
@@ -83,18 +99,37 @@ pub struct Servers {
     pub namesrv_port: u16,
     /// The broker's listen port.
     pub broker_port: u16,
+    /// The address the broker advertises (`brokerIP1`).
+    broker_ip: &'static str,
     running: Option<Running>,
+    /// Taps on the clients' connections to the NameServer and to the broker (see [`Servers::start_tapped`]).
+    pub taps: Option<(Tap, Tap)>,
 }
 
 impl Servers {
     /// Writes the configs into `dir` (the broker config gets `broker_extra` appended) and starts.
     pub fn start(dir: &Path, broker_extra: &str) -> Servers {
+        Self::start_advertising(dir, broker_extra, "127.0.0.1")
+    }
+
+    /// Like [`Servers::start`], but every client request is seen by a [`Tap`]: the broker
+    /// advertises `brokerIP1=127.0.0.2`, where a tap forwards to its listener on 127.0.0.1, and
+    /// [`Servers::namesrv_addr`] is a tap in front of the NameServer.
+    pub fn start_tapped(dir: &Path, broker_extra: &str) -> Servers {
+        let mut s = Self::start_advertising(dir, broker_extra, "127.0.0.2");
+        let ns_tap = Tap::start("127.0.0.1:0", &format!("127.0.0.1:{}", s.namesrv_port));
+        let broker_tap = Tap::start(&format!("127.0.0.2:{}", s.broker_port), &format!("127.0.0.1:{}", s.broker_port));
+        s.taps = Some((ns_tap, broker_tap));
+        s
+    }
+
+    fn start_advertising(dir: &Path, broker_extra: &str, broker_ip: &'static str) -> Servers {
         let broker_port = free_port_block(2, 1);
         std::fs::write(
             dir.join("broker.conf"),
             format!(
                 "brokerClusterName={CLUSTER}\nbrokerName={BROKER}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\n\
-                 listenPort={broker_port}\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\n\
+                 listenPort={broker_port}\nbrokerIP1={broker_ip}\nstorePathRootDir={}\n\
                  mappedFileSizeCommitLog=4194304\nmaxHashSlotNum=5000\nmaxIndexNum=20000\n\
                  mappedFileSizeConsumeQueue=60000\nmaxMessageSize=131072\n{broker_extra}",
                 dir.join("store").display()
@@ -113,19 +148,27 @@ impl Servers {
             ),
         )
         .unwrap();
-        let mut s = Servers { conf, namesrv_port, broker_port, running: None };
+        let mut s = Servers { conf, namesrv_port, broker_port, broker_ip, running: None, taps: None };
         s.restart();
         s
     }
 
-    /// "127.0.0.1:<NameServer port>".
+    /// The NameServer address for clients: "127.0.0.1:<port>", or its tap's.
     pub fn namesrv_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.namesrv_port)
+        match &self.taps {
+            Some((ns, _)) => ns.addr.clone(),
+            None => format!("127.0.0.1:{}", self.namesrv_port),
+        }
     }
 
-    /// "127.0.0.1:<broker port>".
+    /// The broker's own listener, "127.0.0.1:<broker port>" (the test's own requests go here).
     pub fn broker_addr(&self) -> String {
         format!("127.0.0.1:{}", self.broker_port)
+    }
+
+    /// The broker address in routes: `brokerIP1:<broker port>`.
+    pub fn advertised_broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip, self.broker_port)
     }
 
     /// Starts the container (again) on the same configs and store; returns once it serves.
@@ -192,10 +235,13 @@ impl Servers {
     pub async fn wait_route(&self, topic: &str, within: Duration) {
         let client = RemotingClient::default();
         let deadline = Instant::now() + within;
+        let ns = format!("127.0.0.1:{}", self.namesrv_port);
         loop {
             let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
-            if let Ok(r) = client.invoke(&self.namesrv_addr(), req, RPC).await {
-                if r.code == response::SUCCESS && String::from_utf8_lossy(&r.body).contains(&self.broker_addr()) {
+            if let Ok(r) = client.invoke(&ns, req, RPC).await {
+                if r.code == response::SUCCESS
+                    && String::from_utf8_lossy(&r.body).contains(&self.advertised_broker_addr())
+                {
                     break;
                 }
             }
@@ -282,6 +328,96 @@ impl Drop for Servers {
     }
 }
 
+/// A TCP forwarder that decodes the frames clients send through it and records, for every request
+/// (not responses), its code and header serialization. Forwarding runs on the current runtime.
+pub struct Tap {
+    /// Where clients connect.
+    pub addr: String,
+    /// (request code, serialize type code 0 = JSON / 1 = ROCKETMQ) -> count.
+    pub seen: Arc<Mutex<BTreeMap<(i32, u8), usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tap {
+    /// Listens on `listen` (port 0 for any) and forwards every connection to `upstream`.
+    pub fn start(listen: &str, upstream: &str) -> Tap {
+        let std_listener = TcpListener::bind(listen).unwrap_or_else(|e| panic!("tap bind {listen}: {e}"));
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap().to_string();
+        let listener = tokio::net::TcpListener::from_std(std_listener).expect("tap listener");
+        let seen: Arc<Mutex<BTreeMap<(i32, u8), usize>>> = Arc::default();
+        let (seen2, upstream) = (seen.clone(), upstream.to_string());
+        let task = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let (seen, upstream) = (seen2.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(up) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    // No Nagle delays added by the tap itself.
+                    let _ = (down.set_nodelay(true), up.set_nodelay(true));
+                    let (mut down_r, mut down_w) = down.into_split();
+                    let (mut up_r, mut up_w) = up.into_split();
+                    let back = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut up_r, &mut down_w).await;
+                    });
+                    let _ = tap_requests(&mut down_r, &mut up_w, &seen).await;
+                    back.abort();
+                });
+            }
+        });
+        Tap { addr, seen, task }
+    }
+
+    /// A copy of what was seen.
+    pub fn seen(&self) -> BTreeMap<(i32, u8), usize> {
+        self.seen.lock().clone()
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies frames from `r` to `w`, recording each request's code and serialization.
+async fn tap_requests(
+    r: &mut (impl tokio::io::AsyncRead + Unpin),
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    seen: &Mutex<BTreeMap<(i32, u8), usize>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len).await?;
+        let n = u32::from_be_bytes(len) as usize;
+        assert!((4..=64 << 20).contains(&n), "tap: bad frame length {n}");
+        let mut frame = vec![0u8; n];
+        r.read_exact(&mut frame).await?;
+        let word = u32::from_be_bytes(frame[..4].try_into().unwrap());
+        let (kind, header_len) = ((word >> 24) as u8, (word & 0x00FF_FFFF) as usize);
+        let st = match kind {
+            0 => Some(rmqc::remoting::SerializeType::Json),
+            1 => Some(rmqc::remoting::SerializeType::RocketMq),
+            _ => None,
+        };
+        // An unknown serialization is recorded as code -1, an undecodable header as code -2.
+        let decoded =
+            st.map(|st| RemotingCommand::decode_header_bytes(st, frame.get(4..4 + header_len).unwrap_or(&[])));
+        let code = match decoded {
+            None => Some(-1),
+            Some(Err(_)) => Some(-2),
+            Some(Ok(cmd)) => (!cmd.is_response()).then_some(cmd.code),
+        };
+        if let Some(code) = code {
+            *seen.lock().entry((code, kind)).or_default() += 1;
+        }
+        let mut out = Vec::with_capacity(4 + n);
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&frame);
+        w.write_all(&out).await?;
+    }
+}
+
 /// The client's remoting header serialization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -292,6 +428,14 @@ pub enum Wire {
 }
 
 impl Wire {
+    /// The serialize-type code in the frame (0 JSON, 1 ROCKETMQ).
+    pub fn code(self) -> u8 {
+        match self {
+            Wire::Json => 0,
+            Wire::RocketMq => 1,
+        }
+    }
+
     fn serialize_type(self) -> SerializeType {
         match self {
             Wire::Json => SerializeType::JSON,
@@ -447,6 +591,34 @@ pub async fn send_all(
     out
 }
 
+/// Sends one message with `body`, tag `tag` and key `key-{body}` to queue `queue_id` of `topic`.
+pub async fn send_one_to_queue(
+    producer: &DefaultMQProducer,
+    topic: &str,
+    queue_id: i32,
+    body: &str,
+    tag: &str,
+) -> (String, Sent) {
+    let key = format!("key-{body}");
+    let msg = Message::builder()
+        .topic(topic)
+        .tags(tag)
+        .keys(vec![key.clone()])
+        .body_slice(body.as_bytes())
+        .build()
+        .expect("a valid message");
+    let mq = MessageQueue::from_parts(topic, BROKER, queue_id);
+    let r = producer
+        .send_to_queue(msg, mq)
+        .await
+        .unwrap_or_else(|e| panic!("send {body}: {e}"))
+        .unwrap_or_else(|| panic!("send {body}: no result"));
+    assert_eq!(format!("{:?}", r.send_status), "SendOk", "send {body}: {r:?}");
+    let uniq = r.msg_id.as_ref().map(|s| s.to_string()).expect("a msg id");
+    assert_eq!(r.message_queue.as_ref().map(|q| q.queue_id()), Some(queue_id));
+    (body.to_string(), Sent { uniq, body: body.to_string(), tag: tag.to_string(), key, queue_id })
+}
+
 /// One delivery seen by a listener.
 #[derive(Debug, Clone)]
 pub struct Got {
@@ -546,6 +718,24 @@ impl MessageListenerConcurrently for Recorder {
     }
 }
 
+/// Asserts that every request the client sent through the taps used `wire`, and that the taps saw
+/// the requests the scenario needs (route lookups at the NameServer; sends, pulls and heartbeats at
+/// the broker).
+pub fn assert_wire(servers: &Servers, wire: Wire) {
+    let (ns, broker) = servers.taps.as_ref().expect("tapped servers");
+    let (ns, broker) = (ns.seen(), broker.seen());
+    eprintln!("requests seen (code, serialize type) -> count: NameServer {ns:?}, broker {broker:?}");
+    for (what, seen) in [("NameServer", &ns), ("broker", &broker)] {
+        let other: Vec<_> = seen.iter().filter(|((_, k), _)| *k != wire.code()).collect();
+        assert!(other.is_empty(), "{what}: requests not in {wire:?}: {other:?}");
+    }
+    let has = |seen: &BTreeMap<(i32, u8), usize>, code: i32| seen.contains_key(&(code, wire.code()));
+    assert!(has(&ns, request::GET_ROUTEINFO_BY_TOPIC), "route lookups seen");
+    assert!(has(&broker, request::SEND_MESSAGE_V2) || has(&broker, request::SEND_MESSAGE), "sends seen");
+    assert!(has(&broker, request::PULL_MESSAGE), "pulls seen");
+    assert!(has(&broker, request::HEART_BEAT), "heartbeats seen");
+}
+
 /// Asserts that `got` is exactly `sent` (by body), each once, with the sent UNIQ id, tag and key.
 pub fn assert_exactly_once(sent: &BTreeMap<String, Sent>, got: &[Got]) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -579,11 +769,11 @@ pub mod scenarios {
         ["TagA", "TagB", "TagC"][i % 3]
     }
 
-    /// 1. 10,000 messages with keys and tags, over an auto-created topic with 4 queues, are each
+    /// Issue 4, test 1: 10,000 messages with keys and tags, over an auto-created topic with 4 queues, are each
     /// delivered exactly once to a clustering push consumer.
     pub async fn exactly_once(client: Client, n: usize) {
         let dir = tempfile::tempdir().unwrap();
-        let servers = Servers::start(dir.path(), "");
+        let servers = Servers::start_tapped(dir.path(), "");
         let ns = servers.namesrv_addr();
         let topic = "CompatExactlyOnce";
         let group = "compat-exactly-once";
@@ -603,15 +793,16 @@ pub mod scenarios {
             got.len() >= n && got.iter().map(|g| &g.body).collect::<HashSet<_>>().len() >= bodies.len()
         })
         .await;
-        servers.wait_group_caught_up(group, topic, queues.len() as i32, Duration::from_secs(30)).await;
+        // The consumer commits its offsets when it stops: they must cover every message.
         consumer.shutdown().await;
+        servers.wait_group_caught_up(group, topic, queues.len() as i32, Duration::from_secs(10)).await;
         assert_exactly_once(&sent, &rec.snapshot());
         let mut producer = producer;
         producer.shutdown().await;
-        drop(servers);
+        assert_wire(&servers, client.wire);
     }
 
-    /// 2. Offsets committed by a consumer survive a broker restart: after the restart the same
+    /// Issue 4, test 2: offsets committed by a consumer survive a broker restart: after the restart the same
     /// group gets only the messages sent since, none of those consumed before.
     pub async fn offsets_survive_restart(client: Client) {
         let dir = tempfile::tempdir().unwrap();
@@ -627,10 +818,9 @@ pub mod scenarios {
         let rec1 = Recorder::default();
         let mut c1 = client.push_consumer(&ns, group, "consumer-2a", topic, "*", rec1.clone()).await;
         rec1.wait_for("all 400 before the restart", Duration::from_secs(60), |g| g.len() >= 400).await;
-        // The committed offsets reach the broker (the client commits every second here, and at
-        // shutdown), then the consumer stops cleanly.
-        servers.wait_group_caught_up(group, topic, 4, Duration::from_secs(30)).await;
+        // Stop the consumer first: it commits its offsets when it stops, and they cover everything.
         c1.shutdown().await;
+        servers.wait_group_caught_up(group, topic, 4, Duration::from_secs(10)).await;
         assert_exactly_once(&before, &rec1.snapshot());
         let committed: Vec<i64> = {
             let mut v = Vec::new();
@@ -657,8 +847,8 @@ pub mod scenarios {
             g.iter().filter(|m| m.body.starts_with("after-")).count() >= 100
         })
         .await;
-        servers.wait_group_caught_up(group, topic, 4, Duration::from_secs(30)).await;
         c2.shutdown().await;
+        servers.wait_group_caught_up(group, topic, 4, Duration::from_secs(10)).await;
         let got = rec2.snapshot();
         let old: Vec<&str> = got.iter().filter(|g| g.body.starts_with("before-")).map(|g| g.body.as_str()).collect();
         assert!(
@@ -670,7 +860,7 @@ pub mod scenarios {
         assert_exactly_once(&after, &got);
     }
 
-    /// 3. A message whose listener returns RECONSUME_LATER comes back through `%RETRY%<group>`,
+    /// Issue 4, test 3: a message whose listener returns RECONSUME_LATER comes back through `%RETRY%<group>`,
     /// with reconsumeTimes 1, the same UNIQ id, and its original topic restored.
     pub async fn retry_after_reconsume_later(client: Client) {
         let dir = tempfile::tempdir().unwrap();
@@ -715,31 +905,45 @@ pub mod scenarios {
         assert!(servers.max_offset(&retry_topic, 0).await >= 5, "5 messages went through {retry_topic}");
     }
 
-    /// 4. `subscribe(topic, "TagA")` delivers exactly the TagA messages; the group's offsets still
+    /// Issue 4, test 4: `subscribe(topic, "TagA")` delivers exactly the TagA messages; the group's offsets still
     /// move past the others.
     pub async fn tag_filter(client: Client) {
+        let t = Timeline::start("tag_filter");
         let dir = tempfile::tempdir().unwrap();
-        let servers = Servers::start(dir.path(), "");
+        let servers = Servers::start_tapped(dir.path(), "");
         let ns = servers.namesrv_addr();
         let topic = "CompatTags";
         let group = "compat-tags";
         servers.create_topic(topic, 4).await;
+        t.note("servers up, topic created");
         let mut producer = client.producer(&ns, "compat-producer-4").await;
-        let sent = send_all(&producer, topic, "t", 300, tag3).await;
+        let mut sent = send_all(&producer, topic, "t", 300, tag3).await;
+        // Each queue ends with a TagA message: the consumer's offset reaches the end of a queue
+        // when it has consumed that last message, without waiting for an empty long poll.
+        for q in 0..4 {
+            let (body, s) = send_one_to_queue(&producer, topic, q, &format!("last-{q}"), "TagA").await;
+            sent.insert(body, s);
+        }
         producer.shutdown().await;
+        t.note("304 sent");
         let want: BTreeMap<String, Sent> =
             sent.iter().filter(|(_, s)| s.tag == "TagA").map(|(k, v)| (k.clone(), v.clone())).collect();
-        assert_eq!(want.len(), 100);
+        assert_eq!(want.len(), 104);
 
         let rec = Recorder::default();
         let mut consumer = client.push_consumer(&ns, group, "consumer-4", topic, "TagA", rec.clone()).await;
-        rec.wait_for("the 100 TagA messages", Duration::from_secs(60), |g| g.len() >= 100).await;
-        // Once the group's committed offsets reach the end of every queue, every message has been
-        // either delivered or filtered out: nothing else can come.
-        servers.wait_group_caught_up(group, topic, 4, Duration::from_secs(30)).await;
+        t.note("consumer started");
+        rec.wait_for("the 104 TagA messages", Duration::from_secs(60), |g| g.len() >= 104).await;
+        t.note("104 TagA received");
+        // The consumer commits its offsets when it stops; once they reach the end of every queue,
+        // every message was either delivered or filtered out before it stopped.
         consumer.shutdown().await;
+        t.note("consumer shut down");
+        servers.wait_group_caught_up(group, topic, 4, Duration::from_secs(10)).await;
+        t.note("offsets caught up");
         let got = rec.snapshot();
         assert!(got.iter().all(|g| g.tag == "TagA"), "only TagA delivered");
         assert_exactly_once(&want, &got);
+        assert_wire(&servers, client.wire);
     }
 }

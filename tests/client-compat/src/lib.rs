@@ -864,7 +864,7 @@ pub mod scenarios {
     /// with reconsumeTimes 1, the same UNIQ id, and its original topic restored.
     pub async fn retry_after_reconsume_later(client: Client) {
         let dir = tempfile::tempdir().unwrap();
-        let servers = Servers::start(dir.path(), FAST_DELAY_LEVELS);
+        let servers = Servers::start_tapped(dir.path(), FAST_DELAY_LEVELS);
         let ns = servers.namesrv_addr();
         let topic = "CompatRetry";
         let group = "compat-retry";
@@ -901,8 +901,18 @@ pub mod scenarios {
                 assert_eq!(seen[0].reconsume_times, 0);
             }
         }
-        // The retries were stored in the group's retry topic.
-        assert!(servers.max_offset(&retry_topic, 0).await >= 5, "5 messages went through {retry_topic}");
+        // The retries were stored in the group's retry topic (one queue), and the group's offsets,
+        // committed when the consumer stopped, cover both topics: nothing is left to redeliver.
+        assert_eq!(servers.max_offset(&retry_topic, 0).await, 5, "5 messages went through {retry_topic}");
+        servers.wait_group_caught_up(group, topic, 2, Duration::from_secs(10)).await;
+        servers.wait_group_caught_up(group, &retry_topic, 1, Duration::from_secs(10)).await;
+        // The broker took the refused messages back itself (CONSUMER_SEND_MSG_BACK, once each),
+        // so the client never had to re-send them: the only sends are the producer's 10.
+        assert_wire(&servers, client.wire);
+        let seen = servers.taps.as_ref().unwrap().1.seen();
+        let count = |code: i32| seen.get(&(code, client.wire.code())).copied().unwrap_or(0);
+        assert_eq!(count(request::CONSUMER_SEND_MSG_BACK), 5, "{seen:?}");
+        assert_eq!(count(request::SEND_MESSAGE) + count(request::SEND_MESSAGE_V2), 10, "{seen:?}");
     }
 
     /// Issue 4, test 4: `subscribe(topic, "TagA")` delivers exactly the TagA messages; the group's offsets still

@@ -31,3 +31,9 @@ fn rocketmq_wire_reconsume_later_comes_back_through_retry_topic() {
     binary_everywhere();
     with_client(Wire::RocketMq, scenarios::retry_after_reconsume_later);
 }
+
+#[test]
+fn rocketmq_wire_consumer_offsets_survive_broker_restart() {
+    binary_everywhere();
+    with_client(Wire::RocketMq, scenarios::offsets_survive_restart);
+}

@@ -273,3 +273,77 @@ async fn drain_removal_waits_for_consumers_to_catch_up() {
     client.shutdown().await;
     container.shutdown().await;
 }
+
+/// The offset a pull commits (sysFlag 0x1) is stored when the pull arrives, as Apache does on the
+/// first pass (`brokerAllowSuspend`), and never again when the held pull is answered: the client
+/// may meanwhile have committed a newer offset with UPDATE_CONSUMER_OFFSET (it does so at
+/// shutdown), which the stale value must not overwrite. Found by the rocketmq-rust client: after a
+/// consumer shut down, its held pulls rolled the group's offsets back, and a restarted broker
+/// redelivered consumed messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_pull_commits_its_offset_on_arrival_only() {
+    use rmqc::broker::headers::PullMessageRequestHeader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (bfile, bport) = write_broker(dir.path(), "broker-c", "maxMessageSize=65536\n");
+    let (conf, _cport, _ns) = write_container(dir.path(), &[&bfile]);
+    let container =
+        BrokerContainer::start(LoadedContainerConfig::load(&conf, None, None).unwrap(), false, None).await.unwrap();
+    let client = RemotingClient::default();
+    let broker = format!("127.0.0.1:{bport}");
+    assert_eq!(send(&client, &broker, "TopicCommit", 0, b"m0", &[]).await.code, response::SUCCESS);
+
+    let query = |client: RemotingClient, broker: String| async move {
+        let q = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", "gc")
+            .with_ext("topic", "TopicCommit")
+            .with_ext("queueId", "0")
+            .with_ext("setZeroIfNotFound", "false");
+        let r = client.invoke(&broker, q, T).await.unwrap();
+        (r.code == response::SUCCESS).then(|| r.ext("offset").unwrap().parse::<i64>().unwrap())
+    };
+    assert_eq!(query(client.clone(), broker.clone()).await, None, "no offset yet");
+
+    // A held pull at offset 1 that commits offset 0 (COMMIT_OFFSET | SUSPEND | SUBSCRIPTION).
+    let h = PullMessageRequestHeader {
+        consumer_group: "gc".into(),
+        topic: "TopicCommit".into(),
+        queue_id: 0,
+        queue_offset: 1,
+        max_msg_nums: 32,
+        sys_flag: 0x1 | 0x2 | 0x4,
+        commit_offset: 0,
+        suspend_timeout_millis: 15_000,
+        subscription: Some("*".into()),
+        sub_version: 0,
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+    };
+    let (c2, b2) = (client.clone(), broker.clone());
+    let held = tokio::spawn(async move {
+        let req = RemotingCommand::request_with_header(request::PULL_MESSAGE, &h);
+        c2.invoke(&b2, req, T + Duration::from_secs(15)).await.unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while container_held(&client, &broker).await == 0 {
+        assert!(Instant::now() < deadline, "the pull is held");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(query(client.clone(), broker.clone()).await, Some(0), "committed when the pull arrived");
+
+    // The client commits a newer offset, then a message wakes the held pull.
+    let upd = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", "gc")
+        .with_ext("topic", "TopicCommit")
+        .with_ext("queueId", "0")
+        .with_ext("commitOffset", "1");
+    assert_eq!(client.invoke(&broker, upd, T).await.unwrap().code, response::SUCCESS);
+    assert_eq!(send(&client, &broker, "TopicCommit", 0, b"m1", &[]).await.code, response::SUCCESS);
+    let r = held.await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(&decode_records(&r.body, true)[0].body[..], b"m1");
+    assert_eq!(query(client.clone(), broker.clone()).await, Some(1), "the answered pull did not roll the offset back");
+
+    client.shutdown().await;
+    container.shutdown().await;
+}

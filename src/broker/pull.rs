@@ -133,6 +133,13 @@ impl PullProcessor {
                 Ok(r) => r,
                 Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
             };
+        // The offset the client commits with its pull is stored when the request arrives, as Apache
+        // does on the first pass (`brokerAllowSuspend`), never when a held pull is answered later:
+        // by then the client may have committed a newer offset (UPDATE_CONSUMER_OFFSET at its
+        // shutdown), which this stale value would overwrite.
+        if h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
+            core.commit_offset(conn, &h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
+        }
         // A slave whose group has a master sends consumers that find nothing back to the master
         // (PULL_RETRY_IMMEDIATELY, suggest 0) instead of holding them.
         let redirect = core.config().broker_role == BrokerRole::Slave && core.ha.slave.is_connected();
@@ -158,9 +165,6 @@ impl PullProcessor {
                 Ok(r) => r,
                 Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
             };
-        }
-        if h.sys_flag & pull_flag::COMMIT_OFFSET != 0 && h.commit_offset >= 0 {
-            core.commit_offset(conn, &h.consumer_group, &h.topic, h.queue_id, h.commit_offset);
         }
         let mut code = pull_code(&result, h.queue_offset);
         if redirect && code != response::SUCCESS {

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::rmq::{pull, send, wait_max_offset, T};
 use common::{free_port_block, port_open, wait_until, ChildGuard};
@@ -79,18 +79,6 @@ async fn cluster_has(client: &RemotingClient, ns: &str, name: &str) -> bool {
     r.map(|r| String::from_utf8_lossy(&r.body).contains(&format!("\"{name}\""))).unwrap_or(false)
 }
 
-async fn wait_async<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_remove_logs_leaks_and_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,7 +126,7 @@ async fn add_remove_logs_leaks_and_restart() {
     let cpath = d.join("broker-c.conf");
     let (ok, out) = mqadmin(&["addBroker", "-c", &caddr, "-b", cpath.to_str().unwrap()]).await;
     assert!(ok && out.contains(&format!("add broker to {caddr} success")), "{out}");
-    wait_async("broker-c in mqadmin clusterList", Duration::from_secs(5), || async {
+    common::wait_async("broker-c in mqadmin clusterList", Duration::from_secs(5), || async {
         let (ok, out) = mqadmin(&["clusterList", "-n", &ns]).await;
         ok && out.contains("broker-c") && out.contains(&c)
     })
@@ -189,8 +177,10 @@ async fn add_remove_logs_leaks_and_restart() {
     assert!(!port_open(px - 2), "the fast port of the failed broker is not left bound");
     assert!(!cluster_has(&client, &ns, "broker-x").await, "the failed broker is not registered");
     // Connections of the mqadmin processes above close asynchronously: wait for the count to settle.
-    wait_async("no file left open by the failed add", Duration::from_secs(5), || async { proc_.fds() <= fds_before })
-        .await;
+    common::wait_async("no file left open by the failed add", Duration::from_secs(5), || async {
+        proc_.fds() <= fds_before
+    })
+    .await;
     assert!(!std::fs::read_to_string(&conf).unwrap().contains("broker-x"), "a failed add is not persisted");
     // With the port free the same file adds fine (its store lock was released), then goes again.
     let r = admin(&client, &caddr, add_req(&d.join(&fx))).await;
@@ -215,18 +205,19 @@ async fn add_remove_logs_leaks_and_restart() {
             }
         })
     };
-    wait_async("the producer runs", Duration::from_secs(10), || async { sent.load(Ordering::SeqCst) > 20 }).await;
+    common::wait_async("the producer runs", Duration::from_secs(10), || async { sent.load(Ordering::SeqCst) > 20 })
+        .await;
     let (ok, out) = mqadmin(&["removeBroker", "-c", &caddr, "-b", "C:broker-c:0"]).await;
     assert!(ok && out.contains(&format!("remove broker from {caddr} success")), "{out}");
     let after = sent.load(Ordering::SeqCst);
-    wait_async("the producer keeps going", Duration::from_secs(10), || async {
+    common::wait_async("the producer keeps going", Duration::from_secs(10), || async {
         sent.load(Ordering::SeqCst) > after + 20
     })
     .await;
     stop.store(true, Ordering::SeqCst);
     producer.await.expect("no failed send");
     assert!(!port_open(pc), "broker-c's port is closed");
-    wait_async("broker-c gone from the cluster", Duration::from_secs(5), || async {
+    common::wait_async("broker-c gone from the cluster", Duration::from_secs(5), || async {
         !cluster_has(&client, &ns, "broker-c").await
     })
     .await;

@@ -149,18 +149,6 @@ async fn send_ok(client: &RemotingClient, addr: &str, topic: &str, n: usize) {
     }
 }
 
-async fn wait_async<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
     if unsafe { libc::geteuid() } != 0 {
@@ -243,7 +231,7 @@ async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
     // The lagging consumer is moved to the new min offset, and reads on from there. (The consume
     // queue follows the commitlog within the same cleanup run; until then a pull of a removed
     // offset answers PULL_RETRY_IMMEDIATELY, as Apache's MESSAGE_WAS_REMOVING.)
-    wait_async("A's consume queue follows the commitlog", Duration::from_secs(10), || {
+    common::wait_async("A's consume queue follows the commitlog", Duration::from_secs(10), || {
         let (client, a) = (&client, &a);
         async move { min_offset(client, a, "TopicA").await > 0 }
     })
@@ -261,7 +249,7 @@ async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
     // can and refuse writes with code 14 and a remark naming the disk ratio.
     let mut filler = Filler::create(&disk.join("neighbour.bin"));
     let probe = vec![b'p'; 1024];
-    wait_async("both brokers refuse writes with code 14", Duration::from_secs(60), || {
+    common::wait_async("both brokers refuse writes with code 14", Duration::from_secs(60), || {
         filler.grow_to(&disk, 0.96);
         let (client, a, b, probe) = (&client, &a, &b, &probe);
         async move {
@@ -289,7 +277,7 @@ async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
     // The neighbour cleans up: writes succeed again by themselves.
     drop(filler);
     std::fs::remove_file(disk.join("neighbour.bin")).unwrap();
-    wait_async("both brokers accept writes again", Duration::from_secs(30), || {
+    common::wait_async("both brokers accept writes again", Duration::from_secs(30), || {
         let (client, a, b, probe) = (&client, &a, &b, &probe);
         async move {
             send(client, a, "TopicA", 0, probe, &[]).await.code == response::SUCCESS
@@ -312,7 +300,7 @@ async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
     let filler_len = filler.len;
     // A run that deletes files has set DISK_FULL first; a success after it means a later run
     // cleared the flag.
-    wait_async("A's cleanup deletes files and writes come back", Duration::from_secs(30), || {
+    common::wait_async("A's cleanup deletes files and writes come back", Duration::from_secs(30), || {
         let (client, a, probe, store_a, n) = (&client, &a, &probe, &store_a, before.len());
         async move {
             commitlog_files(store_a).len() < n

@@ -50,18 +50,6 @@ async fn info_i64(client: &RemotingClient, port: u16, key: &str) -> Option<i64> 
     runtime_info(client, port).await?.get(key)?.parse().ok()
 }
 
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Sends `count` messages with keys from `conc` workers; returns every stored one (SUCCESS, or
 /// FLUSH_SLAVE_TIMEOUT when `allow_slave_timeout`) and the count of slave timeouts.
 async fn send_load(
@@ -177,7 +165,7 @@ async fn sync_replication_survives_kill_9_of_a_container() {
     let _c2 = ChildGuard::spawn(CONTAINER, &["-c", confs[1].to_str().unwrap()], d, "c2");
     let client = RemotingClient::default();
     for (m, what) in [(a_m, "broker-a"), (b_m, "broker-b")] {
-        eventually(&format!("{what} master has its slave"), Duration::from_secs(60), || async {
+        common::wait_async(&format!("{what} master has its slave"), Duration::from_secs(60), || async {
             info_i64(&client, m, "haConnectedSlaves").await == Some(1)
         })
         .await;
@@ -271,7 +259,7 @@ async fn sync_replication_survives_kill_9_of_a_container() {
     let r = client.invoke(&format!("127.0.0.1:{a_m}"), upd, T).await.unwrap();
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     let t_sync = Instant::now();
-    eventually("the consumer offset reaches the slave", Duration::from_secs(10), || async {
+    common::wait_async("the consumer offset reaches the slave", Duration::from_secs(10), || async {
         let q = RemotingCommand::request_with_header(
             request::QUERY_CONSUMER_OFFSET,
             &QueryConsumerOffsetRequestHeader {
@@ -306,7 +294,7 @@ async fn sync_replication_survives_kill_9_of_a_container() {
     let _c1b = ChildGuard::spawn(CONTAINER, &["-c", confs[0].to_str().unwrap()], d, "c1-restart");
     let t_restart = Instant::now();
     for (m, s, what) in [(a_m, a_s, "broker-a"), (b_m, b_s, "broker-b")] {
-        eventually(&format!("{what} slave catches up"), Duration::from_secs(60), || async {
+        common::wait_async(&format!("{what} slave catches up"), Duration::from_secs(60), || async {
             let (mm, sm) =
                 (info_i64(&client, m, "commitLogMaxOffset").await, info_i64(&client, s, "commitLogMaxOffset").await);
             mm.is_some() && mm == sm && info_i64(&client, m, "haConnectedSlaves").await == Some(1)

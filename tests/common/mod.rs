@@ -137,3 +137,16 @@ pub fn write_broker(dir: &Path, name: &str, extra: &str) -> (String, u16) {
     .unwrap();
     (file, port)
 }
+
+/// Waits until the async condition holds, polling, or panics after `timeout` naming `what`.
+pub async fn wait_async<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

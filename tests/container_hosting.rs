@@ -258,6 +258,13 @@ async fn add_remove_logs_leaks_and_restart() {
     assert!(th1 <= th0 + 2, "threads grew from {th0} to {th1}");
     assert!(rss1 <= rss0 + 32 * 1024, "resident memory grew from {rss0} KiB to {rss1} KiB");
 
+    // After the adds and removes, the brokers listed in the file are written back as listed.
+    let file = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        file.lines().any(|l| l == format!("brokerConfigPaths={fa}:{fb}")),
+        "brokerConfigPaths kept as listed:\n{file}"
+    );
+
     // Restart: the same brokers, with their messages and consumer offsets.
     let status = child.terminate();
     assert!(status.success(), "clean exit: {status:?}");

@@ -53,7 +53,10 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
             }
         }
     }
-    let show_replication = rows.iter().any(|r| REPLICATION_KEYS.iter().any(|k| r.4.contains_key(*k)));
+    // Only when some group replicates: a slave is listed, or a master has slaves connected.
+    let show_replication = rows
+        .iter()
+        .any(|r| r.2 > 0 || r.4.get("haConnectedSlaves").is_some_and(|n| n.parse::<i64>().is_ok_and(|n| n > 0)));
     let mut out = String::new();
     let header = format!(
         "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}",
@@ -112,8 +115,10 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
         );
         out.push_str(line.trim_end());
         if show_replication {
-            let rep: Vec<String> =
-                REPLICATION_KEYS.iter().filter_map(|k| t.get(*k).map(|v| format!("{k}={v}"))).collect();
+            let rep: Vec<String> = REPLICATION_KEYS
+                .iter()
+                .filter_map(|k| t.get(*k).filter(|v| !v.is_empty()).map(|v| format!("{k}={v}")))
+                .collect();
             let _ = write!(out, "  {}", if rep.is_empty() { "-".to_string() } else { rep.join(",") });
         }
         out.push('\n');

@@ -124,8 +124,17 @@ impl BrokerContainer {
                 }
             }
         }
-        for plan in planned {
-            let path = plan.path.display().to_string();
+        // Brokers listed in the file are written back as they were listed (relative to the file).
+        let listed: Vec<String> = c
+            .broker_config_paths
+            .as_deref()
+            .unwrap_or("")
+            .split(':')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.trim().to_string())
+            .collect();
+        for (i, plan) in planned.into_iter().enumerate() {
+            let path = listed.get(i).cloned().unwrap_or_else(|| plan.path.display().to_string());
             match Broker::start(plan, container.shared.env.clone()).await {
                 Ok(b) => container.shared.brokers.lock().await.push((path, b)),
                 Err(e) => {

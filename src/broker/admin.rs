@@ -6,10 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::info;
 
-use super::config::BrokerConfig;
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
-use crate::config::{to_properties_text, ConfigValue, Configurable, RawConfig};
+use crate::config::{apply_runtime_update, to_properties_text, ConfigValue, Configurable, UpdateRefusal};
 use crate::remoting::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::cleanup::{assess, CleanupPolicy, DiskProbe, StatvfsProbe};
@@ -122,15 +121,6 @@ impl BrokerAdminProcessor {
     }
 
     fn update_config(&self, req: &RemotingCommand) -> RemotingCommand {
-        let Ok(text) = std::str::from_utf8(&req.body) else {
-            return RemotingCommand::error(req, response::SYSTEM_ERROR, "string2Properties error: body is not UTF-8");
-        };
-        let raw = match RawConfig::from_properties(&self.config_path, text) {
-            Ok(r) => r,
-            Err(e) => {
-                return RemotingCommand::error(req, response::SYSTEM_ERROR, format!("string2Properties error: {e}"))
-            }
-        };
         let current = self.core.config();
         let black: Vec<&str> = ["brokerConfigPath", "configBlackList"]
             .into_iter()
@@ -138,41 +128,17 @@ impl BrokerAdminProcessor {
             .chain(["brokerClusterName", "brokerName", "brokerId", "brokerRole", "listenPort", "haListenPort"])
             .filter(|k| !k.is_empty())
             .collect();
-        if let Some(e) = raw.entries.iter().find(|e| black.contains(&e.key.as_str())) {
-            return RemotingCommand::error(
-                req,
-                response::NO_PERMISSION,
-                format!("Can not update config in black list. (key '{}')", e.key),
-            );
-        }
-        if let Some(e) = raw.entries.iter().find(|e| self.fixed.iter().any(|(k, _)| *k == e.key)) {
-            return RemotingCommand::error(
-                req,
-                response::INVALID_PARAMETER,
-                format!("key '{}' is a store setting and cannot change while the broker runs", e.key),
-            );
-        }
-        let mut next: BrokerConfig = (*current).clone();
-        match raw.apply(&mut [&mut next as &mut dyn Configurable]) {
-            Ok(unknown) if !unknown.is_empty() => {
-                return RemotingCommand::error(req, response::INVALID_PARAMETER, unknown.join("; "))
+        let frozen: Vec<&str> = self.fixed.iter().map(|(k, _)| *k).collect();
+        match apply_runtime_update(&*current, &req.body, &black, &frozen, Some(&self.config_path)) {
+            Ok((next, keys)) => {
+                self.core.meta.config.store(Arc::new(next));
+                self.version.lock().next();
+                self.core.wake_registration.notify_one();
+                info!(?keys, "broker config updated");
+                RemotingCommand::success(req)
             }
-            Ok(_) => {}
-            Err(e) => return RemotingCommand::error(req, response::INVALID_PARAMETER, e.to_string()),
+            Err(r) => update_refused(req, r),
         }
-        let updates: Vec<(String, String)> = raw.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-        if let Err(e) = crate::config::update_properties_file(&self.config_path, &updates) {
-            return RemotingCommand::error(
-                req,
-                response::SYSTEM_ERROR,
-                format!("cannot persist {}: {e}", self.config_path.display()),
-            );
-        }
-        self.core.meta.config.store(Arc::new(next));
-        self.version.lock().next();
-        self.core.wake_registration.notify_one();
-        info!(keys = ?updates.iter().map(|(k, _)| k).collect::<Vec<_>>(), "broker config updated");
-        RemotingCommand::success(req)
     }
 }
 
@@ -206,5 +172,21 @@ impl RequestProcessor for BrokerAdminProcessor {
                 ),
             })
         })
+    }
+}
+
+/// The answer to a refused UPDATE_BROKER_CONFIG (broker or container), with Apache's codes.
+pub fn update_refused(req: &RemotingCommand, r: UpdateRefusal) -> RemotingCommand {
+    match r {
+        UpdateRefusal::Unparsable(e) => {
+            RemotingCommand::error(req, response::SYSTEM_ERROR, format!("string2Properties error: {e}"))
+        }
+        UpdateRefusal::BlackListed(k) => RemotingCommand::error(
+            req,
+            response::NO_PERMISSION,
+            format!("Can not update config in black list. (key '{k}')"),
+        ),
+        UpdateRefusal::Invalid(e) => RemotingCommand::error(req, response::INVALID_PARAMETER, e),
+        UpdateRefusal::Persist(e) => RemotingCommand::error(req, response::SYSTEM_ERROR, e),
     }
 }

@@ -433,3 +433,82 @@ macro_rules! configurable_fields {
         }
     };
 }
+
+/// Why a runtime config update (UPDATE_BROKER_CONFIG) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateRefusal {
+    /// The body is not properties text.
+    Unparsable(String),
+    /// A key is in the black list.
+    BlackListed(String),
+    /// An unknown key, a frozen key or a bad value.
+    Invalid(String),
+    /// The accepted update could not be written back to the file.
+    Persist(String),
+}
+
+/// Applies a runtime update (properties text) to a copy of `current`. Refuses black-listed keys,
+/// `frozen` keys (fixed while running), unknown keys and bad values, changing nothing; writes the
+/// accepted keys back to `file` atomically. Returns the new value and the keys it changed.
+pub fn apply_runtime_update<T: Configurable + Clone>(
+    current: &T,
+    body: &[u8],
+    black: &[&str],
+    frozen: &[&str],
+    file: Option<&Path>,
+) -> Result<(T, Vec<String>), UpdateRefusal> {
+    let text = std::str::from_utf8(body).map_err(|_| UpdateRefusal::Unparsable("body is not UTF-8".into()))?;
+    let origin = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<request>"));
+    let raw = RawConfig::from_properties(&origin, text).map_err(|e| UpdateRefusal::Unparsable(e.to_string()))?;
+    if let Some(e) = raw.entries.iter().find(|e| black.contains(&e.key.as_str())) {
+        return Err(UpdateRefusal::BlackListed(e.key.clone()));
+    }
+    if let Some(e) = raw.entries.iter().find(|e| frozen.contains(&e.key.as_str())) {
+        return Err(UpdateRefusal::Invalid(format!("key '{}' cannot change while running", e.key)));
+    }
+    let mut next = current.clone();
+    let unknown =
+        raw.apply(&mut [&mut next as &mut dyn Configurable]).map_err(|e| UpdateRefusal::Invalid(e.to_string()))?;
+    if !unknown.is_empty() {
+        return Err(UpdateRefusal::Invalid(unknown.join("; ")));
+    }
+    let updates: Vec<(String, String)> = raw.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+    if let Some(f) = file {
+        update_properties_file(f, &updates)
+            .map_err(|e| UpdateRefusal::Persist(format!("cannot persist {}: {e}", f.display())))?;
+    }
+    Ok((next, updates.into_iter().map(|(k, _)| k).collect()))
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    crate::config_struct! {
+        /// A small config for the tests.
+        pub struct Small {
+            /// A number.
+            port: u16 = "port" => 1,
+            /// A flag.
+            on: bool = "on" => false,
+        }
+    }
+
+    #[test]
+    fn runtime_updates_refuse_and_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.conf");
+        std::fs::write(&file, "# kept\nport=1\n").unwrap();
+        let cur = Small::default();
+        let upd = |body: &str| apply_runtime_update(&cur, body.as_bytes(), &["secret"], &["frozenKey"], Some(&file));
+        assert_eq!(upd("secret=1").unwrap_err(), UpdateRefusal::BlackListed("secret".into()));
+        assert!(matches!(upd("frozenKey=2"), Err(UpdateRefusal::Invalid(m)) if m.contains("frozenKey")));
+        assert!(matches!(upd("nope=2"), Err(UpdateRefusal::Invalid(m)) if m.contains("nope")));
+        assert!(matches!(upd("port=x"), Err(UpdateRefusal::Invalid(m)) if m.contains("port")));
+        assert!(matches!(apply_runtime_update(&cur, &[0xff], &[], &[], None), Err(UpdateRefusal::Unparsable(_))));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "# kept\nport=1\n", "refusals change nothing");
+        let (next, keys) = upd("port=7\non=true").unwrap();
+        assert_eq!((next.port, next.on, keys), (7, true, vec!["port".to_string(), "on".to_string()]));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "# kept\nport=7\non=true\n");
+    }
+}

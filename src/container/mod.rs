@@ -17,7 +17,7 @@ use crate::broker::config::BrokerIdentity;
 pub use crate::broker::config::{load_broker_config, BrokerPlan};
 use crate::broker::register::{parse_namesrv_list, NamesrvList};
 use crate::broker::{Broker, BrokerEnv};
-use crate::config::{to_properties_text, ConfigError, Configurable, RawConfig};
+use crate::config::{to_properties_text, ConfigError, Configurable};
 use crate::logging::LogRouter;
 use crate::remoting::codes::{request, response};
 use crate::remoting::RemotingClient;
@@ -354,58 +354,22 @@ impl ContainerProcessor {
     }
 
     fn update_config(&self, req: &RemotingCommand) -> RemotingCommand {
-        let text = match std::str::from_utf8(&req.body) {
-            Ok(t) => t,
-            Err(_) => {
-                return RemotingCommand::error(
-                    req,
-                    response::SYSTEM_ERROR,
-                    "string2Properties error: body is not UTF-8",
-                )
-            }
-        };
-        let path = self.shared.loaded.path.clone().unwrap_or_else(|| PathBuf::from("<embedded>"));
-        let raw = match RawConfig::from_properties(&path, text) {
-            Ok(r) => r,
-            Err(e) => {
-                return RemotingCommand::error(req, response::SYSTEM_ERROR, format!("string2Properties error: {e}"))
-            }
-        };
         let current = self.shared.config.load_full();
         let black: Vec<&str> = ["brokerConfigPaths", "rocketmqHome", "configBlackList"]
             .into_iter()
             .chain(current.config_black_list.split(';').map(str::trim))
             .filter(|k| !k.is_empty())
             .collect();
-        if let Some(e) = raw.entries.iter().find(|e| black.contains(&e.key.as_str())) {
-            return RemotingCommand::error(
-                req,
-                response::NO_PERMISSION,
-                format!("Can not update config in black list. (key '{}')", e.key),
-            );
-        }
-        let mut next = (*current).clone();
-        match raw.apply(&mut [&mut next as &mut dyn Configurable]) {
-            Ok(unknown) if !unknown.is_empty() => {
-                return RemotingCommand::error(req, response::INVALID_PARAMETER, unknown.join("; "));
+        match crate::config::apply_runtime_update(&*current, &req.body, &black, &[], self.shared.loaded.path.as_deref())
+        {
+            Ok((next, keys)) => {
+                self.shared.config.store(Arc::new(next));
+                self.shared.version.lock().next();
+                info!(?keys, "container config updated");
+                RemotingCommand::success(req)
             }
-            Ok(_) => {}
-            Err(e) => return RemotingCommand::error(req, response::INVALID_PARAMETER, e.to_string()),
+            Err(r) => crate::broker::admin::update_refused(req, r),
         }
-        if let Some(p) = &self.shared.loaded.path {
-            let updates: Vec<(String, String)> = raw.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-            if let Err(e) = crate::config::update_properties_file(p, &updates) {
-                return RemotingCommand::error(
-                    req,
-                    response::SYSTEM_ERROR,
-                    format!("cannot persist {}: {e}", p.display()),
-                );
-            }
-        }
-        self.shared.config.store(Arc::new(next));
-        self.shared.version.lock().next();
-        info!(keys = ?raw.entries.iter().map(|e| &e.key).collect::<Vec<_>>(), "container config updated");
-        RemotingCommand::success(req)
     }
 }
 

@@ -86,17 +86,7 @@ async fn add_remove_logs_leaks_and_restart() {
     let (fa, pa) = write_broker(d, "broker-a");
     let (fb, pb) = write_broker(d, "broker-b");
     let (_fc, pc) = write_broker(d, "broker-c");
-    let cport = free_port_block(2, 0);
-    let nport = free_port_block(0, 0);
-    let conf = d.join("container.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listenPort={cport}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={nport}\nnamesrvAddr=127.0.0.1:{nport}\nbrokerConfigPaths={fa}:{fb}\nbrokerConfigDirs=.\nlogRoot={}\n",
-            d.join("logs").display()
-        ),
-    )
-    .unwrap();
+    let (conf, cport, nport) = common::write_container(d, &[&fa, &fb]);
     let mut child = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
     wait_until("the container and both brokers listen", Duration::from_secs(30), || {
         port_open(cport) && port_open(pa) && port_open(pb)

@@ -171,17 +171,7 @@ fn broker_commands_against_a_container() {
     let d = dir.path();
     let (fa, pa) = write_broker(d, "broker-a");
     let (_fb, pb) = write_broker(d, "broker-b");
-    let cport = free_port_block(2, 0);
-    let nport = free_port_block(0, 0);
-    let conf = d.join("container.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listenPort={cport}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={nport}\nnamesrvAddr=127.0.0.1:{nport}\nbrokerConfigPaths={fa}\nbrokerConfigDirs=.\nlogRoot={}\n",
-            d.join("logs").display()
-        ),
-    )
-    .unwrap();
+    let (conf, cport, nport) = common::write_container(d, &[&fa]);
     let mut container = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
     wait_until("the container, its NameServer and broker-a listen", Duration::from_secs(30), || {
         if let Some(status) = container.try_wait() {

@@ -362,9 +362,6 @@ impl BrokerCore {
         self.stats.get_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// Hook after a store (nothing yet: arrivals wake pulls through the store callback).
-    pub fn on_message_stored(&self) {}
-
     /// CONSUMER_SEND_MSG_BACK: re-puts a message a consumer failed into `%RETRY%group` with a delay,
     /// or into `%DLQ%group` when it has been retried too often.
     pub async fn send_back(&self, h: &ConsumerSendMsgBackRequestHeader) -> Result<(), Refusal> {

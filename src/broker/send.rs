@@ -244,7 +244,6 @@ impl SendProcessor {
             };
             resp = resp.with_header(&header);
             self.core.stats_put(&h.topic, a.msg_num, a.wrote_bytes);
-            self.core.on_message_stored();
             debug!(topic = %h.topic, queue_id, offset = a.logics_offset, "stored");
         } else if code != response::SUCCESS {
             warn!(topic = %h.topic, status = r.status.name(), "send refused");

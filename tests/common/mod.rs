@@ -115,8 +115,9 @@ pub fn write_container(dir: &Path, brokers: &[&str]) -> (std::path::PathBuf, u16
     std::fs::write(
         &conf,
         format!(
-            "listenPort={port}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={ns}\nnamesrvAddr=127.0.0.1:{ns}\nbrokerConfigPaths={}\nbrokerConfigDirs=.\n",
-            brokers.join(":")
+            "listenPort={port}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={ns}\nnamesrvAddr=127.0.0.1:{ns}\nbrokerConfigPaths={}\nbrokerConfigDirs=.\nlogRoot={}\n",
+            brokers.join(":"),
+            dir.join("logs").display()
         ),
     )
     .unwrap();

@@ -29,7 +29,8 @@ pub const CONTAINER_LOG_DIR: &str = "BrokerContainer";
 /// Logs to stdout, filtered by `RUST_LOG` (default `info`).
 pub fn init_stdout() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(stdout_is_terminal()).try_init();
 }
 
 /// Logs to stdout and, per broker, to files under `log_root`. Returns the router, which the
@@ -39,10 +40,21 @@ pub fn init_with_router(log_root: &Path) -> LogRouter {
     let stdout_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let file_filter = EnvFilter::try_from_env("RMQC_FILE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_target(false).with_filter(stdout_filter))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(stdout_is_terminal())
+                .with_filter(stdout_filter),
+        )
         .with(router.clone().with_filter(file_filter))
         .try_init();
     router
+}
+
+/// Colours only when stdout is a terminal (and `NO_COLOR` is unset): redirected output stays plain.
+fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// When log files roll over.

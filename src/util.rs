@@ -88,3 +88,40 @@ pub async fn wait_for_shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// True for `host:port` with a non-empty host of letters, digits, `.`, `-`, `_` (or a bracketed
+/// IPv6 address) and a numeric port.
+pub fn valid_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else { return false };
+    if port.parse::<u16>().is_err() || host.is_empty() {
+        return false;
+    }
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+}
+
+/// The outermost directory of `path` (itself included) that does not exist yet: what creating
+/// `path` would add, and what to remove to undo it. None when `path` exists.
+pub fn first_missing_ancestor(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut missing = None;
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        if p.as_os_str().is_empty() || p.exists() {
+            break;
+        }
+        missing = Some(p.to_path_buf());
+        cur = p.parent();
+    }
+    missing
+}
+
+/// Removes directories recorded by [`first_missing_ancestor`] before a failed start created them.
+pub fn remove_created_dirs(created: &[std::path::PathBuf]) {
+    for d in created {
+        if let Err(e) = std::fs::remove_dir_all(d) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot remove a directory a failed start created");
+            }
+        }
+    }
+}

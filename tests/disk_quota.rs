@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::rmq::{pull, send};
-use common::{free_port_block, port_open, wait_until, ChildGuard};
+use common::{free_port_block, port_open, root_or_skip, wait_until, ChildGuard};
 use rmqc::remoting::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::decode_records;
@@ -151,8 +151,7 @@ async fn send_ok(client: &RemotingClient, addr: &str, topic: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED disk_quota: mounting a tmpfs needs root (euid {})", unsafe { libc::geteuid() });
+    if !root_or_skip("quota_cleanup_and_disk_full_on_a_real_filesystem") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

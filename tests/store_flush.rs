@@ -1,5 +1,7 @@
 //! Flush tests: SYNC_FLUSH group commit, ASYNC_FLUSH progress, ENOSPC as a clean error.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,9 +83,7 @@ impl Drop for TmpfsMount {
 
 #[tokio::test]
 async fn full_disk_is_a_clean_error_not_sigbus() {
-    // SAFETY: trivial libc call.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipping full_disk_is_a_clean_error_not_sigbus: needs root to mount a tmpfs");
+    if !common::root_or_skip("full_disk_is_a_clean_error_not_sigbus") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +94,7 @@ async fn full_disk_is_a_clean_error_not_sigbus() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        println!("skipping full_disk_is_a_clean_error_not_sigbus: mount -t tmpfs failed");
+        common::skip("full_disk_is_a_clean_error_not_sigbus", "mount -t tmpfs failed");
         return;
     }
     let _mount = TmpfsMount(dir.path().to_path_buf());

@@ -222,8 +222,14 @@ pub async fn update_config(
     let addrs = target_addrs(admin, broker_addr, cluster, false).await?;
     let mut out = String::new();
     for addr in addrs {
-        super::update_broker_config(&admin.client, &addr, key, value).await?;
-        let _ = writeln!(out, "update broker config success, {addr}");
+        match super::update_broker_config(&admin.client, &addr, key, value).await? {
+            Some(remark) => {
+                let _ = writeln!(out, "update broker config success, {addr} ({remark})");
+            }
+            None => {
+                let _ = writeln!(out, "update broker config success, {addr}");
+            }
+        }
     }
     Ok(out)
 }

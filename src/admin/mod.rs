@@ -103,16 +103,17 @@ pub async fn trigger_delete_files(client: &RemotingClient, addr: &str) -> Result
     Ok(())
 }
 
-/// UPDATE_BROKER_CONFIG: sets `key=value` on a broker (or a container).
+/// UPDATE_BROKER_CONFIG: sets `key=value` on a broker (or a container); returns the success
+/// answer's remark (e.g. that the key applies after a restart).
 pub async fn update_broker_config(
     client: &RemotingClient,
     addr: &str,
     key: &str,
     value: &str,
-) -> Result<(), AdminError> {
+) -> Result<Option<String>, AdminError> {
     let body = crate::config::to_properties_text(&[(key, value.to_string())]);
-    call(client, addr, RemotingCommand::request(request::UPDATE_BROKER_CONFIG).with_body(body)).await?;
-    Ok(())
+    let resp = call(client, addr, RemotingCommand::request(request::UPDATE_BROKER_CONFIG).with_body(body)).await?;
+    Ok(resp.remark.filter(|r| !r.trim().is_empty()))
 }
 
 /// The connection state of one mqadmin run: the client and the NameServer list (`-n` or

@@ -87,9 +87,6 @@ async fn run(loaded: LoadedContainerConfig, from_cli: bool, router: rmqc::loggin
     }
     println!("The broker container boot success. serializeType=JSON and name server is {ns}");
     let hosted = container.hosted().await;
-    for (id, addr, path) in &hosted {
-        println!("Broker [{id}] boot success. serializeType=JSON, address {addr} ({path})");
-    }
     println!(
         "Container {} (admin port, and {}) hosts {} broker(s). Logs: {}. Press Ctrl-C to stop.",
         container.addr(),

@@ -128,8 +128,31 @@ impl BrokerAdminProcessor {
             .chain(["brokerClusterName", "brokerName", "brokerId", "brokerRole", "listenPort", "haListenPort"])
             .filter(|k| !k.is_empty())
             .collect();
-        let frozen: Vec<&str> = self.fixed.iter().map(|(k, _)| *k).collect();
-        match apply_runtime_update(&*current, &req.body, &black, &frozen, Some(&self.config_path)) {
+        // Keys read only when the broker starts: changing them at runtime would answer "success"
+        // and do nothing (or half of it).
+        let frozen: Vec<&str> = self
+            .fixed
+            .iter()
+            .map(|(k, _)| *k)
+            .chain([
+                "brokerIP1",
+                "brokerIP2",
+                "namesrvAddr",
+                "enableDLegerCommitLog",
+                "dLegerGroup",
+                "dLegerPeers",
+                "dLegerSelfId",
+                "enableControllerMode",
+                "enableSlaveActingMaster",
+                "duplicationEnable",
+                "isolateLogEnable",
+            ])
+            .collect();
+        let path = self.config_path.clone();
+        let validate = move |c: &crate::broker::config::BrokerConfig| {
+            c.clone().validate(&path).map(|_| ()).map_err(|e| e.to_string())
+        };
+        match apply_runtime_update(&*current, &req.body, &black, &frozen, &validate, Some(&self.config_path)) {
             Ok((next, keys)) => {
                 self.core.meta.config.store(Arc::new(next));
                 self.version.lock().next();

@@ -323,12 +323,25 @@ pub struct BrokerPlan {
     pub store: MessageStoreConfig,
     /// Cleanup and quota values.
     pub cleanup: CleanupConfig,
-    /// Unknown keys and forced values.
+    /// Unknown keys and forced or capped values.
     pub notes: Vec<String>,
+    /// Where runtime changes (UPDATE_BROKER_CONFIG) are written: the file itself, or the broker's
+    /// overlay in the container's `runtimeConfigDir`.
+    pub persist_path: PathBuf,
 }
+
+/// Room a commitlog file keeps beside a message body of `maxMessageSize` (record header, topic,
+/// properties of up to 32 KiB).
+pub const RECORD_OVERHEAD_ROOM: u64 = 65_536;
 
 /// Reads and validates one broker config file.
 pub fn load_broker_config(path: &Path) -> Result<BrokerPlan, ConfigError> {
+    load_broker_config_with_overlay(path, None)
+}
+
+/// Reads and validates one broker config file; with `runtime_dir`, the broker's runtime changes
+/// kept there (`<identity>.runtime.conf`) apply over the file, and are written there.
+pub fn load_broker_config_with_overlay(path: &Path, runtime_dir: Option<&Path>) -> Result<BrokerPlan, ConfigError> {
     let raw = RawConfig::load(path)?;
     if raw.entries.is_empty() {
         return Err(ConfigError::Invalid { path: path.to_path_buf(), reason: "the file has no properties".into() });
@@ -337,21 +350,56 @@ pub fn load_broker_config(path: &Path) -> Result<BrokerPlan, ConfigError> {
     let mut store = MessageStoreConfig::default();
     let mut cleanup = CleanupConfig::default();
     let mut notes = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?;
+    if notes.len() == raw.entries.len() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("none of its {} keys is a broker config key: is this a broker config?", notes.len()),
+        });
+    }
+    let mut persist_path = path.to_path_buf();
+    if let Some(dir) = runtime_dir {
+        let mut probe = config.clone();
+        probe.validate(path)?;
+        let overlay = dir.join(format!("{}.runtime.conf", probe.identity()));
+        if overlay.exists() {
+            let mut over = RawConfig::load(&overlay)?;
+            over.path = overlay.clone();
+            notes.extend(over.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?);
+        }
+        persist_path = overlay;
+    }
     notes.extend(config.validate(path)?);
-    validate_store(path, &store, &cleanup)?;
-    Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes })
+    notes.extend(validate_store(path, &mut store, &cleanup)?);
+    Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes, persist_path })
 }
 
-fn validate_store(path: &std::path::Path, s: &MessageStoreConfig, c: &CleanupConfig) -> Result<(), ConfigError> {
+fn validate_store(
+    path: &std::path::Path,
+    s: &mut MessageStoreConfig,
+    c: &CleanupConfig,
+) -> Result<Vec<String>, ConfigError> {
     let invalid = |reason: String| Err(ConfigError::Invalid { path: path.to_path_buf(), reason });
-    if s.mapped_file_size_commit_log < 4096 {
-        return invalid(format!("mappedFileSizeCommitLog {} is below 4096 bytes", s.mapped_file_size_commit_log));
-    }
-    if s.max_message_size == 0 || s.max_message_size as u64 + 65_536 > s.mapped_file_size_commit_log {
+    let mut notes = Vec::new();
+    let file = s.mapped_file_size_commit_log;
+    if file <= RECORD_OVERHEAD_ROOM {
         return invalid(format!(
-            "maxMessageSize {} must be > 0 and leave room in a commitlog file of {} bytes",
-            s.max_message_size, s.mapped_file_size_commit_log
+            "mappedFileSizeCommitLog {file} must be above {RECORD_OVERHEAD_ROOM} bytes: a commitlog file holds a \
+             record header, properties and a body"
         ));
+    }
+    if s.max_message_size == 0 {
+        return invalid("maxMessageSize must be > 0".into());
+    }
+    if s.max_message_size as u64 + RECORD_OVERHEAD_ROOM > file {
+        // Apache starts and refuses only a message that cannot fit; we cap the limit so that such
+        // a message is refused up front (MESSAGE_ILLEGAL) instead.
+        let capped = (file - RECORD_OVERHEAD_ROOM) as usize;
+        notes.push(format!(
+            "{}: maxMessageSize {} does not fit a commitlog file of {file} bytes; capped to {capped}",
+            path.display(),
+            s.max_message_size
+        ));
+        s.max_message_size = capped;
     }
     if s.delay_levels_ms().len() != s.message_delay_level.split_whitespace().count() {
         return invalid(format!(
@@ -372,12 +420,72 @@ fn validate_store(path: &std::path::Path, s: &MessageStoreConfig, c: &CleanupCon
             return invalid(format!("deleteWhen entry '{h}' must be an hour 00-23"));
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn small_commitlog_files_cap_max_message_size() {
+        // Apache starts with these values; so do we, with a note and a capped limit.
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "b.conf", "brokerName=b\nmappedFileSizeCommitLog=1048576\n");
+        let plan = load_broker_config(&p).expect("a 1 MiB commitlog file with the default maxMessageSize starts");
+        assert_eq!(plan.store.max_message_size as u64, 1_048_576 - RECORD_OVERHEAD_ROOM);
+        assert!(plan.notes.iter().any(|n| n.contains("capped")), "{:?}", plan.notes);
+        // A limit that fits is kept.
+        let p = write(dir.path(), "c.conf", "brokerName=c\nmappedFileSizeCommitLog=1048576\nmaxMessageSize=1000\n");
+        assert_eq!(load_broker_config(&p).unwrap().store.max_message_size, 1000);
+        // A file too small for any record is still refused.
+        let p = write(dir.path(), "d.conf", "brokerName=d\nmappedFileSizeCommitLog=4096\n");
+        let e = load_broker_config(&p).unwrap_err().to_string();
+        assert!(e.contains("mappedFileSizeCommitLog"), "{e}");
+    }
+
+    #[test]
+    fn only_regular_broker_config_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory, a FIFO and an oversized file get clear errors, at once.
+        let e = load_broker_config(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("directory"), "{e}");
+        let fifo = dir.path().join("fifo.conf");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = load_broker_config(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let big = write(dir.path(), "big.conf", &format!("brokerName=b\n#{}\n", "x".repeat(1 << 20)));
+        let e = load_broker_config(&big).unwrap_err().to_string();
+        assert!(e.contains("at most"), "{e}");
+        let e = load_broker_config(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        // A file with no broker key at all (say /etc/passwd) is not a broker config.
+        let p = write(dir.path(), "passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/bin/sh\n");
+        let e = load_broker_config(&p).unwrap_err().to_string();
+        assert!(e.contains("none of its 2 keys"), "{e}");
+    }
+
+    #[test]
+    fn runtime_overlay_applies_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "b.conf", "brokerClusterName=C\nbrokerName=b\nslaveTimeout=1000\n");
+        let rt = dir.path().join("rt");
+        let plan = load_broker_config_with_overlay(&p, Some(&rt)).unwrap();
+        assert_eq!(plan.persist_path, rt.join("C_b_0.runtime.conf"));
+        assert_eq!(plan.config.slave_timeout, 1000);
+        std::fs::create_dir_all(&rt).unwrap();
+        std::fs::write(rt.join("C_b_0.runtime.conf"), "slaveTimeout=2500\n").unwrap();
+        let plan = load_broker_config_with_overlay(&p, Some(&rt)).unwrap();
+        assert_eq!(plan.config.slave_timeout, 2500);
+        assert_eq!(load_broker_config(&p).unwrap().persist_path, p);
+    }
 
     #[test]
     fn cleanup_policy_defaults_clamps_and_share() {

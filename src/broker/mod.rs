@@ -112,7 +112,18 @@ impl Broker {
     pub async fn start(plan: BrokerPlan, env: BrokerEnv) -> Result<Broker, BrokerError> {
         let identity = plan.config.identity();
         let span = tracing::info_span!("broker", broker = %identity);
-        Self::start_in_span(plan, env, identity, span.clone()).instrument(span).await
+        // A failed start removes the store directories it created (never one that was there).
+        let mut created: Vec<std::path::PathBuf> =
+            [plan.store.store_path_root_dir.clone(), plan.store.commit_log_dir()]
+                .iter()
+                .filter_map(|d| crate::util::first_missing_ancestor(d))
+                .collect();
+        created.dedup();
+        let started = Self::start_in_span(plan, env, identity, span.clone()).instrument(span).await;
+        if started.is_err() {
+            crate::util::remove_created_dirs(&created);
+        }
+        started
     }
 
     async fn start_in_span(
@@ -196,13 +207,23 @@ impl Broker {
         let list = broker.env.namesrvs.load_full();
         let registered = register::register_all(&core, &broker.env.client, &list).await;
         core.ha.slave.on_register(&registered);
+        let p = &broker.plan;
+        for n in &p.notes {
+            warn!("{n}");
+        }
         info!(
-            namesrvs = list.len(),
-            accepted = registered.len(),
-            addr = %cfg.broker_addr(),
-            "Broker [{}-{}] boot success. serializeType=JSON",
+            "Broker [{}-{}] boot success. serializeType=JSON {} at {} (fast port {}, HA port {}), store {}, config {}, \
+             registered with {}/{} NameServer(s)",
             cfg.broker_name,
-            cfg.broker_id
+            cfg.broker_id,
+            cfg.broker_role,
+            cfg.broker_addr(),
+            cfg.listen_port - 2,
+            cfg.ha_listen_port,
+            p.store.store_path_root_dir.display(),
+            p.path.display(),
+            registered.len(),
+            list.len(),
         );
         Ok(broker)
     }
@@ -325,7 +346,7 @@ async fn cleanup_loop(core: Arc<BrokerCore>, cfg: config::CleanupConfig, cancel:
     for n in notes {
         warn!("{n}");
     }
-    info!(
+    tracing::debug!(
         share = policy.disk_share,
         interval_ms = cfg.interval().as_millis() as u64,
         warning_level = policy.warning_ratio,
@@ -383,7 +404,7 @@ fn processor_table(
     let admin = admin::BrokerAdminProcessor::new(
         core.clone(),
         schedule.clone(),
-        plan.path.clone(),
+        plan.persist_path.clone(),
         fixed,
         plan.cleanup.policy().0,
     );

@@ -62,8 +62,7 @@ pub struct RawConfig {
 impl RawConfig {
     /// Reads a file: `.toml` as TOML, anything else as Java properties.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = read_config_text(path)?;
         if path.extension().is_some_and(|e| e == "toml") {
             Self::from_toml(path, &text)
         } else {
@@ -143,6 +142,45 @@ impl RawConfig {
         }
         Ok(warnings)
     }
+}
+
+/// The largest config file read (Apache's are a few KiB).
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a config file as UTF-8 text: only a regular file (not a FIFO, device or directory, which
+/// could block or never end) of at most [`MAX_CONFIG_FILE_BYTES`]. The file is opened without
+/// blocking and checked on the open descriptor, and never more than the cap is read, so a file that
+/// is swapped or grows meanwhile cannot make the reader wait or allocate without bound.
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let read_err = |source: std::io::Error| ConfigError::Read { path: path.to_path_buf(), source };
+    let invalid = |reason: String| ConfigError::Invalid { path: path.to_path_buf(), reason };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A FIFO would block open() until a writer comes; O_NONBLOCK has no effect on regular files.
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a directory" } else { "not a regular file (a FIFO, socket or device)" };
+        return Err(invalid(format!("is {kind}; a config must be a regular file")));
+    }
+    if meta.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(invalid(format!(
+            "is {} bytes; a config file may be at most {MAX_CONFIG_FILE_BYTES} bytes",
+            meta.len()
+        )));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut buf).map_err(read_err)?;
+    if buf.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(invalid(format!("grew past {MAX_CONFIG_FILE_BYTES} bytes while being read")));
+    }
+    String::from_utf8(buf).map_err(|e| invalid(format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
 fn toml_scalar(key: &str, v: &toml::Value) -> Option<String> {
@@ -344,7 +382,14 @@ impl fmt::Display for Warnings<'_> {
 /// Rewrites a properties file with `updates` applied: lines of updated keys get the new value in
 /// place, new keys are appended, comments and other lines are kept. Atomic: temp file, fsync, rename.
 pub fn update_properties_file(path: &Path, updates: &[(String, String)]) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // A missing file starts empty; any other read failure must not turn into a file holding only
+    // the updates.
+    let text = match read_config_text(path) {
+        Ok(t) => t,
+        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(ConfigError::Read { source, .. }) => return Err(source),
+        Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
+    };
     let mut done = vec![false; updates.len()];
     let mut out = String::with_capacity(text.len() + 64);
     for line in text.lines() {
@@ -447,24 +492,45 @@ pub enum UpdateRefusal {
     Persist(String),
 }
 
+/// Largest UPDATE_BROKER_CONFIG body accepted (a handful of keys is a few hundred bytes).
+pub const MAX_UPDATE_BODY_BYTES: usize = 64 * 1024;
+
 /// Applies a runtime update (properties text) to a copy of `current`. Refuses black-listed keys,
-/// `frozen` keys (fixed while running), unknown keys and bad values, changing nothing; writes the
-/// accepted keys back to `file` atomically. Returns the new value and the keys it changed.
+/// `frozen` keys (fixed while running), unknown keys, bad values, values with control characters,
+/// and results that `validate` (the same whole-config checks the file loader runs) rejects,
+/// changing nothing; writes the accepted keys back to `file` atomically. Returns the new value and
+/// the keys it changed.
 pub fn apply_runtime_update<T: Configurable + Clone>(
     current: &T,
     body: &[u8],
     black: &[&str],
     frozen: &[&str],
+    validate: &dyn Fn(&T) -> Result<(), String>,
     file: Option<&Path>,
 ) -> Result<(T, Vec<String>), UpdateRefusal> {
+    if body.len() > MAX_UPDATE_BODY_BYTES {
+        return Err(UpdateRefusal::Unparsable(format!(
+            "body of {} bytes is above {MAX_UPDATE_BODY_BYTES}",
+            body.len()
+        )));
+    }
     let text = std::str::from_utf8(body).map_err(|_| UpdateRefusal::Unparsable("body is not UTF-8".into()))?;
     let origin = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<request>"));
     let raw = RawConfig::from_properties(&origin, text).map_err(|e| UpdateRefusal::Unparsable(e.to_string()))?;
+    if raw.entries.is_empty() {
+        return Err(UpdateRefusal::Invalid("the update names no key".into()));
+    }
     if let Some(e) = raw.entries.iter().find(|e| black.contains(&e.key.as_str())) {
         return Err(UpdateRefusal::BlackListed(e.key.clone()));
     }
     if let Some(e) = raw.entries.iter().find(|e| frozen.contains(&e.key.as_str())) {
         return Err(UpdateRefusal::Invalid(format!("key '{}' cannot change while running", e.key)));
+    }
+    if let Some(e) = raw.entries.iter().find(|e| e.key.chars().chain(e.value.chars()).any(char::is_control)) {
+        return Err(UpdateRefusal::Invalid(format!(
+            "key '{}': control characters are not allowed",
+            e.key.escape_debug()
+        )));
     }
     let mut next = current.clone();
     let unknown =
@@ -472,6 +538,7 @@ pub fn apply_runtime_update<T: Configurable + Clone>(
     if !unknown.is_empty() {
         return Err(UpdateRefusal::Invalid(unknown.join("; ")));
     }
+    validate(&next).map_err(UpdateRefusal::Invalid)?;
     let updates: Vec<(String, String)> = raw.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
     if let Some(f) = file {
         update_properties_file(f, &updates)
@@ -500,12 +567,22 @@ mod update_tests {
         let file = dir.path().join("x.conf");
         std::fs::write(&file, "# kept\nport=1\n").unwrap();
         let cur = Small::default();
-        let upd = |body: &str| apply_runtime_update(&cur, body.as_bytes(), &["secret"], &["frozenKey"], Some(&file));
+        let check = |s: &Small| if s.port == 0 { Err("port 0".to_string()) } else { Ok(()) };
+        let upd =
+            |body: &str| apply_runtime_update(&cur, body.as_bytes(), &["secret"], &["frozenKey"], &check, Some(&file));
         assert_eq!(upd("secret=1").unwrap_err(), UpdateRefusal::BlackListed("secret".into()));
         assert!(matches!(upd("frozenKey=2"), Err(UpdateRefusal::Invalid(m)) if m.contains("frozenKey")));
         assert!(matches!(upd("nope=2"), Err(UpdateRefusal::Invalid(m)) if m.contains("nope")));
         assert!(matches!(upd("port=x"), Err(UpdateRefusal::Invalid(m)) if m.contains("port")));
-        assert!(matches!(apply_runtime_update(&cur, &[0xff], &[], &[], None), Err(UpdateRefusal::Unparsable(_))));
+        assert!(matches!(upd("port=0"), Err(UpdateRefusal::Invalid(m)) if m.contains("port 0")));
+        assert!(matches!(upd("port=7\\n\\u0000"), Err(UpdateRefusal::Invalid(m)) if m.contains("control")));
+        assert!(matches!(upd(""), Err(UpdateRefusal::Invalid(_))));
+        assert!(matches!(
+            apply_runtime_update(&cur, &[0xff], &[], &[], &check, None),
+            Err(UpdateRefusal::Unparsable(_))
+        ));
+        let big = format!("on={}", "x".repeat(MAX_UPDATE_BODY_BYTES));
+        assert!(matches!(upd(&big), Err(UpdateRefusal::Unparsable(_))));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "# kept\nport=1\n", "refusals change nothing");
         let (next, keys) = upd("port=7\non=true").unwrap();
         assert_eq!((next.port, next.on, keys), (7, true, vec!["port".to_string(), "on".to_string()]));

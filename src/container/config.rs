@@ -42,8 +42,24 @@ config_struct! {
         server_max_inflight_per_connection: usize = "serverMaxInflightPerConnection" => 4096,
         /// Worker threads of the shared runtime (0 = one per core).
         server_worker_threads: usize = "serverWorkerThreads" => 0,
+        /// Where runtime changes are written (our addition). Unset: into the config files themselves,
+        /// as Apache does. Set: the container's changes (`brokerConfigPaths` after add/remove,
+        /// UPDATE_BROKER_CONFIG) go to `container.runtime.conf` and each hosted broker's to
+        /// `<Cluster>_<Broker>_<Id>.runtime.conf` in this directory, applied over the files at start,
+        /// so the config files are never rewritten.
+        runtime_config_dir: Option<String> = "runtimeConfigDir" => None,
     }
 }
+
+/// The file in `runtimeConfigDir` that holds the container's runtime changes.
+pub const CONTAINER_OVERLAY_FILE: &str = "container.runtime.conf";
+
+/// Container keys UPDATE_BROKER_CONFIG may change, and that take effect at once.
+pub const LIVE_KEYS: &[&str] = &["namesrvAddr", "updateNamesrvAddrInterval"];
+
+/// Container keys UPDATE_BROKER_CONFIG may change, that take effect after a restart. Every key in
+/// neither list (paths, ports, bind address, connection limits, ...) cannot be changed over the wire.
+pub const RESTART_KEYS: &[&str] = &["serverWorkerThreads", "serverMaxInflightPerConnection"];
 
 /// A container config read and validated once, with where it came from.
 #[derive(Debug, Clone)]
@@ -54,8 +70,11 @@ pub struct LoadedContainerConfig {
     pub path: Option<PathBuf>,
     /// Broker config files to host at start, resolved.
     pub broker_paths: Vec<PathBuf>,
-    /// Directories ADD_BROKER may read from, canonical.
+    /// Directories ADD_BROKER may read from, resolved (canonicalized when a request is checked, so a
+    /// directory created after the start counts).
     pub allowed_dirs: Vec<PathBuf>,
+    /// Where runtime changes go (`runtimeConfigDir`), resolved.
+    pub runtime_dir: Option<PathBuf>,
     /// Unknown keys and other notes.
     pub warnings: Vec<String>,
 }
@@ -69,8 +88,39 @@ impl LoadedContainerConfig {
     ) -> Result<Self, ConfigError> {
         let raw = RawConfig::load(path)?;
         let mut config = ContainerConfig::default();
-        let warnings = raw.apply(&mut [&mut config as &mut dyn Configurable])?;
+        let mut warnings = raw.apply(&mut [&mut config as &mut dyn Configurable])?;
+        if let Some(dir) = config.runtime_config_dir.as_deref().filter(|d| !d.trim().is_empty()) {
+            // Changes made at runtime apply over the file (values still resolve against the file).
+            let overlay = resolve_relative(path, dir).join(CONTAINER_OVERLAY_FILE);
+            if overlay.exists() {
+                let mut raw = RawConfig::load(&overlay)?;
+                raw.path = path.to_path_buf();
+                raw.entries.retain(|e| {
+                    LIVE_KEYS.contains(&e.key.as_str())
+                        || RESTART_KEYS.contains(&e.key.as_str())
+                        || e.key == "brokerConfigPaths"
+                });
+                warnings.extend(raw.apply(&mut [&mut config as &mut dyn Configurable])?);
+            }
+        }
         Self::finish(config, Some(path), warnings, broker_override, namesrv_override)
+    }
+
+    /// The file runtime changes of the container are written to: the overlay in `runtimeConfigDir`,
+    /// else the config file itself (None for the embedded default).
+    pub fn persist_file(&self) -> Option<PathBuf> {
+        match &self.runtime_dir {
+            Some(d) => Some(d.join(CONTAINER_OVERLAY_FILE)),
+            None => self.path.clone(),
+        }
+    }
+
+    /// Where a hosted broker's runtime changes go: its overlay in `runtimeConfigDir`, else its file.
+    pub fn broker_persist_file(&self, identity: &str, config_file: &Path) -> PathBuf {
+        match &self.runtime_dir {
+            Some(d) => d.join(format!("{identity}.runtime.conf")),
+            None => config_file.to_path_buf(),
+        }
     }
 
     /// The built-in default: the container port only, no brokers (unless `-b` lists some).
@@ -93,23 +143,7 @@ impl LoadedContainerConfig {
         if let Some(b) = broker_override {
             config.broker_config_paths = Some(b.to_string());
         }
-        if config.listen_port < 3 {
-            return Err(invalid(format!("listenPort {} leaves no room for listenPort-2", config.listen_port)));
-        }
-        if config.fetch_namesrv_addr_by_address_server {
-            return Err(invalid("fetchNamesrvAddrByAddressServer=true is not supported: list namesrvAddr".into()));
-        }
-        if config.bind_address.parse::<std::net::IpAddr>().is_err() {
-            return Err(invalid(format!("bindAddress '{}' is not an IP address", config.bind_address)));
-        }
-        if let Some(ns) = &config.namesrv_addr {
-            for a in ns.split(';').filter(|a| !a.trim().is_empty()) {
-                let ok = a.trim().rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-                if !ok {
-                    return Err(invalid(format!("namesrvAddr entry '{a}' must be host:port")));
-                }
-            }
-        }
+        config.validate().map_err(invalid)?;
         if config.embedded_namesrv_enable && config.namesrv_addr.is_none() {
             config.namesrv_addr = Some(format!("127.0.0.1:{}", config.embedded_namesrv_port));
         }
@@ -129,7 +163,46 @@ impl LoadedContainerConfig {
                 vec![own.clone(), own.join("../brokers-conf"), PathBuf::from("brokers-conf")]
             }
         };
-        let allowed_dirs = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
-        Ok(LoadedContainerConfig { config, path: path.map(Path::to_path_buf), broker_paths, allowed_dirs, warnings })
+        let runtime_dir = match (&config.runtime_config_dir, path) {
+            (Some(d), Some(_)) if !d.trim().is_empty() => Some(resolve_relative(&file, d)),
+            _ => None,
+        };
+        Ok(LoadedContainerConfig {
+            config,
+            path: path.map(Path::to_path_buf),
+            broker_paths,
+            allowed_dirs: dirs,
+            runtime_dir,
+            warnings,
+        })
+    }
+}
+
+impl ContainerConfig {
+    /// Checks the values together: at start, and for every runtime update.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen_port < 3 {
+            return Err(format!("listenPort {} leaves no room for listenPort-2", self.listen_port));
+        }
+        if self.fetch_namesrv_addr_by_address_server {
+            return Err("fetchNamesrvAddrByAddressServer=true is not supported: list namesrvAddr".into());
+        }
+        if self.bind_address.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("bindAddress '{}' is not an IP address", self.bind_address));
+        }
+        if let Some(ns) = &self.namesrv_addr {
+            for a in ns.split(';').filter(|a| !a.trim().is_empty()) {
+                if !crate::util::valid_host_port(a.trim()) {
+                    return Err(format!("namesrvAddr entry '{a}' must be host:port"));
+                }
+            }
+        }
+        if self.server_max_connections == 0 || self.server_max_inflight_per_connection == 0 {
+            return Err("serverMaxConnections and serverMaxInflightPerConnection must be at least 1".into());
+        }
+        if self.server_worker_threads > 1024 {
+            return Err(format!("serverWorkerThreads {} is above 1024", self.server_worker_threads));
+        }
+        Ok(())
     }
 }

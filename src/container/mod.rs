@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tracing::info;
 
 use crate::broker::config::BrokerIdentity;
-pub use crate::broker::config::{load_broker_config, BrokerPlan};
+pub use crate::broker::config::{load_broker_config, load_broker_config_with_overlay, BrokerPlan};
 use crate::broker::register::{parse_namesrv_list, NamesrvList};
 use crate::broker::{Broker, BrokerEnv};
 use crate::config::{to_properties_text, ConfigError, Configurable};
@@ -81,7 +81,7 @@ impl BrokerContainer {
         });
         let mut planned = Vec::new();
         for p in &loaded.broker_paths {
-            planned.push(load_broker_config(p)?);
+            planned.push(load_broker_config_with_overlay(p, loaded.runtime_dir.as_deref())?);
         }
         let namesrvs: NamesrvList =
             Arc::new(ArcSwap::from_pointee(parse_namesrv_list(c.namesrv_addr.as_deref().unwrap_or(""))));
@@ -133,16 +133,21 @@ impl BrokerContainer {
             .filter(|p| !p.trim().is_empty())
             .map(|p| p.trim().to_string())
             .collect();
+        // The admin port is already open: an ADD_BROKER / REMOVE_BROKER that arrives now waits for
+        // the listed brokers (it would otherwise persist a list without them).
+        let mut hosted = container.shared.brokers.lock().await;
         for (i, plan) in planned.into_iter().enumerate() {
             let path = listed.get(i).cloned().unwrap_or_else(|| plan.path.display().to_string());
             match Broker::start(plan, container.shared.env.clone()).await {
-                Ok(b) => container.shared.brokers.lock().await.push((path, b)),
+                Ok(b) => hosted.push((path, b)),
                 Err(e) => {
+                    drop(hosted);
                     container.shutdown().await;
                     return Err(ContainerError::Broker(e.to_string()));
                 }
             }
         }
+        drop(hosted);
         Ok(container)
     }
 
@@ -241,7 +246,8 @@ impl ContainerProcessor {
             return Err((response::SYSTEM_ERROR, "addBroker config path is empty".into()));
         }
         let path = self.allowed_path(raw.trim())?;
-        let plan = load_broker_config(&path).map_err(|e| (response::SYSTEM_ERROR, format!("addBroker: {e}")))?;
+        let plan = load_broker_config_with_overlay(&path, self.shared.loaded.runtime_dir.as_deref())
+            .map_err(|e| (response::SYSTEM_ERROR, format!("addBroker: {e}")))?;
         let identity = plan.config.identity();
         let mut brokers = self.shared.brokers.lock().await;
         if brokers.iter().any(|(_, b)| *b.identity() == identity) {
@@ -250,13 +256,20 @@ impl ContainerProcessor {
                 format!("{identity} has already been added to current broker container"),
             ));
         }
+        let log_dir_created = self
+            .shared
+            .router
+            .as_ref()
+            .and_then(|r| crate::util::first_missing_ancestor(&r.dir_of(&identity.to_string())));
         let broker = match Broker::start(plan, self.shared.env.clone()).await {
             Ok(b) => b,
             Err(e) => {
-                // Nothing of a failed broker stays open, its log files included.
+                // Nothing of a failed broker stays: no open file, and no log folder it created.
+                tracing::warn!(broker = %identity, error = %e, "addBroker failed");
                 if let Some(r) = &self.shared.router {
                     r.close(&identity.to_string());
                 }
+                crate::util::remove_created_dirs(log_dir_created.as_slice());
                 return Err((response::SYSTEM_ERROR, format!("start broker failed: {e}")));
             }
         };
@@ -319,9 +332,10 @@ impl ContainerProcessor {
         let canonical = abs.canonicalize().map_err(|e| {
             (response::SYSTEM_ERROR, format!("addBroker cannot read config file {}: {e}", abs.display()))
         })?;
-        let allowed = &self.shared.loaded.allowed_dirs;
+        let configured = &self.shared.loaded.allowed_dirs;
+        let allowed: Vec<PathBuf> = configured.iter().filter_map(|d| d.canonicalize().ok()).collect();
         if !allowed.iter().any(|d| canonical.starts_with(d)) {
-            let dirs: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
+            let dirs: Vec<String> = configured.iter().map(|d| d.display().to_string()).collect();
             return Err((
                 response::NO_PERMISSION,
                 format!(
@@ -339,9 +353,9 @@ impl ContainerProcessor {
         if self.shared.paths_from_cli {
             return;
         }
-        let Some(file) = &self.shared.loaded.path else { return };
+        let Some(file) = self.shared.loaded.persist_file() else { return };
         let value = paths.join(":");
-        if let Err(e) = crate::config::update_properties_file(file, &[("brokerConfigPaths".to_string(), value)]) {
+        if let Err(e) = crate::config::update_properties_file(&file, &[("brokerConfigPaths".to_string(), value)]) {
             tracing::warn!(error = %e, file = %file.display(), "cannot persist brokerConfigPaths");
         }
     }
@@ -353,20 +367,38 @@ impl ContainerProcessor {
         RemotingCommand::success(req).with_ext("version", version).with_body(Bytes::from(body))
     }
 
+    /// UPDATE_BROKER_CONFIG on the container. Only [`config::LIVE_KEYS`] (applied at once) and
+    /// [`config::RESTART_KEYS`] (written, applied after a restart; the answer says so) may change:
+    /// every other key decides where files are read or written, which ports are bound or who may
+    /// connect, and is refused, as is anything in `configBlackList`.
     fn update_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        use config::{LIVE_KEYS, RESTART_KEYS};
         let current = self.shared.config.load_full();
-        let black: Vec<&str> = ["brokerConfigPaths", "rocketmqHome", "configBlackList"]
-            .into_iter()
+        let black: Vec<&str> = ContainerConfig::KEYS
+            .iter()
+            .copied()
+            .filter(|k| !LIVE_KEYS.contains(k) && !RESTART_KEYS.contains(k))
             .chain(current.config_black_list.split(';').map(str::trim))
             .filter(|k| !k.is_empty())
             .collect();
-        match crate::config::apply_runtime_update(&*current, &req.body, &black, &[], self.shared.loaded.path.as_deref())
-        {
+        let persist = self.shared.loaded.persist_file();
+        let validate = |c: &ContainerConfig| c.validate();
+        match crate::config::apply_runtime_update(&*current, &req.body, &black, &[], &validate, persist.as_deref()) {
             Ok((next, keys)) => {
+                if next.namesrv_addr != current.namesrv_addr {
+                    let list = parse_namesrv_list(next.namesrv_addr.as_deref().unwrap_or(""));
+                    self.shared.env.namesrvs.store(Arc::new(list));
+                }
                 self.shared.config.store(Arc::new(next));
                 self.shared.version.lock().next();
+                let later: Vec<&str> = keys.iter().map(String::as_str).filter(|k| RESTART_KEYS.contains(k)).collect();
                 info!(?keys, "container config updated");
-                RemotingCommand::success(req)
+                let resp = RemotingCommand::success(req);
+                if later.is_empty() {
+                    resp
+                } else {
+                    resp.with_remark(format!("applies after a restart: {}", later.join(", ")))
+                }
             }
             Err(r) => crate::broker::admin::update_refused(req, r),
         }

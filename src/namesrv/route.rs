@@ -217,7 +217,7 @@ impl RouteInfoManager {
             },
         );
         if prev.is_none() {
-            info!(
+            tracing::debug!(
                 cluster = %reg.cluster_name, broker = %reg.broker_name, id = reg.broker_id, addr = %reg.broker_addr,
                 ha = %reg.ha_server_addr, topics = wrapper.topic_config_table.len(), "broker registered"
             );
@@ -484,7 +484,7 @@ fn upsert_queue_data(table: &mut BTreeMap<String, BTreeMap<String, QueueData>>, 
     let qds = table.entry(tc.topic_name.clone()).or_default();
     match qds.get(broker_name) {
         None => {
-            info!(topic = %tc.topic_name, broker = %broker_name, "new topic queue data");
+            tracing::debug!(topic = %tc.topic_name, broker = %broker_name, "new topic queue data");
             qds.insert(broker_name.to_string(), qd);
         }
         Some(old) if *old != qd => {

@@ -210,6 +210,12 @@ impl RemotingCommand {
         self
     }
 
+    /// Sets the remark.
+    pub fn with_remark(mut self, remark: impl Into<String>) -> Self {
+        self.remark = Some(remark.into());
+        self
+    }
+
     /// Sets one ext field.
     pub fn with_ext(mut self, key: &str, value: impl Into<String>) -> Self {
         self.ext_fields.insert(key.to_string(), value.into());

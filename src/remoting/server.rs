@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use super::codec::{RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
 use super::codes::response;
@@ -235,7 +235,7 @@ impl RemotingServer {
             async move { server.accept_loop(tcp, st).await }
                 .instrument(tracing::info_span!("accept", port = local_port)),
         );
-        info!(port = local_port, "remoting port bound");
+        debug!(port = local_port, "remoting port bound");
         Ok(SubServer { state, server: self.clone() })
     }
 
@@ -265,7 +265,7 @@ impl RemotingServer {
         }
         st.hard.cancel();
         self.inner.ports.lock().remove(&st.port);
-        info!(port = st.port, "remoting port closed");
+        debug!(port = st.port, "remoting port closed");
     }
 
     async fn accept_loop(self, tcp: TcpListener, st: Arc<PortState>) {

@@ -433,7 +433,7 @@ impl MessageStore {
     ) -> Result<i64> {
         let files = commitlog.files().files();
         if files.is_empty() {
-            tracing::info!("commitlog empty: destroying consume queues");
+            tracing::debug!("commitlog empty: destroying consume queues");
             cqs.destroy_all()?;
             commitlog.truncate(0, false)?;
             return Ok(0);

@@ -151,3 +151,25 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Says on the test's real stderr (not captured by the harness, so it shows in `cargo test` output)
+/// that `test` did not run and why. Under CI (`CI` set) a test that cannot run is a failure: CI runs
+/// as root and must run every test.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    if std::env::var_os("CI").is_some() {
+        panic!("{test} cannot run under CI: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// True when running as root; otherwise reports the test as skipped (see [`skip`]).
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return true;
+    }
+    skip(test, &format!("needs root to mount a tmpfs (euid {euid})"));
+    false
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Isolation benchmark (issue 13): how much a saturated broker A slows a quiet broker B.
+# Prints, side by side, B's single synchronous sender (1 KiB) alone; next to A saturated (64 in
+# flight) in the same container; next to A saturated in another container process; and A's own
+# rate in both layouts. Everything runs on 127.0.0.1; each run lasts <seconds> (default 10).
+# Usage: scripts/bench-isolation.sh [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+cargo build --release --bins >&2
+bin=target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pick() { while :; do p=$(( ( RANDOM % 20000 ) + 30000 )); (echo >/dev/tcp/127.0.0.1/$((p-2))) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$((p+1))) 2>/dev/null && continue; echo $p; return; done; }
+broker_conf() { # name port dir
+  cat > "$3/$1.conf" <<CONF
+brokerClusterName=IsoCluster
+brokerName=$1
+listenPort=$2
+brokerIP1=127.0.0.1
+flushDiskType=ASYNC_FLUSH
+storePathRootDir=$3/store/$1
+mappedFileSizeCommitLog=268435456
+maxHashSlotNum=500000
+maxIndexNum=2000000
+CONF
+}
+ns=$(free_port)
+# Container 1 hosts iso-a and iso-b and the embedded NameServer; container 2 hosts iso-a2.
+c1="$work/c1"; c2="$work/c2"; mkdir -p "$c1" "$c2"
+broker_conf iso-a "$(pick)" "$c1"; broker_conf iso-b "$(pick)" "$c1"; broker_conf iso-a2 "$(pick)" "$c2"
+cat > "$c1/container.conf" <<CONF
+listenPort=$(pick)
+bindAddress=127.0.0.1
+embeddedNamesrvEnable=true
+embeddedNamesrvPort=$ns
+namesrvAddr=127.0.0.1:$ns
+brokerConfigPaths=iso-a.conf:iso-b.conf
+brokerConfigDirs=.
+logRoot=$c1/logs
+CONF
+cat > "$c2/container.conf" <<CONF
+listenPort=$(pick)
+bindAddress=127.0.0.1
+namesrvAddr=127.0.0.1:$ns
+brokerConfigPaths=iso-a2.conf
+brokerConfigDirs=.
+logRoot=$c2/logs
+CONF
+RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$c1/container.conf" > "$c1/out" 2>&1 & pids+=($!)
+for _ in $(seq 1 400); do grep -q "hosts 2 broker" "$c1/out" 2>/dev/null && break; sleep 0.05; done
+RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$c2/container.conf" > "$c2/out" 2>&1 & pids+=($!)
+for _ in $(seq 1 400); do grep -q "hosts 1 broker" "$c2/out" 2>/dev/null && break; sleep 0.05; done
+
+bench() { # broker topic inflight mode seconds
+  $bin/mqbench producer -n 127.0.0.1:$ns -t "$2" -b "$1" -w "$3" --mode "$4" -s 1024 -d "$5" --interval 3600 --json | tail -1
+}
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# Warm up every broker and create the topics.
+for b in iso-a iso-b iso-a2; do bench "$b" "Iso_$b" 16 async 2 >/dev/null; done
+
+b_alone=$(bench iso-b Iso_iso-b 1 sync "$secs")
+a_alone=$(bench iso-a Iso_iso-a 64 async "$secs")
+a2_alone=$(bench iso-a2 Iso_iso-a2 64 async "$secs")
+
+bench iso-a Iso_iso-a 64 async $((secs + 2)) > "$work/a_same" &
+lp=$!; sleep 1
+b_same=$(bench iso-b Iso_iso-b 1 sync "$secs")
+wait $lp; a_same=$(cat "$work/a_same")
+
+bench iso-a2 Iso_iso-a2 64 async $((secs + 2)) > "$work/a_other" &
+lp=$!; sleep 1
+b_other=$(bench iso-b Iso_iso-b 1 sync "$secs")
+wait $lp; a_other=$(cat "$work/a_other")
+
+row() { printf '| %s | %.0f | %.3f | %.3f | %.3f | %.0f |\n' "$1" "$(field "$2" tps)" "$(field "$2" p50_ms)" "$(field "$2" p99_ms)" "$(field "$2" p999_ms)" "$(field "$3" tps)"; }
+echo "| layout | B sends/s (1 sync sender) | B p50 ms | B p99 ms | B p999 ms | A sends/s (64 in flight) |"
+echo "|---|---|---|---|---|---|"
+row "B alone; A alone (same container / other process: $(printf %.0f "$(field "$a2_alone" tps)"))" "$b_alone" "$a_alone"
+row "B next to saturated A, same container" "$b_same" "$a_same"
+row "B next to saturated A, other process" "$b_other" "$a_other"
+python3 - "$b_alone" "$b_same" "$b_other" "$a_same" "$a_other" <<'PY'
+import json, sys
+ba, bs, bo, as_, ao = (json.loads(x) for x in sys.argv[1:])
+print()
+print("B p99 same container / alone: %.2fx (target <= 2x)" % (bs["p99_ms"] / max(ba["p99_ms"], 1e-9)))
+print("B rate same container / other process: %.2fx (target >= 0.8x)" % (bs["tps"] / max(bo["tps"], 1e-9)))
+print("A rate same container / other process: %.2fx (target >= 1x)" % (as_["tps"] / max(ao["tps"], 1e-9)))
+PY
+echo
+echo "machine: $(nproc) cores, $(uname -m), $(uname -r); $secs s per run"

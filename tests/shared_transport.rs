@@ -1,6 +1,6 @@
 //! The shared transport over real TCP on 127.0.0.1: a container port and two sub-servers, both header
 //! serializations, closing one port while the other keeps answering, malformed frames closing only
-//! their own connection.
+//! their own connection, connection caps, idle and stalled connections, panicking processors.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -254,6 +254,216 @@ async fn many_in_flight_requests_are_bounded_not_lost() {
         assert_eq!(j.await.unwrap().unwrap().code, response::SUCCESS);
     }
     assert!(peak.load(Ordering::SeqCst) <= 4, "peak in-flight {} exceeds the limit", peak.load(Ordering::SeqCst));
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+fn limited_server(tune: impl FnOnce(&mut ServerConfig)) -> RemotingServer {
+    let mut c = ServerConfig { bind_address: "127.0.0.1".parse().unwrap(), ..Default::default() };
+    tune(&mut c);
+    RemotingServer::new(c)
+}
+
+/// An ECHO request with `opaque` on a raw socket must be answered with that opaque.
+async fn served(s: &mut TcpStream, opaque: i32) -> bool {
+    let mut echo = RemotingCommand::request(ECHO);
+    echo.opaque = opaque;
+    let resp = raw_request(s, &echo).await;
+    resp.opaque == opaque && resp.code == response::SUCCESS
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_at_once_not_left_hanging() {
+    // Cap 4: four idle sockets take every slot; a fifth client is accepted and closed at once (before
+    // the fix it was accepted by the kernel and never served). Freeing a slot lets a new client in.
+    let server = limited_server(|c| c.max_connections = 4);
+    let sub = server.bind(0, table("p", Arc::default()), None).await.unwrap();
+    let port = sub.port();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(addr(port)).await.unwrap());
+    }
+    wait_until("the four idle sockets are accepted", || sub.connections().len() == 4).await;
+    for _ in 0..3 {
+        let mut extra = TcpStream::connect(addr(port)).await.unwrap();
+        assert!(closed_by_peer(&mut extra).await, "a connection past the cap is closed, not left unserved");
+    }
+    assert_eq!(sub.connections().len(), 4);
+    drop(idle.pop());
+    wait_until("the dropped socket frees its slot", || sub.connections().len() == 3).await;
+    let mut fresh = TcpStream::connect(addr(port)).await.unwrap();
+    assert!(served(&mut fresh, 11).await, "a new client is served once a slot is free");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_but_not_while_a_request_is_held() {
+    const HOLD: i32 = 1002;
+    let server = limited_server(|c| {
+        c.max_connections = 4;
+        c.channel_max_idle = Duration::from_secs(1);
+    });
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::new(AtomicUsize::new(0));
+    let mut t = table("p", Arc::default());
+    {
+        let (release, held) = (release.clone(), held.clone());
+        t.register(
+            HOLD,
+            Arc::new(FnProcessor(move |_c, req: RemotingCommand| {
+                let (release, held) = (release.clone(), held.clone());
+                async move {
+                    // Like a long poll held by the broker until a message arrives.
+                    let released = release.notified();
+                    held.fetch_add(1, Ordering::SeqCst);
+                    released.await;
+                    Some(RemotingCommand::success(&req))
+                }
+            })),
+        );
+    }
+    let sub = server.bind(0, t, None).await.unwrap();
+    let port = sub.port();
+    let started = Instant::now();
+    let mut holder = TcpStream::connect(addr(port)).await.unwrap();
+    let mut hold = RemotingCommand::request(HOLD);
+    hold.opaque = 7;
+    let mut frame = BytesMut::new();
+    hold.encode_frame(&mut frame);
+    holder.write_all(&frame).await.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(addr(port)).await.unwrap());
+    }
+    wait_until("four connections, one request held", || {
+        sub.connections().len() == 4 && held.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The cap is reached: a fifth client is closed at once.
+    let mut extra = TcpStream::connect(addr(port)).await.unwrap();
+    assert!(closed_by_peer(&mut extra).await);
+    // The idle ones are closed by the server after about a second.
+    for s in &mut idle {
+        assert!(closed_by_peer(s).await, "an idle connection is closed after serverChannelMaxIdleTimeSeconds");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed too early: {:?}", started.elapsed());
+    // The connection with a held request is not idle: it is still open and gets its response.
+    wait_until("only the holder is left", || sub.connections().len() == 1).await;
+    release.notify_one();
+    let mut buf = BytesMut::new();
+    let resp = tokio::time::timeout(T, async {
+        loop {
+            if let Some(c) = decode_frame(&mut buf, 1 << 24).unwrap() {
+                return c;
+            }
+            assert!(holder.read_buf(&mut buf).await.unwrap() > 0, "holder closed before its response");
+        }
+    })
+    .await
+    .expect("the held request is answered");
+    assert_eq!((resp.opaque, resp.code), (7, response::SUCCESS));
+    // Once answered and quiet, it is idle too.
+    assert!(closed_by_peer(&mut holder).await);
+    // And the freed slots serve new clients.
+    let client = RemotingClient::default();
+    let resp = client.invoke(&addr(port), RemotingCommand::request(ECHO), T).await.unwrap();
+    assert_eq!(resp.code, response::SUCCESS);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_frame_is_closed_after_the_frame_timeout() {
+    let server = limited_server(|c| c.frame_read_timeout = Duration::from_millis(500));
+    let port = server.bind(0, table("p", Arc::default()), None).await.unwrap().port();
+    let mut good = TcpStream::connect(addr(port)).await.unwrap();
+    assert!(served(&mut good, 1).await);
+    // A length word announcing 100 bytes, then 6 of them, then nothing.
+    let mut half = TcpStream::connect(addr(port)).await.unwrap();
+    let started = Instant::now();
+    half.write_all(&[0, 0, 0, 100, 0, 0, 0, 20, b'{', b'"']).await.unwrap();
+    assert!(closed_by_peer(&mut half).await, "a stalled frame closes its connection");
+    assert!(started.elapsed() >= Duration::from_millis(400), "closed too early: {:?}", started.elapsed());
+    // The same after a complete frame on the same connection (the timer is per frame).
+    let mut s = TcpStream::connect(addr(port)).await.unwrap();
+    assert!(served(&mut s, 2).await);
+    s.write_all(&[0, 0, 0, 100]).await.unwrap();
+    assert!(closed_by_peer(&mut s).await);
+    // Other connections are unaffected, however long they stay quiet between frames.
+    assert!(served(&mut good, 3).await);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_address_are_capped() {
+    let server = limited_server(|c| c.max_connections_per_address = 3);
+    let sub = server.bind(0, table("p", Arc::default()), None).await.unwrap();
+    let port = sub.port();
+    let mut mine = Vec::new();
+    for i in 0..3 {
+        let mut s = TcpStream::connect(addr(port)).await.unwrap();
+        assert!(served(&mut s, i).await);
+        mine.push(s);
+    }
+    let mut fourth = TcpStream::connect(addr(port)).await.unwrap();
+    assert!(closed_by_peer(&mut fourth).await, "a fourth connection from 127.0.0.1 is closed at once");
+    // Another address still gets in (127.0.0.2 is loopback too on Linux).
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(addr(port).parse().unwrap()).await.unwrap();
+    assert!(served(&mut other, 10).await, "another address is not limited by 127.0.0.1's connections");
+    // A slot freed by 127.0.0.1 can be reused by it.
+    drop(mine.pop());
+    wait_until("the closed connection frees its slot", || sub.connections().len() == 3).await;
+    let mut again = TcpStream::connect(addr(port)).await.unwrap();
+    assert!(served(&mut again, 20).await);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_processor_is_answered_system_error() {
+    const PANIC: i32 = 1003;
+    let mut t = table("p", Arc::default());
+    t.register(
+        PANIC,
+        Arc::new(FnProcessor(|_c, req: RemotingCommand| async move {
+            if req.body.is_empty() {
+                panic!("boom");
+            }
+            if req.body.len() < 1_000_000 {
+                panic!("formatted boom {}", req.body.len());
+            }
+            Some(RemotingCommand::success(&req))
+        })),
+    );
+    let server = loopback_server();
+    let port = server.bind(0, t, None).await.unwrap().port();
+    let mut s = TcpStream::connect(addr(port)).await.unwrap();
+    let mut req = RemotingCommand::request(PANIC);
+    req.opaque = 41;
+    let resp = raw_request(&mut s, &req).await;
+    assert_eq!((resp.code, resp.opaque), (response::SYSTEM_ERROR, 41));
+    assert!(resp.is_response());
+    assert_eq!(resp.remark.as_deref(), Some("request processor panicked: boom"));
+    // A String payload is quoted too, and the connection keeps working.
+    let mut req = RemotingCommand::request(PANIC).with_body(Bytes::from_static(b"abc"));
+    req.opaque = 42;
+    let resp = raw_request(&mut s, &req).await;
+    assert_eq!((resp.code, resp.opaque), (response::SYSTEM_ERROR, 42));
+    assert_eq!(resp.remark.as_deref(), Some("request processor panicked: formatted boom 3"));
+    // A oneway request that panics is not answered: the next response is the echo's.
+    let mut ow = RemotingCommand::request(PANIC);
+    ow.opaque = 43;
+    ow.mark_oneway();
+    let mut frame = BytesMut::new();
+    ow.encode_frame(&mut frame);
+    s.write_all(&frame).await.unwrap();
+    assert!(served(&mut s, 44).await);
+    // Through the client, in the binary serialization: answered, not timed out.
+    let client = RemotingClient::new(ClientConfig { serialize_type: SerializeType::RocketMq, ..Default::default() });
+    let resp = client.invoke(&addr(port), RemotingCommand::request(PANIC), T).await.unwrap();
+    assert_eq!(resp.code, response::SYSTEM_ERROR);
+    assert_eq!(resp.serialize_type, SerializeType::RocketMq);
     client.shutdown().await;
     server.shutdown().await;
 }

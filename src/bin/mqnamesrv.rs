@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rmqc::namesrv::{NameServer, NamesrvConfig};
-use rmqc::remoting::{RemotingServer, ServerConfig};
+use rmqc::remoting::RemotingServer;
 
 /// Command line of `mqnamesrv`, as Apache's.
 #[derive(Parser, Debug)]
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: NamesrvConfig) -> ExitCode {
-    let server = RemotingServer::new(ServerConfig::default());
+    let server = RemotingServer::new(config.server_config());
     let bind = server.config().bind_address;
     let ns = match NameServer::start(config, &server).await {
         Ok(ns) => ns,

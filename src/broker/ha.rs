@@ -40,6 +40,10 @@ pub const HEADER_LEN: usize = 12;
 pub const REPORT_LEN: usize = 8;
 /// Most commitlog bytes in one transfer packet (`haTransferBatchSize`).
 pub const TRANSFER_BATCH: usize = 32 * 1024;
+/// Largest transfer body a slave accepts. Masters send at most `haTransferBatchSize` (32 KiB by
+/// default, [`TRANSFER_BATCH`] here) per packet, and Apache's slave reads into a 4 MiB buffer
+/// (`READ_MAX_BUFFER_SIZE`), so no working master sends more; a larger header is a protocol error.
+pub const MAX_TRANSFER_BODY: usize = 4 * 1024 * 1024 - HEADER_LEN;
 /// Most bytes the master writes to a slave in one go (several packets).
 const WRITE_BURST: usize = 512 * 1024;
 /// Heartbeat period of both sides (`haSendHeartbeatInterval`).
@@ -77,7 +81,8 @@ pub fn last_report(buf: &[u8]) -> Option<(i64, usize)> {
 }
 
 /// The slave's reading of transfer packets: takes one complete packet (`phyOffset`, body) off the
-/// front of `buf`; `Err` on a negative body size.
+/// front of `buf`; `Err` on a negative body size or one larger than [`MAX_TRANSFER_BODY`] (the
+/// connection must then be closed). Reserves at most one bounded packet ahead of the bytes received.
 pub fn take_packet(buf: &mut BytesMut) -> Result<Option<(i64, Bytes)>, String> {
     if buf.len() < HEADER_LEN {
         return Ok(None);
@@ -88,6 +93,12 @@ pub fn take_packet(buf: &mut BytesMut) -> Result<Option<(i64, Bytes)>, String> {
         return Err(format!("negative body size {size} in a transfer header"));
     }
     let size = size as usize;
+    if size > MAX_TRANSFER_BODY {
+        return Err(format!(
+            "transfer header at offset {phy} claims a {size}-byte body, more than the {MAX_TRANSFER_BODY} bytes \
+             a master sends in one packet: protocol error"
+        ));
+    }
     if buf.len() < HEADER_LEN + size {
         buf.reserve(HEADER_LEN + size - buf.len());
         return Ok(None);
@@ -781,6 +792,28 @@ mod tests {
         let mut bad = BytesMut::from(&encode_header(0, 0)[..]);
         bad[8] = 0xFF;
         assert!(take_packet(&mut bad).is_err());
+    }
+
+    #[test]
+    fn oversized_transfer_header_is_refused_without_reserving() {
+        // A header claiming 1 GiB: an error, and the buffer did not grow toward it.
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&encode_header(4096, 1 << 30));
+        buf.extend_from_slice(b"some bytes");
+        let err = take_packet(&mut buf).expect_err("a 1 GiB packet is a protocol error");
+        assert!(err.contains("1073741824") && err.contains("4096"), "{err}");
+        assert!(buf.capacity() < 1 << 20, "reserved {} bytes for a bogus header", buf.capacity());
+        // The largest allowed body is still taken, and only what it needs is reserved.
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&encode_header(0, MAX_TRANSFER_BODY));
+        assert_eq!(take_packet(&mut buf), Ok(None));
+        assert!(buf.capacity() <= HEADER_LEN + MAX_TRANSFER_BODY + 4096);
+        buf.extend_from_slice(&vec![7u8; MAX_TRANSFER_BODY]);
+        let (phy, body) = take_packet(&mut buf).expect("well-formed").expect("complete");
+        assert_eq!((phy, body.len()), (0, MAX_TRANSFER_BODY));
+        // One byte more is refused.
+        let mut buf = BytesMut::from(&encode_header(0, MAX_TRANSFER_BODY + 1)[..]);
+        assert!(take_packet(&mut buf).is_err());
     }
 
     #[test]

@@ -36,8 +36,19 @@ config_struct! {
         embedded_namesrv_port: u16 = "embeddedNamesrvPort" => 9876,
         /// Address every port binds on.
         bind_address: String = "bindAddress" => "0.0.0.0".into(),
-        /// Most connections open at once across all ports.
+        /// Most connections open at once across all ports; past it a new connection is accepted and
+        /// closed at once (with a rate-limited warning).
         server_max_connections: usize = "serverMaxConnections" => 10_000,
+        /// Most connections open at once from one IP address across all ports (0 = no limit); past
+        /// it a new connection from that address is accepted and closed at once.
+        server_max_connections_per_address: usize = "serverMaxConnectionsPerAddress" =>
+            crate::remoting::server::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        /// A connection that read no frame and wrote nothing for this many seconds, with no request
+        /// (such as a held long poll) in flight, is closed (Apache's key and default; 0 = never).
+        server_channel_max_idle_time_seconds: u64 = "serverChannelMaxIdleTimeSeconds" => 120,
+        /// A frame whose first bytes arrived but which is still incomplete this many ms later closes
+        /// its connection (0 = never).
+        server_frame_read_timeout_millis: u64 = "serverFrameReadTimeoutMillis" => 30_000,
         /// Most requests in flight on one connection (held long polls included).
         server_max_inflight_per_connection: usize = "serverMaxInflightPerConnection" => 4096,
         /// Worker threads of the shared runtime (0 = one per core).

@@ -76,6 +76,9 @@ impl BrokerContainer {
         let server = RemotingServer::new(ServerConfig {
             bind_address: bind,
             max_connections: c.server_max_connections,
+            max_connections_per_address: c.server_max_connections_per_address,
+            channel_max_idle: std::time::Duration::from_secs(c.server_channel_max_idle_time_seconds),
+            frame_read_timeout: std::time::Duration::from_millis(c.server_frame_read_timeout_millis),
             max_inflight_per_connection: c.server_max_inflight_per_connection,
             ..Default::default()
         });

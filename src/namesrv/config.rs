@@ -56,12 +56,37 @@ config_struct! {
         wait_seconds_for_service: u64 = "waitSecondsForService" => 45,
         /// Drop a broker's topics that its registration no longer reports.
         delete_topic_with_broker_registration: bool = "deleteTopicWithBrokerRegistration" => false,
+        /// Most connections open at once (Apache's `NettyServerConfig` has no such cap); past it a new
+        /// connection is accepted and closed at once (with a rate-limited warning).
+        server_max_connections: usize = "serverMaxConnections" => 10_000,
+        /// Most connections open at once from one IP address (0 = no limit).
+        server_max_connections_per_address: usize = "serverMaxConnectionsPerAddress" =>
+            crate::remoting::server::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        /// A connection that read no frame and wrote nothing for this many seconds, with no request in
+        /// flight, is closed (`NettyServerConfig.serverChannelMaxIdleTimeSeconds`; 0 = never).
+        server_channel_max_idle_time_seconds: u64 = "serverChannelMaxIdleTimeSeconds" => 120,
+        /// A frame whose first bytes arrived but which is still incomplete this many ms later closes
+        /// its connection (0 = never).
+        server_frame_read_timeout_millis: u64 = "serverFrameReadTimeoutMillis" => 30_000,
         /// Keys UPDATE_NAMESRV_CONFIG refuses (`;`-separated).
         config_black_list: String = "configBlackList" => "configBlackList;configStorePath;kvConfigPath".to_string(),
     }
 }
 
 impl NamesrvConfig {
+    /// The transport settings this config asks for (the rest are [`ServerConfig`]'s defaults).
+    ///
+    /// [`ServerConfig`]: crate::remoting::ServerConfig
+    pub fn server_config(&self) -> crate::remoting::ServerConfig {
+        crate::remoting::ServerConfig {
+            max_connections: self.server_max_connections,
+            max_connections_per_address: self.server_max_connections_per_address,
+            channel_max_idle: std::time::Duration::from_secs(self.server_channel_max_idle_time_seconds),
+            frame_read_timeout: std::time::Duration::from_millis(self.server_frame_read_timeout_millis),
+            ..Default::default()
+        }
+    }
+
     /// Reads a config file (properties, or TOML for `.toml`) over the defaults. Returns the config and the
     /// warnings (unknown keys). Relative paths in the file resolve against its directory.
     pub fn load(path: &Path) -> Result<(Self, Vec<String>), crate::config::ConfigError> {
@@ -127,5 +152,23 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(c.to_properties().contains("listenPort=19876\n"));
         assert_eq!(c.black_list(), vec!["configBlackList", "configStorePath", "kvConfigPath"]);
+    }
+
+    #[test]
+    fn transport_keys_reach_the_server_config() {
+        let d = NamesrvConfig::default().server_config();
+        assert_eq!(d.channel_max_idle, std::time::Duration::from_secs(120));
+        assert_eq!(d.max_connections_per_address, 1000);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("namesrv.properties");
+        let text = "serverMaxConnections=50\nserverMaxConnectionsPerAddress=5\n\
+                    serverChannelMaxIdleTimeSeconds=7\nserverFrameReadTimeoutMillis=900\n";
+        std::fs::write(&f, text).expect("write");
+        let (c, warnings) = NamesrvConfig::load(&f).expect("loads");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let s = c.server_config();
+        assert_eq!((s.max_connections, s.max_connections_per_address), (50, 5));
+        assert_eq!(s.channel_max_idle, std::time::Duration::from_secs(7));
+        assert_eq!(s.frame_read_timeout, std::time::Duration::from_millis(900));
     }
 }

@@ -198,7 +198,7 @@ impl RemotingClient {
         let span = tracing::info_span!("client_conn", addr = %addr);
         let never = CancellationToken::new();
         self.inner.tasks.spawn(
-            write_loop(FramedWrite::new(wr, codec.clone()), rx, closed.clone(), never, closed.clone())
+            write_loop(FramedWrite::new(wr, codec.clone()), rx, closed.clone(), never, closed.clone(), None)
                 .instrument(span.clone()),
         );
         let inner = self.inner.clone();

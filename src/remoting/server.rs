@@ -9,20 +9,23 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use bytes::BytesMut;
+use futures::{FutureExt, SinkExt};
 use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::time::Instant;
+use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
-use super::codec::{RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
+use super::codec::{decode_frame, RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
 use super::codes::response;
 use super::command::RemotingCommand;
 use super::RemotingError;
@@ -100,13 +103,38 @@ impl ProcessorTable {
     }
 }
 
+/// Default of [`ServerConfig::max_connections_per_address`] (`serverMaxConnectionsPerAddress`).
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1000;
+/// Default of [`ServerConfig::channel_max_idle`] (Apache's `serverChannelMaxIdleTimeSeconds`, 120 s).
+pub const DEFAULT_CHANNEL_MAX_IDLE: Duration = Duration::from_secs(120);
+/// Default of [`ServerConfig::frame_read_timeout`] (`serverFrameReadTimeoutMillis`): 30 s, ten times
+/// a client's usual 3 s send timeout, and enough for a 16 MiB frame at about 0.5 MiB/s.
+pub const DEFAULT_FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Refused connections are logged at most once per this period (with a count of the others).
+const REFUSAL_LOG_PERIOD_MS: u64 = 10_000;
+/// Free space kept in a connection's read buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
+
 /// Limits and addresses of the shared server (Apache's `NettyServerConfig`, as far as it applies).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address the ports bind on (`bindAddress`, default 0.0.0.0).
     pub bind_address: IpAddr,
-    /// Most connections open at once across all ports; further accepts wait (`serverMaxConnections`).
+    /// Most connections open at once across all ports (`serverMaxConnections`). A connection past the
+    /// cap is accepted and closed at once (with a rate-limited warning), never left unserved.
     pub max_connections: usize,
+    /// Most connections open at once from one IP address across all ports
+    /// (`serverMaxConnectionsPerAddress`; 0 = no limit), so one client cannot take every slot. Past it,
+    /// a connection is accepted and closed at once.
+    pub max_connections_per_address: usize,
+    /// A connection that read no frame and wrote nothing for this long, with no request of its own in
+    /// flight, is closed (`serverChannelMaxIdleTimeSeconds`, Apache's ALL_IDLE; zero = never). A held
+    /// long poll is in flight, so it keeps its connection open.
+    pub channel_max_idle: Duration,
+    /// A frame whose first bytes arrived but which is still incomplete this long after (time spent
+    /// reading, not waiting for in-flight limits) closes its connection (`serverFrameReadTimeoutMillis`;
+    /// zero = never).
+    pub frame_read_timeout: Duration,
     /// Most requests being processed at once on one connection; the connection is not read meanwhile.
     /// Held long polls count, and a push consumer holds one per queue, so this is generous; memory
     /// is bounded by `max_inflight_bytes`.
@@ -126,6 +154,9 @@ impl Default for ServerConfig {
         ServerConfig {
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_connections: 10_000,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            channel_max_idle: DEFAULT_CHANNEL_MAX_IDLE,
+            frame_read_timeout: DEFAULT_FRAME_READ_TIMEOUT,
             max_inflight_per_connection: 4096,
             max_inflight_bytes: 256 * 1024 * 1024,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
@@ -139,9 +170,77 @@ struct ServerInner {
     config: ServerConfig,
     ports: Mutex<HashMap<u16, Arc<PortState>>>,
     connections: Arc<Semaphore>,
+    /// Open connections per (canonical) peer IP, for `max_connections_per_address`.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
     inflight_bytes: Arc<Semaphore>,
     next_conn_id: AtomicU64,
     shutdown: CancellationToken,
+    /// Time base of the refusal log limiter.
+    epoch: std::time::Instant,
+    /// Milliseconds after `epoch` before which refusals are not logged.
+    refusal_log_next: AtomicU64,
+    /// Refusals not logged since the last warning.
+    refusal_suppressed: AtomicU64,
+}
+
+/// What an accepted connection holds while open: its global slot and its per-address slot.
+struct ConnSlot {
+    _permit: OwnedSemaphorePermit,
+    ip: Option<IpAddr>,
+    inner: Arc<ServerInner>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut m = self.inner.per_address.lock();
+            if let Some(n) = m.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last read a frame or finished a write (for the idle timeout).
+pub(crate) struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { start: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+    /// Records activity now.
+    pub(crate) fn touch(&self) {
+        self.last_ms.fetch_max(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts one request in flight on a connection; dropping it counts as activity.
+struct InflightGuard {
+    count: Arc<AtomicUsize>,
+    activity: Arc<Activity>,
+}
+
+impl InflightGuard {
+    fn new(count: &Arc<AtomicUsize>, activity: &Arc<Activity>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InflightGuard { count: count.clone(), activity: activity.clone() }
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.activity.touch();
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct PortState {
@@ -178,9 +277,13 @@ impl RemotingServer {
                 config,
                 ports: Mutex::new(HashMap::new()),
                 connections,
+                per_address: Mutex::new(HashMap::new()),
                 inflight_bytes,
                 next_conn_id: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
+                epoch: std::time::Instant::now(),
+                refusal_log_next: AtomicU64::new(0),
+                refusal_suppressed: AtomicU64::new(0),
             }),
         }
     }
@@ -270,31 +373,29 @@ impl RemotingServer {
 
     async fn accept_loop(self, tcp: TcpListener, st: Arc<PortState>) {
         loop {
-            let permit = tokio::select! {
-                _ = st.soft.cancelled() => break,
-                p = self.inner.connections.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
+            // Accept first, then decide: a connection past a cap is closed at once, never left
+            // accepted by the kernel and unserved.
             let accepted = tokio::select! {
                 _ = st.soft.cancelled() => break,
                 a = tcp.accept() => a,
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = self.admit(peer, st.port) else {
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let server = self.clone();
                     let st2 = st.clone();
                     let id = self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", port = st.port, %peer, id);
                     st.tasks.spawn(
-                        async move { server.serve_connection(stream, peer, id, st2, permit).await }.instrument(span),
+                        async move { server.serve_connection(stream, peer, id, st2, slot).await }.instrument(span),
                     );
                 }
                 Err(e) => {
                     warn!(port = st.port, error = %e, "accept failed");
-                    drop(permit);
                     // Out of descriptors and the like: back off briefly instead of spinning.
                     tokio::select! {
                         _ = st.soft.cancelled() => break,
@@ -307,19 +408,62 @@ impl RemotingServer {
         debug!(port = st.port, "accept loop stopped");
     }
 
-    async fn serve_connection(
-        self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        id: u64,
-        st: Arc<PortState>,
-        _conn_permit: OwnedSemaphorePermit,
-    ) {
-        let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::new(self.inner.config.bind_address, st.port));
-        let (rd, wr) = stream.into_split();
-        let codec = RemotingCodec::with_max_frame_length(self.inner.config.max_frame_length);
-        let mut reader = FramedRead::new(rd, codec.clone());
-        let (tx, rx) = mpsc::channel::<RemotingCommand>(self.inner.config.write_queue);
+    /// Takes a global and a per-address slot for a new connection from `peer`, or logs (rate-limited)
+    /// which cap refused it and returns `None`.
+    fn admit(&self, peer: SocketAddr, port: u16) -> Option<ConnSlot> {
+        let config = &self.inner.config;
+        let Ok(permit) = self.inner.connections.clone().try_acquire_owned() else {
+            self.refused(peer, port, "serverMaxConnections", config.max_connections);
+            return None;
+        };
+        let per = config.max_connections_per_address;
+        if per == 0 {
+            return Some(ConnSlot { _permit: permit, ip: None, inner: self.inner.clone() });
+        }
+        let ip = peer.ip().to_canonical();
+        {
+            let mut m = self.inner.per_address.lock();
+            let n = m.entry(ip).or_insert(0);
+            if *n < per {
+                *n += 1;
+                return Some(ConnSlot { _permit: permit, ip: Some(ip), inner: self.inner.clone() });
+            }
+        }
+        self.refused(peer, port, "serverMaxConnectionsPerAddress", per);
+        None
+    }
+
+    fn refused(&self, peer: SocketAddr, port: u16, key: &'static str, limit: usize) {
+        let inner = &self.inner;
+        let now = inner.epoch.elapsed().as_millis() as u64;
+        let next = inner.refusal_log_next.load(Ordering::Relaxed);
+        if now >= next
+            && inner
+                .refusal_log_next
+                .compare_exchange(next, now + REFUSAL_LOG_PERIOD_MS, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let also_refused = inner.refusal_suppressed.swap(0, Ordering::AcqRel);
+            warn!(
+                %peer,
+                port,
+                cap = key,
+                limit,
+                also_refused,
+                "connection closed at once: {key}={limit} reached ({also_refused} other connections refused \
+                 since the last warning)"
+            );
+        } else {
+            inner.refusal_suppressed.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    async fn serve_connection(self, stream: TcpStream, peer: SocketAddr, id: u64, st: Arc<PortState>, _slot: ConnSlot) {
+        let config = &self.inner.config;
+        let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::new(config.bind_address, st.port));
+        let (mut rd, wr) = stream.into_split();
+        let codec = RemotingCodec::with_max_frame_length(config.max_frame_length);
+        let (tx, rx) = mpsc::channel::<RemotingCommand>(config.write_queue);
         let closed = CancellationToken::new();
         let handle = ConnectionHandle {
             inner: Arc::new(ConnInner {
@@ -336,63 +480,141 @@ impl RemotingServer {
         if let Some(l) = &st.listener {
             l.on_connect(&handle);
         }
+        let activity = Arc::new(Activity::new());
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let done_reading = CancellationToken::new();
         let writer = {
             let done = done_reading.clone();
             let hard = st.hard.clone();
             let closed = closed.clone();
-            st.tasks.spawn(write_loop(FramedWrite::new(wr, codec), rx, done, hard, closed).in_current_span())
+            let sink = FramedWrite::new(wr, codec);
+            st.tasks.spawn(write_loop(sink, rx, done, hard, closed, Some(activity.clone())).in_current_span())
         };
-        let inflight = Arc::new(Semaphore::new(self.inner.config.max_inflight_per_connection));
+        let inflight = Arc::new(Semaphore::new(config.max_inflight_per_connection));
         let requests = TaskTracker::new();
-        loop {
+        let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+        // When the first bytes of the frame being read arrived (or reading resumed over them).
+        let mut partial_since: Option<Instant> = None;
+        // One timer for both deadlines, re-armed only when a deadline comes earlier than it (firing
+        // early just means checking again), so reads do not register a timer each.
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut timer_armed = false;
+        'conn: loop {
             let permit = tokio::select! {
                 _ = st.soft.cancelled() => break,
                 _ = closed.cancelled() => break,
                 p = inflight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
-            let frame = tokio::select! {
-                _ = st.soft.cancelled() => break,
-                _ = closed.cancelled() => break,
-                f = reader.next() => f,
-            };
-            let cmd = match frame {
-                None => break,
-                Some(Err(e)) => {
-                    match e {
-                        RemotingError::Io(ref io) => {
-                            debug!(%peer, port = st.port, error = %io, "connection read error")
-                        }
-                        ref e => warn!(%peer, port = st.port, error = %e, "closing connection after a malformed frame"),
+            let cmd = loop {
+                match decode_frame(&mut rbuf, config.max_frame_length) {
+                    Ok(Some(cmd)) => {
+                        partial_since = None;
+                        break cmd;
                     }
-                    break;
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(%peer, port = st.port, error = %e, "closing connection after a malformed frame");
+                        break 'conn;
+                    }
                 }
-                Some(Ok(cmd)) => cmd,
+                let now = Instant::now();
+                if rbuf.is_empty() {
+                    partial_since = None;
+                } else if partial_since.is_none() {
+                    partial_since = Some(now);
+                }
+                let frame_deadline = partial_since
+                    .filter(|_| !config.frame_read_timeout.is_zero())
+                    .map(|t| t + config.frame_read_timeout);
+                let idle_deadline = (!config.channel_max_idle.is_zero()).then(|| {
+                    if in_flight.load(Ordering::Acquire) > 0 {
+                        now + config.channel_max_idle
+                    } else {
+                        activity.last() + config.channel_max_idle
+                    }
+                });
+                if frame_deadline.is_some_and(|d| now >= d) {
+                    warn!(
+                        %peer,
+                        port = st.port,
+                        buffered = rbuf.len(),
+                        timeout_ms = config.frame_read_timeout.as_millis() as u64,
+                        "closing connection: a frame stayed incomplete past serverFrameReadTimeoutMillis"
+                    );
+                    break 'conn;
+                }
+                if idle_deadline.is_some_and(|d| now >= d) {
+                    info!(
+                        %peer,
+                        port = st.port,
+                        idle_secs = config.channel_max_idle.as_secs_f64(),
+                        "closing idle connection (serverChannelMaxIdleTimeSeconds)"
+                    );
+                    break 'conn;
+                }
+                let wake = match (frame_deadline, idle_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                if let Some(w) = wake {
+                    if !timer_armed || w < timer.deadline() {
+                        timer.as_mut().reset(w);
+                        timer_armed = true;
+                    }
+                }
+                if rbuf.capacity() - rbuf.len() < READ_CHUNK / 2 {
+                    rbuf.reserve(READ_CHUNK);
+                }
+                tokio::select! {
+                    _ = st.soft.cancelled() => break 'conn,
+                    _ = closed.cancelled() => break 'conn,
+                    r = rd.read_buf(&mut rbuf) => match r {
+                        Ok(0) => {
+                            if !rbuf.is_empty() {
+                                debug!(%peer, port = st.port, buffered = rbuf.len(), "peer closed in the middle of a frame");
+                            }
+                            break 'conn;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            debug!(%peer, port = st.port, error = %e, "connection read error");
+                            break 'conn;
+                        }
+                    },
+                    _ = &mut timer, if timer_armed => timer_armed = false,
+                }
             };
+            activity.touch();
             if cmd.is_response() {
                 handle.complete(cmd);
                 continue;
             }
-            let bytes = (cmd.body.len() + 64).min(self.inner.config.max_inflight_bytes) as u32;
+            let bytes = (cmd.body.len() + 64).min(config.max_inflight_bytes) as u32;
             let byte_permit = tokio::select! {
                 _ = st.soft.cancelled() => break,
                 p = self.inner.inflight_bytes.clone().acquire_many_owned(bytes) => match p { Ok(p) => p, Err(_) => break },
             };
             let h = handle.clone();
             let st2 = st.clone();
+            let guard = InflightGuard::new(&in_flight, &activity);
             requests.spawn(
                 async move {
-                    let _permits = (permit, byte_permit);
+                    let _permits = (permit, byte_permit, guard);
                     let oneway = cmd.is_oneway();
                     let code = cmd.code;
+                    let on_panic = RemotingCommand::response_to(&cmd, response::SYSTEM_ERROR, None);
                     let fut = dispatch(&st2.table, &h, cmd);
                     let out = tokio::select! {
                         _ = st2.hard.cancelled() => None,
                         r = AssertUnwindSafe(fut).catch_unwind() => match r {
                             Ok(r) => r,
-                            Err(_) => {
-                                warn!(code, "request processor panicked");
-                                None
+                            Err(payload) => {
+                                let what = panic_message(payload.as_ref());
+                                warn!(code, panic = %what, "request processor panicked");
+                                let mut resp = on_panic;
+                                resp.remark = Some(format!("request processor panicked: {what}"));
+                                Some(resp)
                             }
                         },
                     };
@@ -421,6 +643,17 @@ impl RemotingServer {
     }
 }
 
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
 async fn dispatch(table: &ProcessorTable, conn: &ConnectionHandle, cmd: RemotingCommand) -> Option<RemotingCommand> {
     match table.get(cmd.code) {
         Some(p) => p.process(conn, cmd).await,
@@ -437,6 +670,7 @@ pub(crate) async fn write_loop<W>(
     done: CancellationToken,
     hard: CancellationToken,
     closed: CancellationToken,
+    activity: Option<Arc<Activity>>,
 ) where
     W: tokio::io::AsyncWrite + Unpin,
 {
@@ -464,6 +698,9 @@ pub(crate) async fn write_loop<W>(
         if sink.flush().await.is_err() {
             closed.cancel();
             return;
+        }
+        if let Some(a) = &activity {
+            a.touch();
         }
     }
     while let Ok(cmd) = rx.try_recv() {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use super::codec::{decode_frame, RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
 use super::codes::response;

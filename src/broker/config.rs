@@ -206,6 +206,21 @@ config_struct! {
         isolate_log_enable: bool = "isolateLogEnable" => false,
         /// Lag ratio of physical memory beyond which reads are suggested from a slave.
         access_message_in_memory_max_ratio: i32 = "accessMessageInMemoryMaxRatio" => 40,
+        /// Threads of the broker's own runtime, which runs its ports' connections and requests
+        /// (our addition; 0 = one per core, at most 4). A busy broker queues behind itself there,
+        /// never in front of its neighbours in the container.
+        broker_worker_threads: usize = "brokerWorkerThreads" => 0,
+        /// Sends queued or running at once; more are answered SYSTEM_BUSY `[OVERLOAD]`.
+        send_thread_pool_queue_capacity: usize = "sendThreadPoolQueueCapacity" => 10_000,
+        /// A send that waited longer before its processing began is answered SYSTEM_BUSY
+        /// `[TIMEOUT_CLEAN_QUEUE]`, ms.
+        wait_time_mills_in_send_queue: u64 = "waitTimeMillsInSendQueue" => 200,
+        /// Pulls queued, running or held at once.
+        pull_thread_pool_queue_capacity: usize = "pullThreadPoolQueueCapacity" => 100_000,
+        /// A pull that waited longer before its processing began is answered busy, ms.
+        wait_time_mills_in_pull_queue: u64 = "waitTimeMillsInPullQueue" => 5_000,
+        /// Queries, metadata and admin requests queued or running at once.
+        query_thread_pool_queue_capacity: usize = "queryThreadPoolQueueCapacity" => 20_000,
     }
 }
 
@@ -281,6 +296,9 @@ impl BrokerConfig {
                 }
                 BrokerRole::Slave => {}
             }
+        }
+        if self.broker_worker_threads > 256 {
+            return Err(invalid(format!("brokerWorkerThreads {} is above 256", self.broker_worker_threads)));
         }
         if self.total_replicas < self.in_sync_replicas
             || self.total_replicas < self.min_in_sync_replicas

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod clients;
 pub mod config;
 pub mod core;
+pub mod executor;
 pub mod ha;
 pub mod headers;
 pub mod meta;
@@ -29,7 +30,7 @@ use tracing::{info, warn, Instrument};
 use self::core::{BrokerCore, StoreViewImpl};
 use crate::config::Configurable;
 use crate::remoting::codes::request;
-use crate::remoting::{ProcessorTable, RemotingClient, RemotingServer, SubServer};
+use crate::remoting::{Admission, ProcessorTable, RemotingClient, RemotingServer, SubServer};
 use crate::store::MessageStore;
 use config::{BrokerIdentity, BrokerPlan};
 use register::NamesrvList;
@@ -103,6 +104,7 @@ pub struct Broker {
     schedule: Arc<schedule::ScheduleService>,
     env: BrokerEnv,
     span: tracing::Span,
+    exec: executor::BrokerExecutor,
 }
 
 impl Broker {
@@ -166,9 +168,17 @@ impl Broker {
         fixed.extend(plan.cleanup.entries());
         let table = processor_table(&core, &schedule, &plan, fixed);
         let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
+        let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads) {
+            Ok(e) => e,
+            Err(e) => {
+                store.set_arrival_listener(None);
+                close_store(store).await;
+                return Err(BrokerError::Config { identity: id, reason: format!("cannot start its threads: {e}") });
+            }
+        };
         let mut ports = Vec::new();
         for port in [cfg.listen_port, cfg.listen_port - 2] {
-            match env.server.bind(port, table.clone(), Some(listener.clone())).await {
+            match env.server.bind_on(port, table.clone(), Some(listener.clone()), Some(exec.handle().clone())).await {
                 Ok(p) => ports.push(p),
                 Err(source) => {
                     for p in ports {
@@ -202,6 +212,7 @@ impl Broker {
             schedule: schedule.clone(),
             env,
             span,
+            exec,
         };
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
@@ -319,6 +330,7 @@ impl Broker {
         for p in self.ports {
             p.close().await;
         }
+        self.exec.stop().await;
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
@@ -387,8 +399,11 @@ fn processor_table(
     fixed: Vec<(&'static str, String)>,
 ) -> ProcessorTable {
     let mut t = ProcessorTable::new();
+    let c = &plan.config;
+    let ms = Duration::from_millis;
     let send = Arc::new(send::SendProcessor::new(core.clone()));
-    t.register_all(
+    let send_queue = Admission::new("send", c.send_thread_pool_queue_capacity, ms(c.wait_time_mills_in_send_queue));
+    t.register_bounded(
         &[
             request::SEND_MESSAGE,
             request::SEND_MESSAGE_V2,
@@ -396,10 +411,13 @@ fn processor_table(
             request::CONSUMER_SEND_MSG_BACK,
         ],
         send,
+        Some(send_queue),
     );
     let pull = Arc::new(pull::PullProcessor::new(core.clone()));
-    t.register_all(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull);
-    t.register_all(query::QUERY_CODES, Arc::new(query::QueryProcessor::new(core.clone())));
+    let pull_queue = Admission::new("pull", c.pull_thread_pool_queue_capacity, ms(c.wait_time_mills_in_pull_queue));
+    t.register_bounded(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull, Some(pull_queue));
+    let query_queue = Admission::new("query", c.query_thread_pool_queue_capacity, Duration::ZERO);
+    t.register_bounded(query::QUERY_CODES, Arc::new(query::QueryProcessor::new(core.clone())), Some(query_queue));
     t.register_all(processor::MetaProcessor::CODES, Arc::new(processor::MetaProcessor::new(core.meta.clone())));
     let admin = admin::BrokerAdminProcessor::new(
         core.clone(),

@@ -13,8 +13,8 @@ pub use client::{ClientConfig, RemotingClient};
 pub use codec::RemotingCodec;
 pub use command::{CommandHeader, ExtFields, HeaderError, LanguageCode, RemotingCommand, SerializeType};
 pub use server::{
-    BoxFuture, ChannelEventListener, ConnectionHandle, FnProcessor, ProcessorTable, RemotingServer, RequestProcessor,
-    ServerConfig, SubServer,
+    Admission, BoxFuture, ChannelEventListener, ConnectionHandle, FnProcessor, ProcessorTable, RemotingServer,
+    RequestProcessor, ServerConfig, SubServer,
 };
 
 /// Errors of the remoting layer.

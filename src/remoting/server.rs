@@ -69,11 +69,74 @@ pub trait ChannelEventListener: Send + Sync + 'static {
     fn on_close(&self, _conn: &ConnectionHandle) {}
 }
 
+/// A bounded queue in front of a processor (Apache's per-processor thread pool queue): at most
+/// `capacity` requests queued or running; a request that finds it full is answered SYSTEM_BUSY
+/// `[OVERLOAD]` at once, and one that waited longer than `max_wait` before its processing began is
+/// answered SYSTEM_BUSY `[TIMEOUT_CLEAN_QUEUE]` instead of being processed (Apache's
+/// `BrokerFastFailure`). Shared by every code routed through it.
+pub struct Admission {
+    name: &'static str,
+    capacity: usize,
+    max_wait: Duration,
+    in_queue: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl Admission {
+    /// A queue named `name` (for logs) of `capacity` requests, refusing those older than `max_wait`
+    /// when they come up (`Duration::ZERO`: no age limit).
+    pub fn new(name: &'static str, capacity: usize, max_wait: Duration) -> Arc<Self> {
+        Arc::new(Admission {
+            name,
+            capacity: capacity.max(1),
+            max_wait,
+            in_queue: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+    /// Requests queued or running now.
+    pub fn len(&self) -> usize {
+        self.in_queue.load(Ordering::Relaxed)
+    }
+    /// True when nothing is queued or running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Requests answered busy so far (either way).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+    fn try_enter(self: &Arc<Self>) -> Option<AdmissionGuard> {
+        let n = self.in_queue.fetch_add(1, Ordering::AcqRel);
+        if n >= self.capacity {
+            self.in_queue.fetch_sub(1, Ordering::AcqRel);
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(AdmissionGuard(self.clone()))
+    }
+}
+
+/// A place in an [`Admission`] queue, given back when the request is answered.
+struct AdmissionGuard(Arc<Admission>);
+
+impl Drop for AdmissionGuard {
+    fn drop(&mut self) {
+        self.0.in_queue.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Clone)]
+struct Route {
+    processor: Arc<dyn RequestProcessor>,
+    admission: Option<Arc<Admission>>,
+}
+
 /// The processors of one port: by request code, with an optional default.
 #[derive(Clone, Default)]
 pub struct ProcessorTable {
-    by_code: HashMap<i32, Arc<dyn RequestProcessor>>,
-    default: Option<Arc<dyn RequestProcessor>>,
+    by_code: HashMap<i32, Route>,
+    default: Option<Route>,
 }
 
 impl ProcessorTable {
@@ -83,22 +146,31 @@ impl ProcessorTable {
     }
     /// Routes `code` to `processor`.
     pub fn register(&mut self, code: i32, processor: Arc<dyn RequestProcessor>) -> &mut Self {
-        self.by_code.insert(code, processor);
+        self.by_code.insert(code, Route { processor, admission: None });
         self
     }
     /// Routes every code in `codes` to `processor`.
     pub fn register_all(&mut self, codes: &[i32], processor: Arc<dyn RequestProcessor>) -> &mut Self {
+        self.register_bounded(codes, processor, None)
+    }
+    /// Routes every code in `codes` to `processor` behind the bounded queue `admission`.
+    pub fn register_bounded(
+        &mut self,
+        codes: &[i32],
+        processor: Arc<dyn RequestProcessor>,
+        admission: Option<Arc<Admission>>,
+    ) -> &mut Self {
         for c in codes {
-            self.by_code.insert(*c, processor.clone());
+            self.by_code.insert(*c, Route { processor: processor.clone(), admission: admission.clone() });
         }
         self
     }
     /// Routes every code not registered to `processor`.
     pub fn set_default(&mut self, processor: Arc<dyn RequestProcessor>) -> &mut Self {
-        self.default = Some(processor);
+        self.default = Some(Route { processor, admission: None });
         self
     }
-    fn get(&self, code: i32) -> Option<&Arc<dyn RequestProcessor>> {
+    fn get(&self, code: i32) -> Option<&Route> {
         self.by_code.get(&code).or(self.default.as_ref())
     }
 }
@@ -301,6 +373,19 @@ impl RemotingServer {
         table: ProcessorTable,
         listener: Option<Arc<dyn ChannelEventListener>>,
     ) -> Result<SubServer, RemotingError> {
+        self.bind_on(port, table, listener, None).await
+    }
+
+    /// Like [`RemotingServer::bind`], with the port's accept loop, connections and request
+    /// processing on the runtime `exec` (a hosted broker's own threads), so that work queued on
+    /// one port never waits behind another's. Limits, accounting and closing stay shared.
+    pub async fn bind_on(
+        &self,
+        port: u16,
+        table: ProcessorTable,
+        listener: Option<Arc<dyn ChannelEventListener>>,
+        exec: Option<tokio::runtime::Handle>,
+    ) -> Result<SubServer, RemotingError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(RemotingError::Shutdown);
         }
@@ -311,7 +396,11 @@ impl RemotingServer {
             });
         }
         let addr = SocketAddr::new(self.inner.config.bind_address, port);
-        let tcp = bind_listener(addr).map_err(|e| RemotingError::PortInUse { port, reason: e.to_string() })?;
+        let tcp = {
+            // The listener (and so every accepted connection) is driven by the port's runtime.
+            let _enter = exec.as_ref().map(|h| h.enter());
+            bind_listener(addr).map_err(|e| RemotingError::PortInUse { port, reason: e.to_string() })?
+        };
         let local_port = tcp.local_addr()?.port();
         let state = Arc::new(PortState {
             port: local_port,
@@ -334,10 +423,12 @@ impl RemotingServer {
         }
         let server = self.clone();
         let st = state.clone();
-        state.tasks.spawn(
-            async move { server.accept_loop(tcp, st).await }
-                .instrument(tracing::info_span!("accept", port = local_port)),
-        );
+        let accept = async move { server.accept_loop(tcp, st).await }
+            .instrument(tracing::info_span!("accept", port = local_port));
+        match &exec {
+            Some(h) => state.tasks.spawn_on(accept, h),
+            None => state.tasks.spawn(accept),
+        };
         debug!(port = local_port, "remoting port bound");
         Ok(SubServer { state, server: self.clone() })
     }
@@ -595,18 +686,59 @@ impl RemotingServer {
                 _ = st.soft.cancelled() => break,
                 p = self.inner.inflight_bytes.clone().acquire_many_owned(bytes) => match p { Ok(p) => p, Err(_) => break },
             };
+            let route = st.table.get(cmd.code).cloned();
+            let admitted = match route.as_ref().and_then(|r| r.admission.as_ref()) {
+                None => None,
+                Some(a) => match a.try_enter() {
+                    Some(g) => Some(g),
+                    None => {
+                        // Full: answer at once, from here, without queueing anything.
+                        if !cmd.is_oneway() {
+                            let busy = RemotingCommand::response_to(
+                                &cmd,
+                                response::SYSTEM_BUSY,
+                                Some(format!(
+                                    "[OVERLOAD]system busy, start flow control for a while (queue {} holds {})",
+                                    a.name, a.capacity
+                                )),
+                            );
+                            if handle.inner.tx.try_send(busy).is_err() {
+                                debug!(%peer, "write queue full; busy answer dropped");
+                            }
+                        }
+                        continue;
+                    }
+                },
+            };
             let h = handle.clone();
-            let st2 = st.clone();
             let guard = InflightGuard::new(&in_flight, &activity);
+            let queued_at = Instant::now();
+            let hard = st.hard.clone();
             requests.spawn(
                 async move {
-                    let _permits = (permit, byte_permit, guard);
+                    let _permits = (permit, byte_permit, guard, admitted);
                     let oneway = cmd.is_oneway();
                     let code = cmd.code;
                     let on_panic = RemotingCommand::response_to(&cmd, response::SYSTEM_ERROR, None);
-                    let fut = dispatch(&st2.table, &h, cmd);
+                    if let Some(a) = route.as_ref().and_then(|r| r.admission.as_ref()) {
+                        let waited = queued_at.elapsed();
+                        if !a.max_wait.is_zero() && waited > a.max_wait {
+                            a.refused.fetch_add(1, Ordering::Relaxed);
+                            if !oneway {
+                                let remark = format!(
+                                    "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue: {}ms, size of queue: {}",
+                                    waited.as_millis(),
+                                    a.len()
+                                );
+                                let busy = RemotingCommand::response_to(&cmd, response::SYSTEM_BUSY, Some(remark));
+                                let _ = h.inner.tx.send(busy).await;
+                            }
+                            return;
+                        }
+                    }
+                    let fut = dispatch(route.as_ref().map(|r| &r.processor), &h, cmd);
                     let out = tokio::select! {
-                        _ = st2.hard.cancelled() => None,
+                        _ = hard.cancelled() => None,
                         r = AssertUnwindSafe(fut).catch_unwind() => match r {
                             Ok(r) => r,
                             Err(payload) => {
@@ -654,8 +786,12 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-async fn dispatch(table: &ProcessorTable, conn: &ConnectionHandle, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    match table.get(cmd.code) {
+async fn dispatch(
+    processor: Option<&Arc<dyn RequestProcessor>>,
+    conn: &ConnectionHandle,
+    cmd: RemotingCommand,
+) -> Option<RemotingCommand> {
+    match processor {
         Some(p) => p.process(conn, cmd).await,
         None => {
             let remark = format!(" request type {} not supported", cmd.code);

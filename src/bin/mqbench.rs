@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rmqc::bench::{self, ConsumerOptions, ProducerOptions, SendMode, Summary};
+use rmqc::bench::{self, ConsumerOptions, Event, ProducerOptions, SendMode, Summary};
 
 /// Throughput and latency of a RocketMQ-compatible cluster, like Apache's benchmark tool with
 /// percentiles added.
@@ -59,6 +59,10 @@ enum Command {
         /// Seconds between progress lines.
         #[arg(long = "interval", default_value_t = 5)]
         interval: u64,
+        /// Milliseconds between route refreshes (Apache clients' pollNameServerInterval, 30000
+        /// there); the route is also read again right after a failure a new route may fix.
+        #[arg(long = "pollNameServerInterval", default_value_t = 1000)]
+        route_refresh_ms: u64,
         /// End with one JSON object on the last line.
         #[arg(long = "json")]
         json: bool,
@@ -86,6 +90,10 @@ enum Command {
         /// Seconds between progress lines.
         #[arg(long = "interval", default_value_t = 5)]
         interval: u64,
+        /// Milliseconds between route refreshes (Apache clients' pollNameServerInterval, 30000
+        /// there); the route is also read again right after a failure a new route may fix.
+        #[arg(long = "pollNameServerInterval", default_value_t = 1000)]
+        route_refresh_ms: u64,
         /// End with one JSON object on the last line.
         #[arg(long = "json")]
         json: bool,
@@ -115,6 +123,7 @@ fn main() -> ExitCode {
                 keys,
                 broker_name,
                 interval,
+                route_refresh_ms,
                 json,
             } => {
                 let duration = duration.or(if count.is_none() { Some(10) } else { None }).map(Duration::from_secs);
@@ -135,10 +144,21 @@ fn main() -> ExitCode {
                     batch,
                     keys,
                     report_every: Duration::from_secs(interval.max(1)),
+                    route_refresh: Duration::from_millis(route_refresh_ms),
                 };
-                (bench::run_producer(opts, |l| println!("{l}")).await, json)
+                (bench::run_producer(opts, print_event).await, json)
             }
-            Command::Consumer { namesrv, topic, group, from_start, count, duration, interval, json } => {
+            Command::Consumer {
+                namesrv,
+                topic,
+                group,
+                from_start,
+                count,
+                duration,
+                interval,
+                route_refresh_ms,
+                json,
+            } => {
                 let duration = duration.or(if count.is_none() { Some(10) } else { None }).map(Duration::from_secs);
                 let opts = ConsumerOptions {
                     namesrv,
@@ -148,8 +168,9 @@ fn main() -> ExitCode {
                     count,
                     duration,
                     report_every: Duration::from_secs(interval.max(1)),
+                    route_refresh: Duration::from_millis(route_refresh_ms),
                 };
-                (bench::run_consumer(opts, |l| println!("{l}")).await, json)
+                (bench::run_consumer(opts, print_event).await, json)
             }
         }
     });
@@ -172,9 +193,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Progress lines go to stdout, notices (first failure of a kind, route changes) to stderr.
+fn print_event(e: Event) {
+    match e {
+        Event::Progress(l) => println!("{l}"),
+        Event::Notice(l) => eprintln!("mqbench: {l}"),
+    }
+}
+
 fn print_summary(s: &Summary) {
     println!(
-        "[Complete] messages: {} in {:.1} s | TPS: {:.0} | Avg RT(ms): {:.3} | p50: {:.3} | p99: {:.3} | p999: {:.3} | Max RT(ms): {:.3} | failures: {}",
-        s.sent, s.seconds, s.tps, s.avg_ms, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms, s.failures
+        "[Complete] messages: {} in {:.2} s, served {:.2} s | TPS: {:.0} over the served time, {:.0} over the run | Avg RT(ms): {:.3} | p50: {:.3} | p99: {:.3} | p999: {:.3} | Max RT(ms): {:.3} | failures: {}",
+        s.sent,
+        s.seconds,
+        s.served_seconds,
+        s.tps,
+        s.overall_tps,
+        s.avg_ms,
+        s.p50_ms,
+        s.p99_ms,
+        s.p999_ms,
+        s.max_ms,
+        s.failures
     );
+    if !s.failures_by_kind.is_empty() {
+        let kinds: Vec<String> = s.failures_by_kind.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        println!("[Complete] failures by kind: {}", kinds.join(" | "));
+    }
 }

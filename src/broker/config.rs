@@ -339,6 +339,8 @@ pub fn load_broker_config(path: &Path) -> Result<BrokerPlan, ConfigError> {
     let mut notes = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?;
     notes.extend(config.validate(path)?);
     validate_store(path, &store, &cleanup)?;
+    // The store sizes its index files from its quota.
+    store.disk_share = cleanup.policy().0.disk_share;
     Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes })
 }
 

@@ -152,7 +152,7 @@ async fn send_ok(client: &RemotingClient, addr: &str, topic: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
     if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED disk_quota: mounting a tmpfs needs root (euid {})", unsafe { libc::geteuid() });
+        println!("disk_quota: skipped: needs root to mount tmpfs (euid {})", unsafe { libc::geteuid() });
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -83,7 +83,7 @@ impl Drop for TmpfsMount {
 async fn full_disk_is_a_clean_error_not_sigbus() {
     // SAFETY: trivial libc call.
     if unsafe { libc::geteuid() } != 0 {
-        println!("skipping full_disk_is_a_clean_error_not_sigbus: needs root to mount a tmpfs");
+        println!("full_disk_is_a_clean_error_not_sigbus: skipped: needs root to mount tmpfs");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +94,7 @@ async fn full_disk_is_a_clean_error_not_sigbus() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        println!("skipping full_disk_is_a_clean_error_not_sigbus: mount -t tmpfs failed");
+        println!("full_disk_is_a_clean_error_not_sigbus: skipped: mount -t tmpfs failed");
         return;
     }
     let _mount = TmpfsMount(dir.path().to_path_buf());

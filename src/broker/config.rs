@@ -388,6 +388,8 @@ pub fn load_broker_config_with_overlay(path: &Path, runtime_dir: Option<&Path>) 
     }
     notes.extend(config.validate(path)?);
     notes.extend(validate_store(path, &mut store, &cleanup)?);
+    // The store sizes its index files from its quota.
+    store.disk_share = cleanup.policy().0.disk_share;
     Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes, persist_path })
 }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::error::{Result, StoreError};
+use super::failure_log::{FailureLog, FailureNote};
 use super::mapped_file::MappedFile;
 use super::mapped_file_queue::MappedFileQueue;
 use super::message::{
@@ -93,6 +94,14 @@ impl AppendMessageResult {
     }
 }
 
+/// What [`encode_record`] accepts besides the lengths (checked before anything is reserved).
+fn encodable(m: &MessageInner, version: MessageVersion) -> bool {
+    !(version == MessageVersion::V1 && m.topic.len() > 127)
+        && m.topic.len() <= i16::MAX as usize
+        && m.properties.len() <= super::message::MAX_PROPERTIES_LEN
+        && m.body.len() <= i32::MAX as usize
+}
+
 /// Mutable state guarded by the put lock.
 #[derive(Debug, Default)]
 struct PutState {
@@ -111,6 +120,8 @@ pub struct CommitLog {
     empty_start: AtomicU64,
     /// Set by [`CommitLog::fence`] at shutdown.
     closed: std::sync::atomic::AtomicBool,
+    /// Rate limits the "cannot create commitlog file" lines of a full disk.
+    create_log: FailureLog,
 }
 
 impl CommitLog {
@@ -122,6 +133,7 @@ impl CommitLog {
             last_store_ts: AtomicI64::new(0),
             empty_start: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
+            create_log: FailureLog::default(),
         })
     }
 
@@ -179,18 +191,33 @@ impl CommitLog {
 
     /// Appends `msgs` (one message or a batch of one topic-queue) as consecutive records in one
     /// file. `crcs[i]` is the masked body CRC of `msgs[i]`, computed by the caller outside the lock.
+    ///
+    /// `reserve(first_queue_offset, entries)` runs under the put lock once the file to write is
+    /// known and before anything is written: the batch will take the queue offsets
+    /// `[first_queue_offset, first_queue_offset + entries)` (`entries` counts the messages that get
+    /// a consume-queue entry). If it refuses, nothing is appended and its status is returned;
+    /// once it accepted, the append cannot fail.
     pub fn append(
         &self,
         msgs: &[MessageInner],
         crcs: &[i32],
         version: MessageVersion,
+        reserve: impl FnOnce(i64, usize) -> std::result::Result<(), PutMessageStatus>,
     ) -> std::result::Result<AppendMessageResult, PutMessageStatus> {
         let lens: Vec<usize> = msgs.iter().map(|m| m.record_length(version)).collect();
         let total: usize = lens.iter().sum();
         let file_size = self.files.file_size() as usize;
-        if msgs.is_empty() || total + END_FILE_MIN_BLANK_LENGTH > file_size {
+        if msgs.is_empty()
+            || total + END_FILE_MIN_BLANK_LENGTH > file_size
+            || !msgs.iter().all(|m| encodable(m, version))
+        {
             return Err(PutMessageStatus::MessageIllegal);
         }
+        let has_cq_entry = |m: &MessageInner| {
+            let tran = sysflag::transaction_value(m.sys_flag);
+            tran != sysflag::TRANSACTION_PREPARED && tran != sysflag::TRANSACTION_ROLLBACK
+        };
+        let cq_entries = msgs.iter().filter(|m| has_cq_entry(m)).count();
         let mut st = self.put.lock();
         if self.closed.load(Ordering::Acquire) {
             return Err(PutMessageStatus::ServiceNotAvailable);
@@ -207,6 +234,9 @@ impl CommitLog {
             file.set_wrote_pos(file_size);
             file = self.file_for_write(start)?;
         }
+        let first = &msgs[0];
+        let next_qo = st.table.get(first.topic.as_str()).and_then(|q| q.get(&first.queue_id)).copied().unwrap_or(0);
+        reserve(next_qo, cq_entries)?;
         let store_ts = now_ms();
         let wrote_pos = file.wrote_pos();
         let base = file.from_offset() + wrote_pos as u64;
@@ -216,8 +246,7 @@ impl CommitLog {
         let mut ids = String::new();
         let mut first_qo = 0;
         for (i, m) in msgs.iter().enumerate() {
-            let tran = sysflag::transaction_value(m.sys_flag);
-            let qo = if tran == sysflag::TRANSACTION_PREPARED || tran == sysflag::TRANSACTION_ROLLBACK {
+            let qo = if !has_cq_entry(m) {
                 0
             } else {
                 let queues = match st.table.get_mut(m.topic.as_str()) {
@@ -264,10 +293,35 @@ impl CommitLog {
     }
 
     fn file_for_write(&self, start: u64) -> std::result::Result<Arc<MappedFile>, PutMessageStatus> {
-        self.files.last_or_create(start).map_err(|e| {
-            tracing::error!(error = %e, "cannot create commitlog file");
-            PutMessageStatus::CreateMappedFileFailed
-        })
+        match self.files.last_or_create(start) {
+            Ok(f) => {
+                if let Some(r) = self.create_log.succeeded() {
+                    tracing::info!(
+                        refused_puts = r.failures,
+                        after_ms = r.lasted.as_millis() as u64,
+                        "commitlog file created again: puts accepted"
+                    );
+                }
+                Ok(f)
+            }
+            Err(e) => {
+                match self.create_log.failed() {
+                    FailureNote::First => tracing::error!(
+                        error = %e,
+                        "cannot create commitlog file: puts are refused (CREATE_MAPPED_FILE_FAILED) until it can be \
+                         created (logged again at most once a minute)"
+                    ),
+                    FailureNote::Still { failures, since } => tracing::error!(
+                        error = %e,
+                        refused_puts = failures,
+                        since_s = since.as_secs(),
+                        "still cannot create commitlog file"
+                    ),
+                    FailureNote::Quiet => {}
+                }
+                Err(PutMessageStatus::CreateMappedFileFailed)
+            }
+        }
     }
 
     /// Appends raw commitlog bytes (replication) at exactly the current max offset.

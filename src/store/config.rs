@@ -55,7 +55,16 @@ pub struct MessageStoreConfig {
     /// `messageDelayLevel` (default `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`),
     /// used to compute the tagsCode (deliver time) of `SCHEDULE_TOPIC_XXXX` records at dispatch.
     pub message_delay_level: String,
+    /// This store's share of its disk partition (0 < share ≤ 1, default 1): not a key of its own,
+    /// the broker sets it from `quotaPercentForDiskPartition` / `replicasPerDiskPartition`. The
+    /// store's quota is the commitlog partition's size times this share; new index files are
+    /// capped at [`INDEX_QUOTA_DIVISOR`]th of it (see [`MessageStoreConfig::index_file_cap`]).
+    pub disk_share: f64,
 }
+
+/// New index files take at most this fraction (1/n) of the store's disk quota: with a small quota,
+/// `maxHashSlotNum` and `maxIndexNum` are scaled down for them.
+pub const INDEX_QUOTA_DIVISOR: u64 = 8;
 
 impl Default for MessageStoreConfig {
     fn default() -> Self {
@@ -80,6 +89,7 @@ impl Default for MessageStoreConfig {
             max_msgs_num_batch: 64,
             auto_message_version_on_topic_len: true,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string(),
+            disk_share: 1.0,
         }
     }
 }
@@ -143,6 +153,19 @@ impl MessageStoreConfig {
     /// Commitlog directory.
     pub fn commit_log_dir(&self) -> PathBuf {
         self.store_path_commit_log.clone().unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
+    }
+
+    /// The store's disk quota for a commitlog partition of `partition_bytes`: the partition times
+    /// [`Self::disk_share`] (taken as 1 when not in (0, 1]).
+    pub fn disk_quota(&self, partition_bytes: u64) -> u64 {
+        let share = if self.disk_share > 0.0 && self.disk_share <= 1.0 { self.disk_share } else { 1.0 };
+        (partition_bytes as f64 * share) as u64
+    }
+
+    /// The largest index file this store creates for a commitlog partition of `partition_bytes`:
+    /// 1/[`INDEX_QUOTA_DIVISOR`] of [`Self::disk_quota`].
+    pub fn index_file_cap(&self, partition_bytes: u64) -> u64 {
+        self.disk_quota(partition_bytes) / INDEX_QUOTA_DIVISOR
     }
 
     /// Consume queue file size rounded up to a multiple of 20.

@@ -110,7 +110,13 @@ impl ConsumeQueue {
         if files.is_empty() {
             return Ok(());
         }
-        let start = files.len().saturating_sub(3);
+        // The scan covers the last three files holding entries: files after them were only
+        // preallocated (their first entry is zero) and must not push real data out of the window.
+        let mut used = files.len();
+        while used > 0 && !CqEntry::parse(files[used - 1].slice(0, CQ_UNIT_SIZE)).is_valid() {
+            used -= 1;
+        }
+        let start = used.saturating_sub(3);
         let mut end = files[start].from_offset();
         let mut max_phys = -1i64;
         'outer: for f in &files[start..] {
@@ -245,6 +251,25 @@ impl ConsumeQueue {
         f.set_wrote_pos(pos + CQ_UNIT_SIZE);
         self.max_physic_offset.store(entry.phys_offset + entry.size as i64, Ordering::Release);
         Ok(())
+    }
+
+    /// Makes sure the entries for logical offsets `[first, first + n)` land in files that exist or
+    /// are prepared, so that dispatching them later needs no allocation. The put path calls this
+    /// before acknowledging a message; an error (e.g. no space) means the put must be refused.
+    /// Returns whether a file was allocated.
+    pub fn reserve(&self, first: i64, n: usize) -> Result<bool> {
+        let first = first.max(0) as u64 * CQ_UNIT_SIZE as u64;
+        self.files.reserve_through(first, first + n as u64 * CQ_UNIT_SIZE as u64)
+    }
+
+    /// Allocates the next file ahead of time once the last one is three quarters full.
+    pub fn preallocate_next(&self) -> Result<()> {
+        self.files.preallocate_next_at((self.files.file_size() as usize / 4 * 3).max(CQ_UNIT_SIZE))
+    }
+
+    /// Number of files allocated ahead of time.
+    pub fn prepared_files(&self) -> usize {
+        self.files.prepared_len()
     }
 
     /// The entry at logical offset `idx`, if written.

@@ -1,6 +1,8 @@
 //! Index files `index/<yyyyMMddHHmmssSSS>` (spec §9): 40-byte header, hash slots, 20-byte entries.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -49,6 +51,81 @@ pub fn build_key(topic: &str, key: &str) -> String {
     s.push('#');
     s.push_str(key);
     s
+}
+
+/// Number of index entries a record gets: its UNIQ_KEY and each non-empty KEYS token (what
+/// [`IndexService::build`] writes for it).
+pub fn key_count(uniq_key: Option<&str>, keys: Option<&str>) -> u64 {
+    let uniq = uniq_key.is_some_and(|k| !k.is_empty()) as u64;
+    uniq + keys.map_or(0, |k| k.split(' ').filter(|t| !t.is_empty()).count() as u64)
+}
+
+/// The shape of an index file: hash slots and entries (`maxHashSlotNum`, `maxIndexNum`). Its size
+/// is `40 + slots * 4 + entries * 20` bytes (Apache's format; the file itself does not record it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexGeometry {
+    /// Hash slots.
+    pub slots: u32,
+    /// Entries, counting the unused entry 0.
+    pub entries: u32,
+}
+
+impl IndexGeometry {
+    /// The geometry of the configured values (at least 1 slot and 2 entries).
+    pub fn new(slots: u32, entries: u32) -> IndexGeometry {
+        IndexGeometry { slots: slots.max(1), entries: entries.max(2) }
+    }
+
+    /// File size in bytes.
+    pub fn file_size(&self) -> u64 {
+        INDEX_HEADER_SIZE as u64
+            + self.slots as u64 * HASH_SLOT_SIZE as u64
+            + self.entries as u64 * INDEX_ENTRY_SIZE as u64
+    }
+
+    /// Both numbers divided by `divisor`, rounded up (so `scaled(1)` is `self`).
+    pub fn scaled(&self, divisor: u32) -> IndexGeometry {
+        let d = divisor.max(1) as u64;
+        let div = |v: u32| (v as u64).div_ceil(d) as u32;
+        IndexGeometry::new(div(self.slots), div(self.entries))
+    }
+
+    fn max_divisor(&self) -> u32 {
+        self.slots.max(self.entries)
+    }
+
+    /// The smallest divisor whose scaled file is at most `len` bytes (the largest divisor if none).
+    fn divisor_within(&self, len: u64) -> u32 {
+        // file_size(scaled(d)) does not grow with d: binary search the first d that fits.
+        let (mut lo, mut hi) = (1u32, self.max_divisor());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.scaled(mid).file_size() <= len {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+
+    /// The geometry for new files under a size cap: `self` if it fits in `cap` bytes, else `self`
+    /// scaled down proportionally by the smallest divisor that fits (never below 1 slot and 2
+    /// entries).
+    pub fn capped(&self, cap: u64) -> IndexGeometry {
+        if self.file_size() <= cap {
+            return *self;
+        }
+        self.scaled(self.divisor_within(cap))
+    }
+
+    /// The geometry of an existing file of `len` bytes made with this configuration: `self` or one
+    /// of its [`Self::scaled`] forms (two scaled forms of the same size are the same geometry).
+    /// `None` if no form has that size.
+    pub fn for_file_len(&self, len: u64) -> Option<IndexGeometry> {
+        let g = self.scaled(self.divisor_within(len));
+        (g.file_size() == len).then_some(g)
+    }
 }
 
 /// Local-time `yyyyMMddHHmmssSSS` for `ms` since the epoch (`UtilAll.timeMillisToHumanString`).
@@ -104,13 +181,77 @@ impl IndexFile {
         INDEX_HEADER_SIZE + slots as usize * HASH_SLOT_SIZE + max_entries as usize * INDEX_ENTRY_SIZE
     }
 
+    /// Creates a new unused file at `path` (indexCount = 1, nothing else set), or `Ok(None)` if
+    /// the path exists.
+    pub fn create_new(path: &Path, slots: u32, max_entries: u32) -> Result<Option<IndexFile>> {
+        let Some(file) = MappedFile::create_new(path, 0, Self::file_size(slots, max_entries))? else {
+            return Ok(None);
+        };
+        let f = IndexFile { file, slots, max_entries };
+        f.activate(0, 0);
+        Ok(Some(f))
+    }
+
     /// Creates a new file at `path` with indexCount = 1. Like Apache, a file that follows another
     /// starts with begin/end offsets and timestamps set to the previous file's end values
     /// (`prev_end_phy`, `prev_end_ts`, when > 0); the first put then resets the begin values.
     pub fn create(path: &Path, slots: u32, max_entries: u32, prev_end_phy: i64, prev_end_ts: i64) -> Result<IndexFile> {
         let file = MappedFile::create(path, 0, Self::file_size(slots, max_entries))?;
         let f = IndexFile { file, slots, max_entries };
-        let mut h = f.header();
+        f.activate(prev_end_phy, prev_end_ts);
+        Ok(f)
+    }
+
+    /// Opens an existing file (its size must match the geometry).
+    pub fn open(path: &Path, slots: u32, max_entries: u32) -> Result<IndexFile> {
+        let file = MappedFile::open(path, 0, Self::file_size(slots, max_entries))?;
+        Ok(IndexFile { file, slots, max_entries })
+    }
+
+    /// Opens an existing file made with the `configured` geometry or a scaled-down form of it
+    /// (see [`IndexGeometry::capped`]): its length tells which.
+    pub fn open_existing(path: &Path, configured: IndexGeometry) -> Result<IndexFile> {
+        let len = std::fs::metadata(path).map_err(io_err(path))?.len();
+        let Some(g) = configured.for_file_len(len) else {
+            return Err(StoreError::WrongFileSize {
+                path: path.to_path_buf(),
+                actual: len,
+                expected: configured.file_size(),
+            });
+        };
+        Self::open(path, g.slots, g.entries)
+    }
+
+    /// The file's geometry.
+    pub fn geometry(&self) -> IndexGeometry {
+        IndexGeometry { slots: self.slots, entries: self.max_entries }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.file.size() as u64
+    }
+
+    /// Entries that still fit.
+    pub fn remaining(&self) -> u64 {
+        (self.max_entries as i64 - self.header().index_count.max(1) as i64).max(0) as u64
+    }
+
+    /// Created but never used: no entry and no begin/end values (a file allocated ahead of time,
+    /// or a first file that got nothing yet).
+    pub fn is_unused(&self) -> bool {
+        let h = self.header();
+        h.index_count <= 1
+            && h.hash_slot_count == 0
+            && h.begin_timestamp == 0
+            && h.end_timestamp == 0
+            && h.begin_phy_offset == 0
+            && h.end_phy_offset == 0
+    }
+
+    /// Makes an unused file the current one after `prev`'s end values (as [`Self::create`]).
+    fn activate(&self, prev_end_phy: i64, prev_end_ts: i64) {
+        let mut h = self.header();
         if h.index_count <= 0 {
             h.index_count = 1;
         }
@@ -122,14 +263,7 @@ impl IndexFile {
             h.begin_timestamp = prev_end_ts;
             h.end_timestamp = prev_end_ts;
         }
-        f.write_header(&h);
-        Ok(f)
-    }
-
-    /// Opens an existing file (its size must match the geometry).
-    pub fn open(path: &Path, slots: u32, max_entries: u32) -> Result<IndexFile> {
-        let file = MappedFile::open(path, 0, Self::file_size(slots, max_entries))?;
-        Ok(IndexFile { file, slots, max_entries })
+        self.write_header(&h);
     }
 
     /// Path.
@@ -277,9 +411,14 @@ impl IndexFile {
 #[derive(Debug)]
 pub struct IndexService {
     dir: PathBuf,
-    slots: u32,
-    max_entries: u32,
+    /// Geometry of the files this service creates (the configured one, or capped by the quota).
+    geometry: IndexGeometry,
     files: Mutex<Vec<IndexFile>>,
+    /// Files allocated ahead of time, oldest first; the next file to fill is the first one. Lock
+    /// order: `files`, then `prepared`.
+    prepared: Mutex<VecDeque<IndexFile>>,
+    /// Entries reserved by puts ([`IndexService::reserve`]) whose records are not indexed yet.
+    pending: AtomicU64,
     /// Files that filled up and still need an msync (done by [`IndexService::flush`], outside
     /// the lock).
     to_flush: Mutex<Vec<Arc<MappedFile>>>,
@@ -296,6 +435,21 @@ impl IndexService {
         abnormal: bool,
         checkpoint_index_ts: i64,
     ) -> Result<(IndexService, Option<i64>)> {
+        let g = IndexGeometry::new(slots, max_entries);
+        Self::load_with(dir, g, g, abnormal, checkpoint_index_ts)
+    }
+
+    /// [`Self::load`] where new files get the `new_files` geometry (a [`IndexGeometry::capped`]
+    /// form of `configured`) and existing files keep theirs (read from their length: the
+    /// configured geometry or a scaled form of it). Trailing files never used (allocated ahead of
+    /// time) are kept as prepared files.
+    pub fn load_with(
+        dir: &Path,
+        configured: IndexGeometry,
+        new_files: IndexGeometry,
+        abnormal: bool,
+        checkpoint_index_ts: i64,
+    ) -> Result<(IndexService, Option<i64>)> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut names: Vec<PathBuf> = Vec::new();
         for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
@@ -309,7 +463,7 @@ impl IndexService {
         let mut files = Vec::new();
         let mut redispatch: Option<i64> = None;
         for p in names {
-            let f = IndexFile::open(&p, slots, max_entries)?;
+            let f = IndexFile::open_existing(&p, configured)?;
             let h = f.header();
             if abnormal && h.end_timestamp > checkpoint_index_ts {
                 tracing::warn!(path = %p.display(), "abnormal shutdown: destroying index file newer than checkpoint");
@@ -322,16 +476,110 @@ impl IndexService {
             }
             files.push(f);
         }
+        let mut prepared = VecDeque::new();
+        while files.last().is_some_and(|f| f.is_unused()) {
+            if let Some(f) = files.pop() {
+                prepared.push_front(f);
+            }
+        }
         Ok((
             IndexService {
                 dir: dir.to_path_buf(),
-                slots,
-                max_entries,
+                geometry: new_files,
                 files: Mutex::new(files),
+                prepared: Mutex::new(prepared),
+                pending: AtomicU64::new(0),
                 to_flush: Mutex::new(Vec::new()),
             },
             redispatch,
         ))
+    }
+
+    /// Geometry of the files this service creates.
+    pub fn geometry(&self) -> IndexGeometry {
+        self.geometry
+    }
+
+    /// Makes sure `keys` more entries fit in the current file and the prepared ones, on top of the
+    /// entries reserved before and not indexed yet, allocating files as needed (the first index
+    /// file of a store, the next one); then counts them as reserved until
+    /// [`Self::release`]. The put path calls this before acknowledging a message with keys; an
+    /// error (e.g. no space) means the put must be refused. Returns whether a file was allocated.
+    pub fn reserve(&self, keys: u64) -> Result<bool> {
+        if keys == 0 {
+            return Ok(false);
+        }
+        let files = self.files.lock();
+        let mut prepared = self.prepared.lock();
+        let need = self.pending.load(Ordering::Acquire) + keys;
+        let mut avail = files.last().map_or(0, |f| f.remaining());
+        avail += prepared.iter().map(|f| f.remaining()).sum::<u64>();
+        let mut allocated = false;
+        while avail < need {
+            let f = self.create_unused()?;
+            avail += f.remaining();
+            prepared.push_back(f);
+            allocated = true;
+        }
+        self.pending.fetch_add(keys, Ordering::AcqRel);
+        Ok(allocated)
+    }
+
+    /// Returns `keys` reserved entries (saturating).
+    fn release(&self, keys: u64) {
+        if keys == 0 {
+            return;
+        }
+        let _ = self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| Some(p.saturating_sub(keys)));
+    }
+
+    /// Entries reserved and not indexed yet.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Allocates the next file ahead of time once the current one is three quarters full (and
+    /// none is prepared). The allocation holds no lock: building and reserving go on meanwhile.
+    pub fn preallocate_next(&self) -> Result<()> {
+        let needed = {
+            let files = self.files.lock();
+            files.last().is_some_and(|last| {
+                let used = last.header().index_count.max(1) as u64;
+                used >= last.geometry().entries as u64 / 4 * 3
+            })
+        };
+        if !needed || !self.prepared.lock().is_empty() {
+            return Ok(());
+        }
+        let f = self.create_unused()?;
+        {
+            let files = self.files.lock();
+            let mut prepared = self.prepared.lock();
+            // Files are ordered by name: keep it only if nothing was allocated meanwhile.
+            if prepared.is_empty() && files.last().is_none_or(|l| l.path() < f.path()) {
+                prepared.push_back(f);
+                return Ok(());
+            }
+        }
+        f.destroy()
+    }
+
+    /// Number of files allocated ahead of time.
+    pub fn prepared_files(&self) -> usize {
+        self.prepared.lock().len()
+    }
+
+    /// A new unused file named after the current time (the next free name: concurrent creators
+    /// never share one).
+    fn create_unused(&self) -> Result<IndexFile> {
+        let mut now = super::message::now_ms();
+        loop {
+            let path = self.dir.join(time_millis_to_human_string(now));
+            if let Some(f) = IndexFile::create_new(&path, self.geometry.slots, self.geometry.entries)? {
+                return Ok(f);
+            }
+            now += 1;
+        }
     }
 
     /// Deletes the newest files holding entries for records at or beyond commitlog offset `cut`
@@ -360,7 +608,9 @@ impl IndexService {
         (h.index_count > 1).then_some(h.end_phy_offset)
     }
 
-    /// Indexes one record: UNIQ_KEY and each KEYS token.
+    /// Indexes one record: UNIQ_KEY and each KEYS token. Once done, its [`key_count`] entries
+    /// stop counting as reserved (under the same lock, so a reservation never sees them both
+    /// written and reserved; records that reserved nothing, e.g. replicated ones, release nothing).
     pub fn build(
         &self,
         topic: &str,
@@ -375,6 +625,7 @@ impl IndexService {
             // Apache's rule (`<`): the record at endPhyOffset may have had only some of its keys
             // written before the file filled up, so it is indexed again; queries de-duplicate.
             if phy_offset < h.end_phy_offset {
+                self.release(key_count(uniq_key, keys));
                 return Ok(()); // already indexed (idempotent rebuild)
             }
         }
@@ -394,24 +645,28 @@ impl IndexService {
                 }
             }
         }
+        self.release(key_count(uniq_key, keys));
         Ok(())
     }
 
+    /// The next file after `prev`: the first prepared one, else a new one. The caller holds the
+    /// `files` lock.
     fn new_file(&self, prev: Option<&IndexFile>) -> Result<IndexFile> {
         let (mut prev_phy, mut prev_ts) = (0, 0);
         if let Some(p) = prev {
-            self.to_flush.lock().push(Arc::clone(&p.file));
             let h = p.header();
             (prev_phy, prev_ts) = (h.end_phy_offset, h.end_timestamp);
         }
-        let mut now = super::message::now_ms();
-        loop {
-            let path = self.dir.join(time_millis_to_human_string(now));
-            if !path.exists() {
-                return IndexFile::create(&path, self.slots, self.max_entries, prev_phy, prev_ts);
-            }
-            now += 1;
+        let popped = self.prepared.lock().pop_front();
+        let f = match popped {
+            Some(f) => f,
+            None => self.create_unused()?,
+        };
+        f.activate(prev_phy, prev_ts);
+        if let Some(p) = prev {
+            self.to_flush.lock().push(Arc::clone(&p.file));
         }
+        Ok(f)
     }
 
     /// Physical offsets for `topic#key` in `[begin, end]`, newest file first, at most `max`.
@@ -447,8 +702,20 @@ impl IndexService {
             .unwrap_or((0, 0))
     }
 
-    /// Flushes the newest file; returns its end timestamp (for the checkpoint).
+    /// Flushes the files that filled up since the last call, then the newest file; returns the
+    /// newest file's end timestamp (for the checkpoint). Filled files are released once flushed,
+    /// so the space of those deleted meanwhile is returned.
     pub fn flush(&self) -> Result<Option<i64>> {
+        let filled = std::mem::take(&mut *self.to_flush.lock());
+        for (i, f) in filled.iter().enumerate() {
+            f.set_flushed_pos(0);
+            f.set_wrote_pos(f.size());
+            if let Err(e) = f.flush(0) {
+                self.to_flush.lock().extend(filled[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        drop(filled);
         let ts_and_file = {
             let files = self.files.lock();
             files.last().map(|f| (f.header().end_timestamp, Arc::clone(&f.file)))
@@ -462,9 +729,11 @@ impl IndexService {
         Ok(None)
     }
 
-    /// Bytes of the index files on disk.
+    /// Bytes of the index files on disk, prepared ones included.
     pub fn total_bytes(&self) -> u64 {
-        self.files.lock().iter().map(|f| f.file.size() as u64).sum()
+        let files: u64 = self.files.lock().iter().map(|f| f.size()).sum();
+        let prepared: u64 = self.prepared.lock().iter().map(|f| f.size()).sum();
+        files + prepared
     }
 
     /// Deletes index files whose entries all point below `commit_log_min` (never the newest).
@@ -478,5 +747,50 @@ impl IndexService {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filled_files_are_flushed_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = IndexGeometry::new(4, 5); // 4 entries per file
+        let (svc, _) = IndexService::load_with(dir.path(), g, g, false, 0).unwrap();
+        for i in 0..10i64 {
+            svc.build("T", None, Some(&format!("k{i}")), 100 + i, 1000 + i).unwrap();
+        }
+        assert_eq!(svc.to_flush.lock().len(), 2);
+        assert!(svc.flush().unwrap().is_some());
+        assert!(svc.to_flush.lock().is_empty(), "flushed files are released");
+    }
+
+    #[test]
+    fn reservations_allocate_what_the_dispatcher_will_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = IndexGeometry::new(4, 5);
+        let (svc, _) = IndexService::load_with(dir.path(), g, g, false, 0).unwrap();
+        assert!(!svc.reserve(0).unwrap());
+        assert!(svc.reserve(3).unwrap(), "the first file is allocated");
+        assert!(!svc.reserve(1).unwrap());
+        assert!(svc.reserve(1).unwrap(), "a fifth entry needs a second file");
+        assert_eq!((svc.pending(), svc.prepared_files()), (5, 2));
+        for i in 0..5i64 {
+            svc.build("T", Some(&format!("u{i}")), None, 100 + i, 1000 + i).unwrap();
+        }
+        assert_eq!((svc.pending(), svc.prepared_files()), (0, 0));
+        assert_eq!(svc.total_bytes(), 2 * g.file_size());
+        svc.release(7); // saturates
+        assert_eq!(svc.pending(), 0);
+        drop(svc);
+        // An unused file allocated ahead of time comes back as prepared after a restart.
+        let (svc, _) = IndexService::load_with(dir.path(), g, g, false, 0).unwrap();
+        assert!(svc.reserve(4).unwrap());
+        drop(svc);
+        let (svc, _) = IndexService::load_with(dir.path(), g, g, false, 0).unwrap();
+        assert_eq!(svc.prepared_files(), 1);
+        assert_eq!(svc.end_phy_offset(), Some(104));
     }
 }

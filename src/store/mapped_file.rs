@@ -73,6 +73,22 @@ impl MappedFile {
         Self::map(path, file, from_offset, size)
     }
 
+    /// Like [`Self::create`] for a file that must not exist yet: `Ok(None)` if `path` exists
+    /// (another creator took that name), so concurrent creators never share a file.
+    pub fn create_new(path: &Path, from_offset: u64, size: usize) -> Result<Option<Arc<MappedFile>>> {
+        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        if let Err(e) = allocate(&file, path, size) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Self::map(path, file, from_offset, size).map(Some)
+    }
+
     /// Opens an existing file which must have exactly `size` bytes.
     pub fn open(path: &Path, from_offset: u64, size: usize) -> Result<Arc<MappedFile>> {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;

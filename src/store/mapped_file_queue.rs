@@ -1,10 +1,11 @@
 //! An ordered list of equally sized mapped files forming one logical byte stream.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::error::{io_err, Result, StoreError};
 use super::mapped_file::{offset_to_file_name, MappedFile};
@@ -16,8 +17,13 @@ pub struct MappedFileQueue {
     file_size: u64,
     files: RwLock<Vec<Arc<MappedFile>>>,
     flushed_where: AtomicU64,
-    /// The next file, allocated ahead of time by [`MappedFileQueue::preallocate_next`].
-    next: parking_lot::Mutex<Option<Arc<MappedFile>>>,
+    /// Files allocated ahead of time ([`MappedFileQueue::preallocate_next`],
+    /// [`MappedFileQueue::reserve_through`]), in order, the first one following the last file.
+    /// Its mutex also serialises every file creation of this queue. Lock order: `prepared`, then
+    /// `files`.
+    prepared: Mutex<VecDeque<Arc<MappedFile>>>,
+    /// `prepared.len()`, readable without waiting for an allocation in progress.
+    prepared_count: AtomicU64,
 }
 
 impl MappedFileQueue {
@@ -73,7 +79,8 @@ impl MappedFileQueue {
             file_size,
             files: RwLock::new(files),
             flushed_where: AtomicU64::new(0),
-            next: parking_lot::Mutex::new(None),
+            prepared: Mutex::new(VecDeque::new()),
+            prepared_count: AtomicU64::new(0),
         };
         Ok(q)
     }
@@ -137,10 +144,11 @@ impl MappedFileQueue {
         self.flushed_where.store(off, Ordering::Release);
     }
 
-    /// Creates the file starting at `from` and appends it; `from` must follow the last file.
+    /// Creates the file starting at `from` and appends it; `from` must follow the last file. A file
+    /// prepared for that offset is taken instead of allocating one.
     pub fn create_file(&self, from: u64) -> Result<Arc<MappedFile>> {
-        let mut files = self.files.write();
-        if let Some(last) = files.last() {
+        let mut prepared = self.prepared.lock();
+        if let Some(last) = self.last() {
             if last.from_offset() + self.file_size != from {
                 return Err(StoreError::InvalidArgument(format!(
                     "new file at {from} does not follow {}",
@@ -148,54 +156,83 @@ impl MappedFileQueue {
                 )));
             }
         }
-        let prepared = self.next.lock().take();
-        let f = match prepared {
-            Some(f) if f.from_offset() == from => f,
-            other => {
-                if let Some(stale) = other {
-                    stale.destroy()?;
-                }
+        let taken = if prepared.front().is_some_and(|f| f.from_offset() == from) { prepared.pop_front() } else { None };
+        let f = match taken {
+            Some(f) => f,
+            None => {
+                // Whatever was prepared no longer follows the files.
+                self.drop_prepared(&mut prepared)?;
                 let path = self.dir.join(offset_to_file_name(from));
                 MappedFile::create(&path, from, self.file_size as usize)?
             }
         };
-        files.push(Arc::clone(&f));
+        self.files.write().push(Arc::clone(&f));
+        self.prepared_count.store(prepared.len() as u64, Ordering::Release);
         Ok(f)
+    }
+
+    /// Makes sure every byte of `[first, end)` falls in a file that exists or is prepared, so that
+    /// writing there later needs no allocation: missing files after the last one (or, in an empty
+    /// queue, from the one holding `first`) are allocated now and kept as prepared files. Cheap when
+    /// the last file already reaches `end`. Returns whether a file was allocated. An error (e.g.
+    /// [`StoreError::NoSpace`]) leaves what was prepared before.
+    pub fn reserve_through(&self, first: u64, end: u64) -> Result<bool> {
+        if first >= end || self.last().is_some_and(|l| l.from_offset() + self.file_size >= end) {
+            return Ok(false);
+        }
+        let mut prepared = self.prepared.lock();
+        let aligned = first - first % self.file_size;
+        let mut next = match (prepared.back(), self.last()) {
+            (Some(p), _) => p.from_offset() + self.file_size,
+            (None, Some(l)) => l.from_offset() + self.file_size,
+            (None, None) => aligned,
+        };
+        if self.is_empty() && prepared.front().is_some_and(|p| p.from_offset() > aligned) {
+            // Prepared for a later start than now needed: start over.
+            self.drop_prepared(&mut prepared)?;
+            next = aligned;
+        }
+        let mut allocated = false;
+        while next < end {
+            let path = self.dir.join(offset_to_file_name(next));
+            let f = MappedFile::create(&path, next, self.file_size as usize)?;
+            prepared.push_back(f);
+            self.prepared_count.store(prepared.len() as u64, Ordering::Release);
+            next += self.file_size;
+            allocated = true;
+        }
+        Ok(allocated)
     }
 
     /// Allocates the file that will follow the last one once the last one is half full, so that
     /// rolling to it later does not pay for `fallocate` + `mmap` under the caller's lock. No-op if
     /// already prepared, empty, or the last file is less than half full.
     pub fn preallocate_next(&self) -> Result<()> {
+        self.preallocate_next_at(self.file_size as usize / 2)
+    }
+
+    /// Like [`Self::preallocate_next`] with the threshold given: the next file is allocated once the
+    /// last one's write position reaches `min_wrote`.
+    pub fn preallocate_next_at(&self, min_wrote: usize) -> Result<()> {
         let Some(last) = self.last() else {
             return Ok(());
         };
-        if last.wrote_pos() < last.size() / 2 {
+        if last.wrote_pos() < min_wrote {
             return Ok(());
         }
         let from = last.from_offset() + self.file_size;
-        if self.next.lock().as_ref().is_some_and(|f| f.from_offset() == from) {
-            return Ok(());
-        }
-        let path = self.dir.join(offset_to_file_name(from));
-        let f = MappedFile::create(&path, from, self.file_size as usize)?;
-        let mut next = self.next.lock();
-        // The last file may have rolled meanwhile; keep the prepared file only if still next.
-        let still_next = self.last().is_some_and(|l| l.from_offset() + self.file_size == from);
-        if still_next && next.is_none() {
-            *next = Some(f);
-        } else if !self.files.read().iter().any(|x| x.from_offset() == from) {
-            drop(next);
-            f.destroy()?;
-        }
-        Ok(())
+        self.reserve_through(from, from + 1).map(|_| ())
     }
 
-    fn drop_prepared(&self) -> Result<()> {
-        if let Some(f) = self.next.lock().take() {
-            f.destroy()?;
-        }
-        Ok(())
+    /// Number of prepared files.
+    pub fn prepared_len(&self) -> usize {
+        self.prepared_count.load(Ordering::Acquire) as usize
+    }
+
+    fn drop_prepared(&self, prepared: &mut VecDeque<Arc<MappedFile>>) -> Result<()> {
+        let res = prepared.drain(..).try_for_each(|f| f.destroy());
+        self.prepared_count.store(prepared.len() as u64, Ordering::Release);
+        res
     }
 
     /// The last file if it has room, otherwise a new file following it (or at `start` if empty).
@@ -227,7 +264,8 @@ impl MappedFileQueue {
     /// Cuts the stream at `offset`: later files are deleted, the file holding `offset` gets its
     /// positions set there and (if `zero`) its tail zeroed.
     pub fn truncate_dirty(&self, offset: u64, zero: bool) -> Result<()> {
-        self.drop_prepared()?;
+        let mut prepared = self.prepared.lock();
+        self.drop_prepared(&mut prepared)?;
         let mut files = self.files.write();
         let mut keep = Vec::with_capacity(files.len());
         for f in files.drain(..) {
@@ -249,6 +287,7 @@ impl MappedFileQueue {
         }
         *files = keep;
         drop(files);
+        drop(prepared);
         self.set_flushed_where(offset.min(self.max_offset()).max(self.min_offset()));
         Ok(())
     }
@@ -266,10 +305,11 @@ impl MappedFileQueue {
         Ok(n)
     }
 
-    /// Bytes this queue holds on disk: its files plus the prepared next file.
+    /// Bytes this queue holds on disk: its files plus the prepared ones.
     pub fn total_bytes(&self) -> u64 {
-        let n = self.files.read().len() as u64 + u64::from(self.next.lock().is_some());
-        n * self.file_size
+        let files = self.files.read().len() as u64;
+        let prepared = self.prepared_count.load(Ordering::Acquire);
+        (files + prepared) * self.file_size
     }
 
     /// Removes from the front, oldest first, up to `max` files for which `remove` says yes,
@@ -286,11 +326,14 @@ impl MappedFileQueue {
 
     /// Deletes every file and the directory.
     pub fn destroy(&self) -> Result<()> {
-        self.drop_prepared()?;
+        let mut prepared = self.prepared.lock();
+        self.drop_prepared(&mut prepared)?;
         let mut files = self.files.write();
         for f in files.drain(..) {
             f.destroy()?;
         }
+        drop(files);
+        drop(prepared);
         self.set_flushed_where(0);
         match std::fs::remove_dir(&self.dir) {
             Ok(()) => Ok(()),

@@ -12,11 +12,23 @@
 //!   [`MessageStore::append_raw`]) and builds consume queues and the index, then publishes the
 //!   dispatched offset ([`MessageStore::subscribe_dispatched`]) and calls the arrival listener.
 //! - `store-flush-logics`: flushes consume queues and index files and writes the checkpoint every
-//!   `flushIntervalConsumeQueue`.
+//!   `flushIntervalConsumeQueue`; it also allocates the next consume-queue file of a queue (and
+//!   the next index file) once the current one is three quarters full.
 //!
 //! No lock is held across an msync or an `.await`. A failed commitlog flush poisons the store:
 //! the waiting puts get UNKNOWN_ERROR, later puts SERVICE_NOT_AVAILABLE, shutdown keeps the abort
 //! file.
+//!
+//! # Full disk
+//! A put is acknowledged only if what indexes it has room: under the put lock, before the record
+//! is written, the consume-queue file its entry lands in and room for its index entries must
+//! exist (or be allocated then, as prepared files the dispatcher takes later); otherwise the put
+//! is refused with CREATE_MAPPED_FILE_FAILED, like a commitlog file that cannot be created.
+//! Prepared files count in [`MessageStore::logical_disk_usage`]. New index files are capped at
+//! 1/[`config::INDEX_QUOTA_DIVISOR`] of the store's quota (existing ones keep their size). A
+//! dispatch that still fails (e.g. replicated data on a full disk) sets
+//! WRITE_LOGICS_QUEUE_ERROR / WRITE_INDEX_FILE_ERROR, retries every 100 ms, logs once (then once
+//! a minute), and clears those flags itself when it succeeds again.
 //!
 //! # Recovery
 //! `abort` present at open ⇒ abnormal recovery, else normal.
@@ -39,6 +51,7 @@ pub mod commitlog;
 pub mod config;
 pub mod consume_queue;
 pub mod error;
+pub mod failure_log;
 pub mod index;
 pub mod mapped_file;
 pub mod mapped_file_queue;
@@ -66,6 +79,7 @@ pub use error::{Result, StoreError};
 pub use message::{MessageExt, MessageInner, MessageVersion};
 
 use error::io_err;
+use failure_log::{FailureLog, FailureNote};
 use message::{check_record, sysflag, RecordCheck, RecordView};
 
 /// `RunningFlags` bits (spec §14).
@@ -238,6 +252,16 @@ struct Shared {
     flush_fault: Mutex<FlushFault>,
     /// State of the cleanup runs (held for a whole run: runs do not overlap).
     cleanup: Mutex<CleanupState>,
+    /// Puts refused because consume-queue or index space could not be reserved.
+    reserve_log: FailureLog,
+    /// Failed dispatch attempts (the dispatcher retries every 100 ms).
+    dispatch_log: FailureLog,
+    /// Failed allocations of consume-queue and index files ahead of time.
+    prealloc_log: FailureLog,
+    /// Running-flag bits raised by a failed dispatch: cleared when dispatch recovers.
+    dispatch_flag_bits: AtomicU32,
+    /// Running-flag bits raised by a failed consume-queue or index flush: never cleared.
+    flush_flag_bits: AtomicU32,
     /// The latest assessment of a cleanup run (remarks, runtime info).
     last_assessment: Mutex<Option<cleanup::Assessment>>,
 }
@@ -336,10 +360,11 @@ impl MessageStore {
         let cqs = consume_queue::ConsumeQueueTable::load(&root.join("consumequeue"), config.consume_queue_file_size())?;
         let checkpoint = Checkpoint::open(&root.join("checkpoint"))?;
         let cp = checkpoint.get();
-        let (index, index_redispatch) = index::IndexService::load(
+        let (configured, new_files) = Self::index_geometry(&config);
+        let (index, index_redispatch) = index::IndexService::load_with(
             &root.join("index"),
-            config.max_hash_slot_num.max(1),
-            config.max_index_num.max(2),
+            configured,
+            new_files,
             !last_exit_ok,
             cp.index_msg_timestamp,
         )?;
@@ -392,6 +417,11 @@ impl MessageStore {
                 last_logics_min: -1,
                 warned_stuck: false,
             }),
+            reserve_log: FailureLog::default(),
+            dispatch_log: FailureLog::default(),
+            prealloc_log: FailureLog::default(),
+            dispatch_flag_bits: AtomicU32::new(0),
+            flush_flag_bits: AtomicU32::new(0),
             last_assessment: Mutex::new(None),
         });
         // Catch up synchronously so consume queues are complete when open() returns.
@@ -420,6 +450,34 @@ impl MessageStore {
         };
         store.start_threads()?;
         Ok(store)
+    }
+
+    /// The configured index geometry, and the one for new files: capped at
+    /// [`MessageStoreConfig::index_file_cap`] of the commitlog partition (warned once here when
+    /// that shrinks it).
+    fn index_geometry(config: &MessageStoreConfig) -> (index::IndexGeometry, index::IndexGeometry) {
+        use cleanup::DiskProbe;
+        let configured = index::IndexGeometry::new(config.max_hash_slot_num, config.max_index_num);
+        let Some(partition) = cleanup::StatvfsProbe.partition(&config.commit_log_dir()) else {
+            return (configured, configured);
+        };
+        let cap = config.index_file_cap(partition.total_bytes);
+        let capped = configured.capped(cap);
+        if capped != configured && config.message_index_enable {
+            tracing::warn!(
+                "index file of {} bytes (maxHashSlotNum={}, maxIndexNum={}) is more than 1/{} of this store's \
+                 disk quota of {} bytes: new index files get maxHashSlotNum={}, maxIndexNum={} ({} bytes)",
+                configured.file_size(),
+                configured.slots,
+                configured.entries,
+                config::INDEX_QUOTA_DIVISOR,
+                config.disk_quota(partition.total_bytes),
+                capped.slots,
+                capped.entries,
+                capped.file_size()
+            );
+        }
+        (configured, capped)
     }
 
     fn recover_commit_log(
@@ -616,9 +674,26 @@ impl MessageStore {
         msgs: &[MessageInner],
     ) -> std::result::Result<(AppendMessageResult, Option<oneshot::Receiver<bool>>), PutMessageStatus> {
         self.precheck(msgs)?;
-        let version = MessageVersion::for_topic(&msgs[0].topic, self.shared.config.auto_message_version_on_topic_len);
+        let s = &self.shared;
+        let version = MessageVersion::for_topic(&msgs[0].topic, s.config.auto_message_version_on_topic_len);
         let crcs: Vec<i32> = msgs.iter().map(|m| message::body_crc(&m.body)).collect();
-        let res = self.shared.commitlog.append(msgs, &crcs, version)?;
+        let index_keys: u64 = if s.config.message_index_enable {
+            msgs.iter()
+                .filter(|m| sysflag::transaction_value(m.sys_flag) != sysflag::TRANSACTION_ROLLBACK)
+                .map(|m| {
+                    index::key_count(
+                        message::find_property(&m.properties, message::property::UNIQ_KEY),
+                        message::find_property(&m.properties, message::property::KEYS),
+                    )
+                })
+                .sum()
+        } else {
+            0
+        };
+        let (topic, queue_id) = (msgs[0].topic.as_str(), msgs[0].queue_id);
+        let res = s.commitlog.append(msgs, &crcs, version, |first_qo, entries| {
+            s.reserve_logics(topic, queue_id, first_qo, entries, index_keys)
+        })?;
         self.shared.wake_dispatcher();
         self.shared.appended_tx.send_replace(res.end_offset());
         let wait = self.shared.config.flush_disk_type == FlushDiskType::SyncFlush
@@ -855,6 +930,23 @@ impl MessageStore {
     /// Commitlog offset up to which records are dispatched to consume queues and index.
     pub fn dispatched_offset(&self) -> i64 {
         self.shared.reput_from.load(Ordering::Acquire)
+    }
+
+    /// Failed attempts of the dispatch that is stuck now (it retries every 100 ms; the failure is
+    /// logged once, then at most once a minute), 0 when dispatch is healthy.
+    pub fn dispatch_failed_attempts(&self) -> u64 {
+        self.shared.dispatch_log.failures()
+    }
+
+    /// Index entries reserved by accepted puts and not yet written by the dispatcher.
+    pub fn index_entries_reserved(&self) -> u64 {
+        self.shared.index.pending()
+    }
+
+    /// Geometry (`maxHashSlotNum`, `maxIndexNum`) of the index files this store creates: the
+    /// configured one, or scaled down to fit 1/[`config::INDEX_QUOTA_DIVISOR`] of the disk quota.
+    pub fn index_geometry_for_new_files(&self) -> index::IndexGeometry {
+        self.shared.index.geometry()
     }
 
     /// Up to `max` bytes of commitlog data from `offset` within one file (replication).
@@ -1203,6 +1295,140 @@ impl Drop for MessageStore {
 }
 
 impl Shared {
+    /// Runs under the put lock before a put is written: makes sure the consume-queue entries
+    /// `[first_qo, first_qo + entries)` of `topic`/`queue_id` and `index_keys` index entries have
+    /// their files (allocating them now if needed), so that an acknowledged message can always be
+    /// dispatched. Refuses the put with CREATE_MAPPED_FILE_FAILED (as a commitlog file that cannot
+    /// be created) otherwise; logged once, then at most once a minute, and when puts pass again.
+    fn reserve_logics(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        first_qo: i64,
+        entries: usize,
+        index_keys: u64,
+    ) -> std::result::Result<(), PutMessageStatus> {
+        let res = (|| -> Result<bool> {
+            let mut allocated = false;
+            if entries > 0 {
+                allocated = self.cqs.get_or_create(topic, queue_id)?.reserve(first_qo, entries)?;
+            }
+            Ok(self.index.reserve(index_keys)? || allocated)
+        })();
+        match res {
+            Ok(allocated) => {
+                // Only an allocation ends a refusal episode: puts that need no new file pass
+                // while others are refused.
+                if let Some(r) = allocated.then(|| self.reserve_log.succeeded()).flatten() {
+                    tracing::info!(
+                        refused_puts = r.failures,
+                        after_ms = r.lasted.as_millis() as u64,
+                        "consume queue and index space available again: puts accepted"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                match self.reserve_log.failed() {
+                    FailureNote::First => tracing::error!(
+                        error = %e,
+                        topic,
+                        queue_id,
+                        "cannot allocate consume queue or index space for a put: puts that need it are refused \
+                         (CREATE_MAPPED_FILE_FAILED) until space is available (logged again at most once a minute)"
+                    ),
+                    FailureNote::Still { failures, since } => tracing::error!(
+                        error = %e,
+                        topic,
+                        queue_id,
+                        refused_puts = failures,
+                        since_s = since.as_secs(),
+                        "still cannot allocate consume queue or index space: puts refused"
+                    ),
+                    FailureNote::Quiet => {}
+                }
+                Err(PutMessageStatus::CreateMappedFileFailed)
+            }
+        }
+    }
+
+    /// Allocates the next consume-queue and index files ahead of time where the current one is
+    /// getting full (so puts rarely allocate under the put lock). Failures are logged once, then
+    /// at most once a minute.
+    fn preallocate_logics(&self) {
+        let mut first_err = None;
+        for q in self.cqs.all() {
+            if let Err(e) = q.preallocate_next() {
+                first_err.get_or_insert(e);
+            }
+        }
+        if self.config.message_index_enable {
+            if let Err(e) = self.index.preallocate_next() {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            None => {
+                if self.prealloc_log.succeeded().is_some() {
+                    tracing::info!("consume queue and index files are allocated ahead of time again");
+                }
+            }
+            Some(e) => match self.prealloc_log.failed() {
+                FailureNote::First => tracing::warn!(
+                    error = %e,
+                    "cannot allocate the next consume queue or index file ahead of time (logged again at most once a minute)"
+                ),
+                FailureNote::Still { failures, since } => tracing::warn!(
+                    error = %e,
+                    failures,
+                    since_s = since.as_secs(),
+                    "still cannot allocate consume queue or index files ahead of time"
+                ),
+                FailureNote::Quiet => {}
+            },
+        }
+    }
+
+    /// Raises running-flag bits for a failed dispatch (cleared again when it recovers).
+    fn raise_dispatch_flag(&self, bit: u32) {
+        self.dispatch_flag_bits.fetch_or(bit, Ordering::AcqRel);
+        self.flags.fetch_or(bit, Ordering::AcqRel);
+    }
+
+    /// A dispatch attempt failed at commitlog offset `at`: logged once, then at most once a minute.
+    fn dispatch_failed(&self, at: i64, e: &StoreError) {
+        match self.dispatch_log.failed() {
+            FailureNote::First => tracing::error!(
+                error = %e,
+                offset = at,
+                "dispatch failed: consume queues or index cannot be written; writes are refused and dispatch \
+                 retries every 100 ms until it succeeds (logged again at most once a minute)"
+            ),
+            FailureNote::Still { failures, since } => tracing::error!(
+                error = %e,
+                offset = at,
+                failures,
+                since_s = since.as_secs(),
+                "dispatch still failing"
+            ),
+            FailureNote::Quiet => {}
+        }
+    }
+
+    /// A record was dispatched: ends a failure episode (clearing the flags it raised) if any.
+    fn dispatch_succeeded(&self) {
+        if let Some(r) = self.dispatch_log.succeeded() {
+            let bits =
+                self.dispatch_flag_bits.swap(0, Ordering::AcqRel) & !self.flush_flag_bits.load(Ordering::Acquire);
+            self.flags.fetch_and(!bits, Ordering::AcqRel);
+            tracing::info!(
+                failed_attempts = r.failures,
+                after_ms = r.lasted.as_millis() as u64,
+                "dispatch recovered: consume queues and index are written again, writes accepted"
+            );
+        }
+    }
+
     fn wake_dispatcher(&self) {
         *self.dispatch_seq.lock() += 1;
         self.dispatch_cv.notify_one();
@@ -1312,6 +1538,7 @@ impl Shared {
         for q in self.cqs.all() {
             if let Err(e) = q.flush() {
                 tracing::error!(error = %e, "consume queue flush failed");
+                self.flush_flag_bits.fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
                 self.flags.fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
                 res = Err(e);
             }
@@ -1321,6 +1548,7 @@ impl Shared {
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "index flush failed");
+                self.flush_flag_bits.fetch_or(running_flags::WRITE_INDEX_FILE_ERROR, Ordering::AcqRel);
                 self.flags.fetch_or(running_flags::WRITE_INDEX_FILE_ERROR, Ordering::AcqRel);
                 res = Err(e);
             }
@@ -1345,6 +1573,7 @@ impl Shared {
                 return; // the final flush is done by shutdown()
             }
             let _ = self.flush_logics();
+            self.preallocate_logics();
         }
     }
 
@@ -1404,10 +1633,11 @@ impl Shared {
                     RecordCheck::Message(v) => {
                         let rec = &data[p..p + v.store_size];
                         if let Err(e) = self.dispatch(&v, rec, &mut arrivals) {
-                            tracing::error!(error = %e, "dispatch failed; will retry");
+                            self.dispatch_failed(reput + p as i64, &e);
                             stalled = true;
                             break;
                         }
+                        self.dispatch_succeeded();
                         p += v.store_size;
                     }
                     RecordCheck::Blank(_) => {
@@ -1483,14 +1713,15 @@ impl Shared {
         let tran = sysflag::transaction_value(v.sys_flag);
         if tran == sysflag::TRANSACTION_NOT_TYPE || tran == sysflag::TRANSACTION_COMMIT {
             let tags = self.tags_code_of(v, topic, props);
-            let cq = self.cqs.get_or_create(topic, v.queue_id)?;
+            let cq = self
+                .cqs
+                .get_or_create(topic, v.queue_id)
+                .inspect_err(|_| self.raise_dispatch_flag(running_flags::WRITE_LOGICS_QUEUE_ERROR))?;
             cq.put(
                 CqEntry { phys_offset: v.commit_log_offset, size: v.store_size as i32, tags_code: tags },
                 v.queue_offset,
             )
-            .inspect_err(|_| {
-                self.flags.fetch_or(running_flags::WRITE_LOGICS_QUEUE_ERROR, Ordering::AcqRel);
-            })?;
+            .inspect_err(|_| self.raise_dispatch_flag(running_flags::WRITE_LOGICS_QUEUE_ERROR))?;
             let max = cq.max_offset_in_queue();
             match arrivals.get_mut(topic) {
                 Some(m) => {
@@ -1502,17 +1733,11 @@ impl Shared {
             }
         }
         if self.config.message_index_enable && tran != sysflag::TRANSACTION_ROLLBACK {
+            let uniq = message::find_property(props, message::property::UNIQ_KEY);
+            let keys = message::find_property(props, message::property::KEYS);
             self.index
-                .build(
-                    topic,
-                    message::find_property(props, message::property::UNIQ_KEY),
-                    message::find_property(props, message::property::KEYS),
-                    v.commit_log_offset,
-                    v.store_timestamp,
-                )
-                .inspect_err(|_| {
-                    self.flags.fetch_or(running_flags::WRITE_INDEX_FILE_ERROR, Ordering::AcqRel);
-                })?;
+                .build(topic, uniq, keys, v.commit_log_offset, v.store_timestamp)
+                .inspect_err(|_| self.raise_dispatch_flag(running_flags::WRITE_INDEX_FILE_ERROR))?;
         }
         self.last_dispatched_ts.store(v.store_timestamp, Ordering::Release);
         // Raw (replicated) appends carry no store time of their own: the dispatched one feeds the

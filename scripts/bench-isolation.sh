@@ -3,9 +3,13 @@
 # Prints, side by side, B's single synchronous sender (1 KiB) alone; next to A saturated (64 in
 # flight) in the same container; next to A saturated in another container process; and A's own
 # rate in both layouts. Everything runs on 127.0.0.1; each run lasts <seconds> (default 10).
-# Usage: scripts/bench-isolation.sh [seconds]
+# With --many: 32 brokers in one container, each sent a modest rate (mqbench --rate) at once; prints
+# the slowest and the fastest broker's p99 side by side.
+# Usage: scripts/bench-isolation.sh [--many] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+many=0
+if [ "${1:-}" = "--many" ]; then many=1; shift; fi
 secs="${1:-10}"
 cargo build --release --bins >&2
 bin=target/release
@@ -30,6 +34,67 @@ maxIndexNum=2000000
 CONF
 }
 ns=$(free_port)
+
+if [ $many = 1 ]; then
+  n=32; rate=${RATE:-300}
+  m="$work/many"; mkdir -p "$m"; paths=()
+  for i in $(seq 1 $n); do
+    cat > "$m/m$i.conf" <<CONF
+brokerClusterName=ManyCluster
+brokerName=many-$i
+listenPort=$(pick)
+brokerIP1=127.0.0.1
+flushDiskType=ASYNC_FLUSH
+storePathRootDir=$m/store/m$i
+mappedFileSizeCommitLog=67108864
+maxHashSlotNum=50000
+maxIndexNum=200000
+brokerWorkerThreads=1
+CONF
+    paths+=("m$i.conf")
+  done
+  cat > "$m/container.conf" <<CONF
+listenPort=$(pick)
+bindAddress=127.0.0.1
+embeddedNamesrvEnable=true
+embeddedNamesrvPort=$ns
+namesrvAddr=127.0.0.1:$ns
+brokerConfigPaths=$(IFS=:; echo "${paths[*]}")
+brokerConfigDirs=.
+logRoot=$m/logs
+CONF
+  RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$m/container.conf" > "$m/out" 2>&1 & pids+=($!)
+  for _ in $(seq 1 600); do grep -q "hosts $n broker" "$m/out" 2>/dev/null && break; sleep 0.05; done
+  for i in $(seq 1 $n); do
+    $bin/mqbench producer -n 127.0.0.1:$ns -t "Many_$i" -b "many-$i" -w 4 -s 1024 -d 1 --interval 3600 --json > /dev/null 2>&1 &
+  done
+  wait_bench() { for j in $(jobs -p); do case " ${pids[*]} " in *" $j "*) ;; *) wait "$j" || true ;; esac; done; }
+  wait_bench
+  for i in $(seq 1 $n); do
+    $bin/mqbench producer -n 127.0.0.1:$ns -t "Many_$i" -b "many-$i" -w 4 --rate "$rate" -s 1024 -d "$secs" --interval 3600 --json 2>/dev/null | tail -1 > "$m/r$i.json" &
+  done
+  wait_bench
+  python3 - "$m" "$n" "$rate" "$secs" <<'PY'
+import json, sys, os
+d, n, rate, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows = []
+for i in range(1, n + 1):
+    try:
+        rows.append((i, json.load(open(os.path.join(d, "r%d.json" % i)))))
+    except Exception as e:
+        print("broker many-%d: no result (%s)" % (i, e))
+rows.sort(key=lambda r: r[1]["p99_ms"])
+print("| %d brokers, %s msgs/s each, 1 KiB, %s s | broker | sends/s | p50 ms | p99 ms | failures |" % (n, rate, secs))
+print("|---|---|---|---|---|---|")
+for label, (i, r) in (("fastest p99", rows[0]), ("median p99", rows[len(rows) // 2]), ("slowest p99", rows[-1])):
+    print("| %s | many-%d | %.0f | %.3f | %.3f | %d |" % (label, i, r["tps"], r["p50_ms"], r["p99_ms"], r["failures"]))
+print()
+print("slowest p99 / fastest p99: %.2fx; total %.0f sends/s" % (rows[-1][1]["p99_ms"] / max(rows[0][1]["p99_ms"], 1e-9), sum(r["tps"] for _, r in rows)))
+PY
+  echo "machine: $(nproc) cores, $(uname -m), $(uname -r)"
+  exit 0
+fi
+
 # Container 1 hosts iso-a and iso-b and the embedded NameServer; container 2 hosts iso-a2.
 c1="$work/c1"; c2="$work/c2"; mkdir -p "$c1" "$c2"
 broker_conf iso-a "$(pick)" "$c1"; broker_conf iso-b "$(pick)" "$c1"; broker_conf iso-a2 "$(pick)" "$c2"

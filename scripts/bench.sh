@@ -2,8 +2,14 @@
 # Benchmarks a container on loopback: an ASYNC_FLUSH and a SYNC_FLUSH broker, 1 KiB and 128 B
 # messages, 1 / 16 / 64 requests in flight, then a consume run. Prints a markdown table.
 # Usage: scripts/bench.sh [seconds-per-run]   (default 5)
+#        scripts/bench.sh isolation [seconds]   (B next to a saturated A: scripts/bench-isolation.sh)
+#        scripts/bench.sh many [seconds]        (32 brokers in one container: scripts/bench-isolation.sh --many)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+  isolation) shift; exec scripts/bench-isolation.sh "$@" ;;
+  many) shift; exec scripts/bench-isolation.sh --many "$@" ;;
+esac
 secs="${1:-5}"
 cargo build --release --bins >&2
 bin=target/release

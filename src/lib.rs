@@ -6,6 +6,7 @@ pub mod config;
 pub mod container;
 pub mod json;
 pub mod logging;
+pub mod metrics;
 pub mod namesrv;
 pub mod remoting;
 pub mod store;

@@ -33,6 +33,8 @@ pub struct BrokerStats {
     pub get_msgs: AtomicU64,
     /// Bytes delivered since start.
     pub get_bytes: AtomicU64,
+    /// The same by topic (stored) and by topic and group (delivered).
+    pub topics: super::stats::TopicStats,
 }
 
 /// What every processor of one broker shares.
@@ -351,15 +353,17 @@ impl BrokerCore {
     }
 
     /// Counts stored messages.
-    pub fn stats_put(&self, _topic: &str, msgs: usize, bytes: usize) {
+    pub fn stats_put(&self, topic: &str, msgs: usize, bytes: usize) {
         self.stats.put_msgs.fetch_add(msgs as u64, Ordering::Relaxed);
         self.stats.put_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stats.topics.stored(topic, msgs, bytes);
     }
 
-    /// Counts delivered messages.
-    pub fn stats_get(&self, _topic: &str, msgs: usize, bytes: usize) {
+    /// Counts messages of `topic` delivered to `group`.
+    pub fn stats_get(&self, topic: &str, group: &str, msgs: usize, bytes: usize) {
         self.stats.get_msgs.fetch_add(msgs as u64, Ordering::Relaxed);
         self.stats.get_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.stats.topics.delivered(topic, group, msgs, bytes);
     }
 
     /// CONSUMER_SEND_MSG_BACK: re-puts a message a consumer failed into `%RETRY%group` with a delay,

@@ -18,6 +18,7 @@ pub mod query;
 pub mod register;
 pub mod schedule;
 pub mod send;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,6 +106,7 @@ pub struct Broker {
     env: BrokerEnv,
     span: tracing::Span,
     exec: executor::BrokerExecutor,
+    queues: Vec<Arc<Admission>>,
 }
 
 impl Broker {
@@ -166,7 +168,7 @@ impl Broker {
         let schedule = Arc::new(schedule::ScheduleService::load(core.clone()));
         let mut fixed = plan.store.entries();
         fixed.extend(plan.cleanup.entries());
-        let table = processor_table(&core, &schedule, &plan, fixed);
+        let (table, queues) = processor_table(&core, &schedule, &plan, fixed);
         let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
         let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads) {
             Ok(e) => e,
@@ -213,6 +215,7 @@ impl Broker {
             env,
             span,
             exec,
+            queues,
         };
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
@@ -309,6 +312,47 @@ impl Broker {
         &self.plan
     }
 
+    /// What the broker reports to a metrics scrape.
+    pub fn metrics_sample(&self) -> crate::metrics::BrokerSample {
+        use crate::store::cleanup::{assess, StatvfsProbe};
+        let core = &self.core;
+        let cfg = core.config();
+        let store = core.store();
+        let topics = core.meta.topics.topic_names();
+        core.stats.topics.retain(|t| topics.iter().any(|x| x == t));
+        let mut lag = Vec::new();
+        for (key, queues) in core.meta.offsets.offset_table() {
+            let Some((topic, group)) = key.split_once('@') else { continue };
+            let behind: i64 = queues.iter().map(|(q, off)| (store.max_offset_in_queue(topic, *q) - off).max(0)).sum();
+            lag.push((group.to_string(), topic.to_string(), behind));
+        }
+        let a = assess(&self.plan.cleanup.policy().0, &store.sample_disk_usage(&StatvfsProbe));
+        let ha: std::collections::HashMap<String, String> = core.ha.runtime_info(core).into_iter().collect();
+        let replication_lag_bytes =
+            ha.get("haReplicationLagBytes").or_else(|| ha.get("haLagBytes")).and_then(|v| v.parse::<i64>().ok());
+        let max = store.commit_log_max_offset();
+        crate::metrics::BrokerSample {
+            cluster: cfg.broker_cluster_name.clone(),
+            name: cfg.broker_name.clone(),
+            id: cfg.broker_id,
+            role: cfg.broker_role.to_string(),
+            permission: cfg.broker_permission as i64,
+            topics: topics.len() as i64,
+            groups: core.meta.subscriptions.all().len() as i64,
+            storage_bytes: store.logical_disk_usage(),
+            flush_behind_bytes: (max - store.commit_log_flushed_offset()).max(0),
+            dispatch_behind_bytes: (max - store.dispatched_offset()).max(0),
+            quota_bytes: a.quota_bytes,
+            quota_ratio: a.logical_ratio,
+            disk_ratio: a.commit_log_ratio,
+            replication_lag_bytes,
+            messages_in: core.stats.topics.stored_snapshot(),
+            messages_out: core.stats.topics.delivered_snapshot(),
+            consumer_lag: lag,
+            queues: self.queues.iter().map(|q| (q.name().to_string(), q.len() as u64, q.refused())).collect(),
+        }
+    }
+
     /// The ports it serves.
     pub fn ports(&self) -> Vec<u16> {
         self.ports.iter().map(SubServer::port).collect()
@@ -397,7 +441,7 @@ fn processor_table(
     schedule: &Arc<schedule::ScheduleService>,
     plan: &BrokerPlan,
     fixed: Vec<(&'static str, String)>,
-) -> ProcessorTable {
+) -> (ProcessorTable, Vec<Arc<Admission>>) {
     let mut t = ProcessorTable::new();
     let c = &plan.config;
     let ms = Duration::from_millis;
@@ -411,13 +455,17 @@ fn processor_table(
             request::CONSUMER_SEND_MSG_BACK,
         ],
         send,
-        Some(send_queue),
+        Some(send_queue.clone()),
     );
     let pull = Arc::new(pull::PullProcessor::new(core.clone()));
     let pull_queue = Admission::new("pull", c.pull_thread_pool_queue_capacity, ms(c.wait_time_mills_in_pull_queue));
-    t.register_bounded(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull, Some(pull_queue));
+    t.register_bounded(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull, Some(pull_queue.clone()));
     let query_queue = Admission::new("query", c.query_thread_pool_queue_capacity, Duration::ZERO);
-    t.register_bounded(query::QUERY_CODES, Arc::new(query::QueryProcessor::new(core.clone())), Some(query_queue));
+    t.register_bounded(
+        query::QUERY_CODES,
+        Arc::new(query::QueryProcessor::new(core.clone())),
+        Some(query_queue.clone()),
+    );
     t.register_all(processor::MetaProcessor::CODES, Arc::new(processor::MetaProcessor::new(core.meta.clone())));
     let admin = admin::BrokerAdminProcessor::new(
         core.clone(),
@@ -427,5 +475,5 @@ fn processor_table(
         plan.cleanup.policy().0,
     );
     t.register_all(admin::ADMIN_CODES, Arc::new(admin));
-    t
+    (t, vec![send_queue, pull_queue, query_queue])
 }

@@ -185,7 +185,7 @@ impl PullProcessor {
             for m in &result.messages {
                 body.extend_from_slice(m);
             }
-            core.stats_get(&h.topic, result.messages.len(), result.buffer_total_size);
+            core.stats_get(&h.topic, &h.consumer_group, result.messages.len(), result.buffer_total_size);
             resp = resp.with_body(body.freeze());
         }
         resp

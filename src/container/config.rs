@@ -59,6 +59,13 @@ config_struct! {
         /// `<Cluster>_<Broker>_<Id>.runtime.conf` in this directory, applied over the files at start,
         /// so the config files are never rewritten.
         runtime_config_dir: Option<String> = "runtimeConfigDir" => None,
+        /// `PROM` serves Prometheus metrics of the container and every hosted broker over HTTP
+        /// (Apache 5's key; `DISABLE` by default; OTLP and LOG exporters are not supported).
+        metrics_exporter_type: String = "metricsExporterType" => "DISABLE".into(),
+        /// Address the metrics endpoint binds (default: `bindAddress`).
+        metrics_prom_exporter_host: String = "metricsPromExporterHost" => String::new(),
+        /// Port of the metrics endpoint.
+        metrics_prom_exporter_port: u16 = "metricsPromExporterPort" => 5557,
     }
 }
 
@@ -190,6 +197,20 @@ impl LoadedContainerConfig {
 }
 
 impl ContainerConfig {
+    /// The metrics endpoint's address, when `metricsExporterType=PROM`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        let t = self.metrics_exporter_type.trim().to_ascii_uppercase();
+        if t != "PROM" && t != "2" {
+            return None;
+        }
+        let host = if self.metrics_prom_exporter_host.is_empty() {
+            &self.bind_address
+        } else {
+            &self.metrics_prom_exporter_host
+        };
+        host.parse().ok().map(|ip| std::net::SocketAddr::new(ip, self.metrics_prom_exporter_port))
+    }
+
     /// Checks the values together: at start, and for every runtime update.
     pub fn validate(&self) -> Result<(), String> {
         if self.listen_port < 3 {
@@ -210,6 +231,17 @@ impl ContainerConfig {
         }
         if self.server_max_connections == 0 || self.server_max_inflight_per_connection == 0 {
             return Err("serverMaxConnections and serverMaxInflightPerConnection must be at least 1".into());
+        }
+        match self.metrics_exporter_type.trim().to_ascii_uppercase().as_str() {
+            "DISABLE" | "0" | "PROM" | "2" | "" => {}
+            other => {
+                return Err(format!("metricsExporterType '{other}': only DISABLE and PROM are supported"));
+            }
+        }
+        if !self.metrics_prom_exporter_host.is_empty()
+            && self.metrics_prom_exporter_host.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(format!("metricsPromExporterHost '{}' is not an IP address", self.metrics_prom_exporter_host));
         }
         if self.server_worker_threads > 1024 {
             return Err(format!("serverWorkerThreads {} is above 1024", self.server_worker_threads));

@@ -54,6 +54,9 @@ struct Shared {
     brokers: tokio::sync::Mutex<Vec<(String, Broker)>>,
     paths_from_cli: bool,
     router: Option<LogRouter>,
+    /// Brokers added / removed at runtime since start.
+    added: std::sync::atomic::AtomicU64,
+    removed: std::sync::atomic::AtomicU64,
 }
 
 /// A running container.
@@ -61,6 +64,7 @@ pub struct BrokerContainer {
     shared: Arc<Shared>,
     ports: Vec<SubServer>,
     namesrv: Option<crate::namesrv::NameServer>,
+    metrics: Option<crate::metrics::http::MetricsServer>,
 }
 
 impl BrokerContainer {
@@ -97,6 +101,8 @@ impl BrokerContainer {
             brokers: tokio::sync::Mutex::new(Vec::new()),
             paths_from_cli,
             router,
+            added: Default::default(),
+            removed: Default::default(),
         });
         let processor: Arc<dyn RequestProcessor> = Arc::new(ContainerProcessor { shared: shared.clone() });
         let mut table = ProcessorTable::new();
@@ -110,7 +116,21 @@ impl BrokerContainer {
             }
         };
         info!(port = c.listen_port, fast_port = c.listen_port - 2, "broker container admin ports bound");
-        let mut container = BrokerContainer { shared, ports: vec![main, fast], namesrv: None };
+        let mut container = BrokerContainer { shared, ports: vec![main, fast], namesrv: None, metrics: None };
+        if let Some(addr) = c.metrics_addr() {
+            let shared = container.shared.clone();
+            let render: crate::metrics::http::Render = Arc::new(move || {
+                let shared = shared.clone();
+                Box::pin(async move { crate::metrics::encode(shared.metrics_sample().await) })
+            });
+            match crate::metrics::http::MetricsServer::start(addr, render).await {
+                Ok(m) => container.metrics = Some(m),
+                Err(e) => {
+                    container.shutdown().await;
+                    return Err(ContainerError::Namesrv(format!("metrics endpoint {addr}: {e}")));
+                }
+            }
+        }
         if c.embedded_namesrv_enable {
             let mut ns =
                 crate::namesrv::config::NamesrvConfig { listen_port: c.embedded_namesrv_port, ..Default::default() };
@@ -186,8 +206,16 @@ impl BrokerContainer {
         self.namesrv.as_ref().map(|n| n.port())
     }
 
+    /// The metrics endpoint's address, if one is served.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr())
+    }
+
     /// Stops every broker (gracefully), the embedded NameServer, and every port.
     pub async fn shutdown(self) {
+        if let Some(m) = self.metrics {
+            m.shutdown().await;
+        }
         let brokers: Vec<(String, Broker)> = std::mem::take(&mut *self.shared.brokers.lock().await);
         for (_, b) in brokers {
             let id = b.identity().to_string();
@@ -205,6 +233,20 @@ impl BrokerContainer {
         self.shared.env.client.shutdown().await;
         self.shared.env.server.shutdown().await;
         info!("broker container shut down");
+    }
+}
+
+impl Shared {
+    /// A metrics scrape: the container's figures and every hosted broker's sample.
+    async fn metrics_sample(&self) -> crate::metrics::ContainerSample {
+        use std::sync::atomic::Ordering::Relaxed;
+        let brokers = self.brokers.lock().await;
+        crate::metrics::ContainerSample {
+            brokers: brokers.len() as i64,
+            added: self.added.load(Relaxed),
+            removed: self.removed.load(Relaxed),
+            samples: brokers.iter().map(|(_, b)| b.metrics_sample()).collect(),
+        }
     }
 }
 
@@ -277,6 +319,7 @@ impl ContainerProcessor {
             }
         };
         info!(broker = %identity, path = %path.display(), ports = ?broker.ports(), "broker added");
+        self.shared.added.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         brokers.push((path.display().to_string(), broker));
         let paths: Vec<String> = brokers.iter().map(|(p, _)| p.clone()).collect();
         drop(brokers);
@@ -322,6 +365,7 @@ impl ContainerProcessor {
             r.close(&identity.to_string());
         }
         info!(broker = %identity, "broker removed");
+        self.shared.removed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let paths: Vec<String> = brokers.iter().map(|(p, _)| p.clone()).collect();
         drop(brokers);
         self.persist_paths(&paths);

@@ -94,6 +94,10 @@ impl Admission {
             refused: AtomicU64::new(0),
         })
     }
+    /// The queue's name (`send`, `pull`, ...).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
     /// Requests queued or running now.
     pub fn len(&self) -> usize {
         self.in_queue.load(Ordering::Relaxed)

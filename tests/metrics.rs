@@ -1,0 +1,141 @@
+//! Issue 18 (metrics): a container hosting two brokers serves Prometheus metrics over HTTP; each
+//! broker's series carry its identity and match what was sent, consumed and committed; a removed
+//! broker's series are gone from the next scrape.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::rmq::{pull, send, wait_max_offset, T};
+use common::{free_port_block, port_open, wait_until, write_broker, ChildGuard};
+use rmqc::remoting::codes::{request, response};
+use rmqc::remoting::{RemotingClient, RemotingCommand};
+
+const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
+
+/// GET `path` over plain HTTP/1.1; returns (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read the response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+/// The value of the one sample whose line starts with `name{` and contains every label given.
+fn value(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn create_topic(client: &RemotingClient, addr: &str, topic: &str) {
+    let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+        .with_ext("topic", topic)
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("readQueueNums", "1")
+        .with_ext("writeQueueNums", "1")
+        .with_ext("perm", "6")
+        .with_ext("topicFilterType", "SINGLE_TAG")
+        .with_ext("topicSysFlag", "0")
+        .with_ext("order", "false");
+    let r = client.invoke(addr, req, T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_broker_series_match_the_traffic_and_go_with_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, pa) = write_broker(d, "metric-a", "");
+    let (b, pb) = write_broker(d, "metric-b", "");
+    let port = free_port_block(2, 0);
+    let ns = free_port_block(0, 0);
+    let mport = free_port_block(0, 0);
+    let conf = d.join("container.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listenPort={port}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={ns}\n\
+             namesrvAddr=127.0.0.1:{ns}\nbrokerConfigPaths={a}:{b}\nbrokerConfigDirs=.\nlogRoot={}\n\
+             metricsExporterType=PROM\nmetricsPromExporterPort={mport}\n",
+            d.join("logs").display()
+        ),
+    )
+    .unwrap();
+    let _c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
+    wait_until("brokers and metrics listen", Duration::from_secs(20), || {
+        port_open(pa) && port_open(pb) && port_open(mport)
+    });
+    let (addr_a, addr_b) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
+    let client = RemotingClient::default();
+    create_topic(&client, &addr_a, "MetricTopicA").await;
+    create_topic(&client, &addr_b, "MetricTopicB").await;
+
+    // Traffic: 30 messages to broker-a, 20 to broker-b, from 8 senders at once; 30 pulled from
+    // broker-a by group mg, which commits 10.
+    let body = vec![b'm'; 100];
+    let sends = (0..50).map(|i| {
+        let (client, body) = (client.clone(), body.clone());
+        let (addr, topic) = if i < 30 { (addr_a.clone(), "MetricTopicA") } else { (addr_b.clone(), "MetricTopicB") };
+        async move { send(&client, &addr, topic, 0, &body, &[]).await }
+    });
+    for r in futures::future::join_all(sends).await {
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    wait_max_offset(&client, &addr_a, "MetricTopicA", 0, 30).await;
+    let r = pull(&client, &addr_a, "mg", "MetricTopicA", 0, 0, "*", 0).await;
+    assert_eq!(r.code, response::SUCCESS);
+    let commit = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", "mg")
+        .with_ext("topic", "MetricTopicA")
+        .with_ext("queueId", "0")
+        .with_ext("commitOffset", "10");
+    assert_eq!(client.invoke(&addr_a, commit, T).await.unwrap().code, response::SUCCESS);
+
+    let (status, text) = http_get(mport, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let ida = [("cluster", "TestCluster"), ("node_id", "metric-a"), ("node_type", "broker")];
+    let idb = [("cluster", "TestCluster"), ("node_id", "metric-b"), ("node_type", "broker")];
+    let with = |id: &[(&'static str, &'static str)], extra: &[(&'static str, &'static str)]| {
+        id.iter().chain(extra.iter()).copied().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        value(&text, "rocketmq_messages_in_total", &with(&ida, &[("topic", "MetricTopicA")])),
+        Some(30.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "rocketmq_messages_in_total", &with(&idb, &[("topic", "MetricTopicB")])),
+        Some(20.0),
+        "{text}"
+    );
+    assert_eq!(value(&text, "rocketmq_messages_in_total", &with(&idb, &[("topic", "MetricTopicA")])), None, "{text}");
+    let tin = value(&text, "rocketmq_throughput_in_total", &with(&ida, &[("topic", "MetricTopicA")])).unwrap();
+    assert!(tin >= 30.0 * 100.0, "stored bytes {tin}");
+    let out = [("topic", "MetricTopicA"), ("consumer_group", "mg")];
+    assert_eq!(value(&text, "rocketmq_messages_out_total", &with(&ida, &out)), Some(30.0), "{text}");
+    assert_eq!(value(&text, "rocketmq_consumer_lag_messages", &with(&ida, &out)), Some(20.0), "{text}");
+    assert_eq!(value(&text, "rocketmq_processor_watermark", &with(&ida, &[("processor", "send")])), Some(0.0));
+    assert!(value(&text, "rocketmq_storage_size_bytes", &ida).unwrap_or(0.0) > 0.0, "{text}");
+    assert_eq!(value(&text, "rocketmq_container_brokers", &[]), Some(2.0), "{text}");
+    let (status, healthy) = http_get(mport, "/-/healthy");
+    assert!(status.contains("200") && healthy.trim() == "OK", "{status} {healthy}");
+
+    // Remove broker-b: its series are gone from the next scrape; broker-a's stay.
+    let remove = RemotingCommand::request(request::REMOVE_BROKER)
+        .with_ext("brokerClusterName", "TestCluster")
+        .with_ext("brokerName", "metric-b")
+        .with_ext("brokerId", "0");
+    let r = client.invoke(&format!("127.0.0.1:{port}"), remove, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let (_, text) = http_get(mport, "/metrics");
+    assert!(!text.contains("node_id=\"metric-b\""), "{text}");
+    assert_eq!(value(&text, "rocketmq_messages_in_total", &with(&ida, &[("topic", "MetricTopicA")])), Some(30.0));
+    assert_eq!(value(&text, "rocketmq_container_broker_events_total", &[("event", "remove")]), Some(1.0), "{text}");
+}

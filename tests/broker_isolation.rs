@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::rmq::{send, wait_max_offset, T};
+use common::rmq::{create_topic, send, wait_max_offset, T};
 use common::{port_open, wait_until, write_broker, write_container, ChildGuard};
 use rmqc::remoting::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
@@ -32,17 +32,7 @@ async fn an_overloaded_broker_answers_busy_and_its_neighbour_keeps_answering() {
     let client = RemotingClient::default();
     // Create the topics (one queue each) so every send lands in queue 0.
     for addr in [&addr_a, &addr_b] {
-        let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
-            .with_ext("topic", "Iso")
-            .with_ext("defaultTopic", "TBW102")
-            .with_ext("readQueueNums", "1")
-            .with_ext("writeQueueNums", "1")
-            .with_ext("perm", "6")
-            .with_ext("topicFilterType", "SINGLE_TAG")
-            .with_ext("topicSysFlag", "0")
-            .with_ext("order", "false");
-        let r = client.invoke(addr, req, T).await.unwrap();
-        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        create_topic(&client, addr, "Iso").await;
     }
 
     // broker-b answers every send, one at a time, all through broker-a's overload.

@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::rmq::{pull, send, wait_max_offset, T};
+use common::rmq::{create_topic, pull, send, wait_max_offset, T};
 use common::{free_port_block, port_open, wait_until, write_broker, ChildGuard};
 use rmqc::remoting::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
@@ -32,20 +32,6 @@ fn value(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .find(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-async fn create_topic(client: &RemotingClient, addr: &str, topic: &str) {
-    let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
-        .with_ext("topic", topic)
-        .with_ext("defaultTopic", "TBW102")
-        .with_ext("readQueueNums", "1")
-        .with_ext("writeQueueNums", "1")
-        .with_ext("perm", "6")
-        .with_ext("topicFilterType", "SINGLE_TAG")
-        .with_ext("topicSysFlag", "0")
-        .with_ext("order", "false");
-    let r = client.invoke(addr, req, T).await.unwrap();
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,3 +93,18 @@ pub async fn wait_max_offset(client: &RemotingClient, addr: &str, topic: &str, q
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Creates (or updates) `topic` on one broker with one read and one write queue.
+pub async fn create_topic(client: &RemotingClient, addr: &str, topic: &str) {
+    let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+        .with_ext("topic", topic)
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("readQueueNums", "1")
+        .with_ext("writeQueueNums", "1")
+        .with_ext("perm", "6")
+        .with_ext("topicFilterType", "SINGLE_TAG")
+        .with_ext("topicSysFlag", "0")
+        .with_ext("order", "false");
+    let r = client.invoke(addr, req, T).await.expect("UPDATE_AND_CREATE_TOPIC answered");
+    assert_eq!(r.code, rmqc::remoting::codes::response::SUCCESS, "{:?}", r.remark);
+}

@@ -188,6 +188,9 @@ fn broker_commands_against_a_container() {
     // The broker registers; clusterList shows it with its runtime figures.
     let t = mqadmin_until("broker-a in clusterList", &["clusterList", "-n", &ns], long, |t| t.contains(&a));
     assert!(t.contains("broker-a") && t.contains("V5_3_3") && t.lines().any(|l| l.starts_with('C')), "{t}");
+    // ... with its health, and its send queue in #InTPS(LOAD).
+    assert!(t.lines().next().is_some_and(|h| h.contains("#Health")), "{t}");
+    assert!(t.lines().any(|l| l.contains("broker-a") && l.trim_end().ends_with("OK")), "{t}");
 
     // updateTopic on the cluster's masters, then the route appears.
     let t = ok(&["updateTopic", "-n", &ns, "-c", "C", "-t", "AdminTopic", "-r", "2", "-w", "2"]);
@@ -265,6 +268,7 @@ fn broker_commands_against_a_container() {
     // brokerStatus: sorted key/value lines.
     let t = ok(&["brokerStatus", "-n", &ns, "-b", &a]);
     assert!(t.contains("msgPutTotalTodayNow") && t.contains("brokerVersionDesc"), "{t}");
+    assert!(t.contains("sendThreadPoolQueueCapacity") && t.contains("pullThreadPoolQueueSize"), "{t}");
     let keys: Vec<&str> = t.lines().map(|l| l.split(':').next().unwrap_or("").trim()).collect();
     let mut sorted = keys.clone();
     sorted.sort();

@@ -24,6 +24,32 @@ pub const REPLICATION_KEYS: &[&str] = &[
     "haDiverged",
 ];
 
+/// A broker's health as clusterList shows it, from its runtime info (`None`: it did not answer).
+pub fn health(t: Option<&BTreeMap<String, String>>) -> String {
+    let Some(t) = t else { return "UNREACHABLE".into() };
+    if t.get("brokerActive").is_some_and(|v| v == "false") {
+        return "STOPPING".into();
+    }
+    let flags = t.get("storeRunningFlags").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    if flags != 0 {
+        return format!("STORE_ERROR({flags:#x})");
+    }
+    let ratio = |k: &str| t.get(k).and_then(|v| v.parse::<f64>().ok());
+    if let (Some(r), Some(w)) = (ratio("commitLogDiskRatio"), ratio("diskSpaceWarningLevelRatio")) {
+        if r >= w {
+            return "DISK_FULL".into();
+        }
+    }
+    if t.get("haConnected").is_some_and(|v| v == "false") {
+        return "HA_DISCONNECTED".into();
+    }
+    let busy = |k: &str| t.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    if busy("sendThreadPoolQueueSize") > 0 && busy("sendThreadPoolQueueSize") >= busy("sendThreadPoolQueueCapacity") {
+        return "BUSY".into();
+    }
+    "OK".into()
+}
+
 /// GET_BROKER_RUNTIME_INFO (28): the broker's key/value table.
 pub async fn runtime_info(admin: &Admin, addr: &str) -> Result<BTreeMap<String, String>, AdminError> {
     let resp = admin.call(addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO)).await?;
@@ -43,10 +69,10 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
             let Some(bd) = info.broker_addr_table.get(name) else { continue };
             for (id, addr) in &bd.broker_addrs {
                 let table = match runtime_info(admin, addr).await {
-                    Ok(t) => t,
+                    Ok(t) => Some(t),
                     Err(e) => {
                         warnings.push(format!("WARN: {addr}: {e}"));
-                        BTreeMap::new()
+                        None
                     }
                 };
                 rows.push((cluster.clone(), name.clone(), *id, addr.clone(), table));
@@ -54,9 +80,13 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
         }
     }
     // Only when some group replicates: a slave is listed, or a master has slaves connected.
-    let show_replication = rows
-        .iter()
-        .any(|r| r.2 > 0 || r.4.get("haConnectedSlaves").is_some_and(|n| n.parse::<i64>().is_ok_and(|n| n > 0)));
+    let show_replication = rows.iter().any(|r| {
+        r.2 > 0
+            || r.4
+                .as_ref()
+                .and_then(|t| t.get("haConnectedSlaves"))
+                .is_some_and(|n| n.parse::<i64>().is_ok_and(|n| n > 0))
+    });
     let mut out = String::new();
     let header = format!(
         "{:<16}  {:<22}  {:<4}  {:<22} {:<16} {:>19} {:>19} {:>10} {:>5} {:>6}",
@@ -71,13 +101,16 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
         "#Hour",
         "#SPACE"
     );
+    let header = format!("{header} {:<11}", "#Health");
     out.push_str(header.trim_end());
     if show_replication {
         out.push_str("  #Replication");
     }
     out.push('\n');
     let now = crate::util::now_millis();
-    for (cluster, name, id, addr, t) in &rows {
+    let empty = BTreeMap::new();
+    for (cluster, name, id, addr, answered) in &rows {
+        let t = answered.as_ref().unwrap_or(&empty);
         let get = |k: &str| t.get(k).cloned().unwrap_or_default();
         let get0 = |k: &str| t.get(k).cloned().unwrap_or_else(|| "0".to_string());
         let first_f64 = |k: &str| {
@@ -113,6 +146,7 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
             format!("{hour:2.2}"),
             format!("{space:.4}"),
         );
+        let line = format!("{line} {:<11}", health(answered.as_ref()));
         out.push_str(line.trim_end());
         if show_replication {
             let rep: Vec<String> = REPLICATION_KEYS
@@ -232,4 +266,24 @@ pub async fn update_config(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_from_runtime_info() {
+        let t =
+            |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        assert_eq!(health(None), "UNREACHABLE");
+        assert_eq!(health(Some(&t(&[("brokerActive", "true"), ("storeRunningFlags", "0")]))), "OK");
+        assert_eq!(health(Some(&t(&[("brokerActive", "false")]))), "STOPPING");
+        assert_eq!(health(Some(&t(&[("storeRunningFlags", "16")]))), "STORE_ERROR(0x10)");
+        let full = t(&[("commitLogDiskRatio", "0.95"), ("diskSpaceWarningLevelRatio", "0.90")]);
+        assert_eq!(health(Some(&full)), "DISK_FULL");
+        assert_eq!(health(Some(&t(&[("haConnected", "false")]))), "HA_DISCONNECTED");
+        let busy = t(&[("sendThreadPoolQueueSize", "4"), ("sendThreadPoolQueueCapacity", "4")]);
+        assert_eq!(health(Some(&busy)), "BUSY");
+    }
 }

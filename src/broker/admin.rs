@@ -24,6 +24,8 @@ pub struct BrokerAdminProcessor {
     version: parking_lot::Mutex<crate::util::DataVersion>,
     /// The cleanup policy (thresholds and disk share) the runtime info reports against.
     policy: CleanupPolicy,
+    /// The broker's bounded request queues (send, pull, query), reported by runtime info.
+    queues: Vec<(Arc<crate::remoting::Admission>, usize)>,
 }
 
 /// The codes [`BrokerAdminProcessor`] answers.
@@ -44,8 +46,9 @@ impl BrokerAdminProcessor {
         config_path: PathBuf,
         fixed: Vec<(&'static str, String)>,
         policy: CleanupPolicy,
+        queues: Vec<(Arc<crate::remoting::Admission>, usize)>,
     ) -> Self {
-        BrokerAdminProcessor { core, schedule, config_path, fixed, version: Default::default(), policy }
+        BrokerAdminProcessor { core, schedule, config_path, fixed, version: Default::default(), policy, queues }
     }
 
     /// The KV table of GET_BROKER_RUNTIME_INFO.
@@ -87,6 +90,13 @@ impl BrokerAdminProcessor {
             ("brokerRole".into(), core.config().broker_role.render()),
         ];
         table.extend(core.ha.runtime_info(core));
+        // Apache's queue keys (clusterList's #InTPS(LOAD) / #OutTPS(LOAD) columns read them).
+        for (q, capacity) in &self.queues {
+            let name = q.name();
+            table.push((format!("{name}ThreadPoolQueueSize"), q.len().to_string()));
+            table.push((format!("{name}ThreadPoolQueueCapacity"), capacity.to_string()));
+            table.push((format!("{name}ThreadPoolBusyRefusals"), q.refused().to_string()));
+        }
         // Disk figures measured now (statvfs is cheap), against this broker's thresholds.
         let a = assess(&self.policy, &store.sample_disk_usage(&StatvfsProbe));
         let ratio = |r: f64| if r < 0.0 { "-1".to_string() } else { format!("{r:.2}") };

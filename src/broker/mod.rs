@@ -473,6 +473,11 @@ fn processor_table(
         plan.persist_path.clone(),
         fixed,
         plan.cleanup.policy().0,
+        vec![
+            (send_queue.clone(), c.send_thread_pool_queue_capacity),
+            (pull_queue.clone(), c.pull_thread_pool_queue_capacity),
+            (query_queue.clone(), c.query_thread_pool_queue_capacity),
+        ],
     );
     t.register_all(admin::ADMIN_CODES, Arc::new(admin));
     (t, vec![send_queue, pull_queue, query_queue])

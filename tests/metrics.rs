@@ -124,4 +124,26 @@ async fn per_broker_series_match_the_traffic_and_go_with_the_broker() {
     assert!(!text.contains("node_id=\"metric-b\""), "{text}");
     assert_eq!(value(&text, "rocketmq_messages_in_total", &with(&ida, &[("topic", "MetricTopicA")])), Some(30.0));
     assert_eq!(value(&text, "rocketmq_container_broker_events_total", &[("event", "remove")]), Some(1.0), "{text}");
+
+    // Add/remove cycles leave nothing behind in the scrape (Apache's #9677): after each removal
+    // the series are exactly those of the broker that stays.
+    let series = |t: &str| t.lines().filter(|l| !l.starts_with('#') && !l.contains("broker_events")).count();
+    let baseline = series(&text);
+    let caddr = format!("127.0.0.1:{port}");
+    let add = RemotingCommand::request(request::ADD_BROKER).with_ext("configPath", d.join(&b).display().to_string());
+    let remove = RemotingCommand::request(request::REMOVE_BROKER)
+        .with_ext("brokerClusterName", "TestCluster")
+        .with_ext("brokerName", "metric-b")
+        .with_ext("brokerId", "0");
+    for i in 0..20 {
+        let r = client.invoke(&caddr, add.clone(), Duration::from_secs(30)).await.unwrap();
+        assert_eq!(r.code, response::SUCCESS, "add {i}: {:?}", r.remark);
+        let (_, during) = http_get(mport, "/metrics");
+        assert!(during.contains("node_id=\"metric-b\""), "cycle {i}: the added broker reports");
+        let r = client.invoke(&caddr, remove.clone(), Duration::from_secs(30)).await.unwrap();
+        assert_eq!(r.code, response::SUCCESS, "remove {i}: {:?}", r.remark);
+    }
+    let (_, after) = http_get(mport, "/metrics");
+    assert_eq!(series(&after), baseline, "series after 20 add/remove cycles:\n{after}");
+    assert_eq!(value(&after, "rocketmq_container_broker_events_total", &[("event", "add")]), Some(20.0));
 }

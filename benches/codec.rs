@@ -1,5 +1,6 @@
 //! Frame encode and decode, JSON and ROCKETMQ binary headers, for a SEND_MESSAGE_V2 request with a
 //! 1 KiB body and its response.
+#![allow(clippy::unwrap_used, missing_docs)] // benches may unwrap; criterion macros generate undocumented items
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};

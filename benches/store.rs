@@ -1,4 +1,5 @@
 //! Store micro-benchmarks: append (128 B / 1 KiB, single and batch of 32) and consume-queue reads.
+#![allow(clippy::unwrap_used, missing_docs)] // benches may unwrap; criterion macros generate undocumented items
 
 use std::time::Duration;
 

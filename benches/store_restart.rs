@@ -3,6 +3,7 @@
 //! crash (abort file left, full re-validation from the checkpoint's start file).
 //!
 //! Run: `cargo bench --bench store_restart`
+#![allow(clippy::unwrap_used, missing_docs)] // benches may unwrap; criterion macros generate undocumented items
 
 use std::time::Instant;
 

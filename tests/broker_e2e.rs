@@ -1,6 +1,7 @@
 //! A master broker hosted by an in-process container, driven over real TCP on 127.0.0.1 with the
 //! RocketMQ protocol: registration, auto-created topics, send, pull, long polling, queries, and bad
 //! input that gets a clear answer while nothing else changes.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Issue 13: a broker that is overloaded answers busy (Apache's `[OVERLOAD]` /
 //! `[TIMEOUT_CLEAN_QUEUE]` SYSTEM_BUSY) while its neighbour in the same container keeps answering,
 //! and nothing answered busy is stored. Speed is measured by scripts/bench-isolation.sh, not here.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

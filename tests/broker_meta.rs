@@ -1,6 +1,7 @@
 //! The metadata processors over real TCP on 127.0.0.1: heartbeats and consumer-membership
 //! notifications, offsets (and their files), topic admin, the topics.json `.bak` fallback,
 //! rebalance locks, and the shapes of the admin bodies.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

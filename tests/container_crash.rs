@@ -1,5 +1,6 @@
 //! Acknowledged messages survive a SIGKILL of the whole container (ASYNC_FLUSH and SYNC_FLUSH
 //! brokers side by side), and the restarted brokers serve them byte-identical.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Issue 11's container findings, each against a real container process: configs that are not
 //! regular files, the admin surface turned against itself, failed adds that left folders, and a
 //! quickstart that rewrote the user's checkout.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! RIP-31 hosting with real processes: a container with two masters, a third added and removed at
 //! runtime under load, per-broker log files, 50 add/remove cycles without leaks, and a restart that
 //! finds the same brokers with their messages and offsets.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Issue 18 (life cycle): SIGTERM under load. The container stops accepting, answers what is in
 //! flight, unregisters every broker from the NameServer, flushes and exits within a bounded time;
 //! every acknowledged message is there after a restart.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

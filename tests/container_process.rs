@@ -1,4 +1,5 @@
 //! The container binary started the way a user starts it, driven with the real mqadmin binary.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -10,6 +10,7 @@
 //!   brings usage back under the warning level.
 //!
 //! Needs root (mount); otherwise it prints why and passes.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

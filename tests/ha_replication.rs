@@ -1,6 +1,7 @@
 //! Master/slave replication across two containers (RIP-31 cross deployment) with the real
 //! `mqnamesrv` and `mqbrokercontainer` binaries: SYNC_MASTER + inSyncReplicas=2, a SIGKILL of one
 //! container, reads from the surviving slave, restart and catch-up.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

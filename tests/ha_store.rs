@@ -1,6 +1,7 @@
 //! The slave side of replication against real stores: packets the master's HA writer would send are
 //! applied with the slave's offset checks; a fresh slave starts at the master's last file; a slave
 //! with bytes its master lacks is refused as diverged.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::time::Duration;
 

@@ -3,6 +3,8 @@
 //! containers form RIP-31's cross deployment: every group has its master and both slaves
 //! registered, and the slaves replicate.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! Per-broker log routing: lines logged inside a broker's span (including by tasks the transport
 //! spawns for that broker's port) land only in that broker's files.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::sync::Arc;
 use std::time::Duration;

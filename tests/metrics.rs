@@ -1,6 +1,7 @@
 //! Issue 18 (metrics): a container hosting two brokers serves Prometheus metrics over HTTP; each
 //! broker's series carry its identity and match what was sent, consumed and committed; a removed
 //! broker's series are gone from the next scrape.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The mqadmin binary against real processes: a standalone `mqnamesrv`, and a `mqbrokercontainer`
 //! with an embedded NameServer and real brokers.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! ending with the JSON summary line; routes followed as they change (a new topic on two masters, a
 //! topic that grows to a second master during a run); a broker dying midway (errors printed once,
 //! back-off, the rate over the served time).
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

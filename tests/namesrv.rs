@@ -1,5 +1,6 @@
 //! NameServer over real TCP: a NameServer on a shared RemotingServer (port 0), driven by RemotingClient
 //! in JSON and ROCKETMQ binary headers; plus the real `mqnamesrv` binary.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::future::Future;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! Byte-exact frame vectors written by hand from `shared/spec/remoting.md` §1-§4, and a property
 //! test that encode then decode is the identity.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;

@@ -1,6 +1,7 @@
 //! The shared transport over real TCP on 127.0.0.1: a container port and two sub-servers, both header
 //! serializations, closing one port while the other keeps answering, malformed frames closing only
 //! their own connection, connection caps, idle and stalled connections, panicking processors.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Store integration tests: multi-file write/read by queue offset, msgId and key; statuses;
 //! batches; transactions; append_raw; restart; lock and load errors.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Store cleanup with injected disk usage and clock: DISK_FULL set and cleared, expired files at
 //! `deleteWhen` and past `diskMaxUsedSpaceRatio`, forced cleaning on a logical quota, the current
 //! file kept, consume queues and index following, readers sent to the new min offset.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::path::Path;
 use std::sync::Mutex;

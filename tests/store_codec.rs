@@ -1,4 +1,5 @@
 //! Property tests of the record codec, batch-body decoder and hashes.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -1,6 +1,7 @@
 //! Crash and recovery tests. The process-level tests re-execute this test binary as a child
 //! (`crash_child`, selected with `--exact`) that appends with SYNC_FLUSH and prints every
 //! acknowledged message; the parent SIGKILLs it mid-stream and checks the reopened store.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

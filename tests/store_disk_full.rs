@@ -10,6 +10,7 @@
 //! - Files allocated ahead of time count in the logical disk usage.
 //!
 //! The tmpfs tests need root (mount); otherwise they print "skipped: needs root to mount tmpfs".
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

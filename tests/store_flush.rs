@@ -1,4 +1,5 @@
 //! Flush tests: SYNC_FLUSH group commit, ASYNC_FLUSH progress, ENOSPC as a clean error.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

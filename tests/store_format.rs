@@ -1,5 +1,6 @@
 //! On-disk format checks with an independent decoder written here from the spec's field table
 //! (message-format.md §1, §7, §9, §10), not the store's own reader.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::time::Duration;
 

@@ -170,7 +170,9 @@ impl MappedFile {
     pub unsafe fn slice_mut(&self, pos: usize, len: usize) -> &mut [u8] {
         let pos = pos.min(self.size);
         let len = len.min(self.size - pos);
-        std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(pos), len)
+        // SAFETY: `[pos, pos+len)` lies inside the mapping (clamped above), which lives as long as
+        // `self`; exclusivity is the caller's contract (see above).
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(pos), len) }
     }
 
     /// A zero-copy [`Bytes`] of `[pos, pos+len)` that keeps the mapping alive.

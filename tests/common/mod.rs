@@ -1,6 +1,7 @@
 //! Helpers shared by the process-level tests: free ports, child processes killed on drop, waiting on
 //! conditions with a deadline.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;

@@ -23,9 +23,9 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
-use crate::namesrv::body::{ClusterInfo, TopicRouteData, PERM_READ, PERM_WRITE};
-use crate::remoting::codes::{request, response, response_name};
+use crate::protocol::body::{ClusterInfo, TopicRouteData, PERM_READ, PERM_WRITE};
+use crate::protocol::codes::{request, response, response_name};
+use crate::protocol::header::{PullMessageRequestHeader, SendMessageRequestHeader};
 use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
 use crate::store::message::{decode_records, encode_properties};
 
@@ -1023,7 +1023,7 @@ async fn report_until_done(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namesrv::body::{BrokerData, QueueData};
+    use crate::protocol::body::{BrokerData, QueueData};
 
     #[test]
     fn backoff_doubles_up_to_a_second_and_resets() {

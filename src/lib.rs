@@ -7,6 +7,7 @@ pub mod container;
 pub mod json;
 pub mod logging;
 pub mod namesrv;
+pub mod protocol;
 pub mod remoting;
 pub mod store;
 pub mod util;

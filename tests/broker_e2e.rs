@@ -10,7 +10,7 @@ use common::rmq::{pull, send, wait_max_offset, T};
 use common::{write_broker, write_container};
 use rmqc::container::config::LoadedContainerConfig;
 use rmqc::container::BrokerContainer;
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::decode_records;
 
@@ -282,7 +282,7 @@ async fn drain_removal_waits_for_consumers_to_catch_up() {
 /// redelivered consumed messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_pull_commits_its_offset_on_arrival_only() {
-    use rmqc::broker::headers::PullMessageRequestHeader;
+    use rmqc::protocol::header::PullMessageRequestHeader;
 
     let dir = tempfile::tempdir().unwrap();
     let (bfile, bport) = write_broker(dir.path(), "broker-c", "maxMessageSize=65536\n");

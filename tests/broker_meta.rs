@@ -12,8 +12,8 @@ use parking_lot::Mutex;
 use rmqc::broker::config::BrokerConfig;
 use rmqc::broker::meta::{BrokerMeta, MetaOptions, StoreView, TopicConfig};
 use rmqc::broker::processor::MetaProcessor;
+use rmqc::protocol::codes::{request as rq, response as rs};
 use rmqc::remoting::codec::decode_frame;
-use rmqc::remoting::codes::{request as rq, response as rs};
 use rmqc::remoting::{
     ChannelEventListener, ProcessorTable, RemotingClient, RemotingCommand, RemotingServer, ServerConfig, SubServer,
 };

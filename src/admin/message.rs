@@ -11,13 +11,13 @@ use bytes::Bytes;
 
 use super::route::{master_of, read_addr, topic_route};
 use super::{check, human_time, Admin, AdminError};
-use crate::broker::headers::{
+use crate::protocol::body::{TopicRouteData, PERM_READ, PERM_WRITE};
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::{
     OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader, QueryMessageRequestHeader,
     QueueRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader, ViewMessageRequestHeader,
 };
-use crate::broker::processor::headers::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
-use crate::namesrv::body::{TopicRouteData, PERM_READ, PERM_WRITE};
-use crate::remoting::codes::{request, response};
+use crate::protocol::header::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
 use crate::remoting::RemotingCommand;
 use crate::store::message::{decode_offset_msg_id, decode_records, encode_properties, property, sysflag, MessageExt};
 
@@ -375,7 +375,7 @@ pub async fn consume_message(admin: &Admin, args: &ConsumeArgs) -> Result<String
                 queue_id: *qid,
                 queue_offset: cur,
                 max_msg_nums: left.min(32) as i32,
-                sys_flag: crate::broker::headers::pull_flag::SUBSCRIPTION,
+                sys_flag: crate::protocol::header::pull_flag::SUBSCRIPTION,
                 commit_offset: 0,
                 suspend_timeout_millis: 0,
                 subscription: Some(if args.tags.trim().is_empty() { "*".into() } else { args.tags.trim().to_string() }),

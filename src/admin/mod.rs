@@ -14,7 +14,7 @@ pub mod topic;
 
 use std::time::Duration;
 
-use crate::remoting::codes::{request, response, response_name};
+use crate::protocol::codes::{request, response, response_name};
 use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
 
 /// Errors of an admin command: a transport failure or a non-success answer, shown to the operator.

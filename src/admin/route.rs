@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use super::{Admin, AdminError};
 use crate::json::from_slice_lenient;
-use crate::namesrv::body::{BrokerData, ClusterInfo, TopicList, TopicRouteData};
-use crate::namesrv::header::GetRouteInfoRequestHeader;
-use crate::remoting::codes::request;
+use crate::protocol::body::{BrokerData, ClusterInfo, TopicList, TopicRouteData};
+use crate::protocol::codes::request;
+use crate::protocol::header::GetRouteInfoRequestHeader;
 use crate::remoting::RemotingCommand;
 
 /// GET_BROKER_CLUSTER_INFO (106) from the first NameServer that answers.

@@ -7,12 +7,10 @@ use serde_json::Value;
 
 use super::route::{cluster_info, cluster_masters, read_addr, topic_list as fetch_topic_list, topic_route};
 use super::{human_time, Admin, AdminError};
-use crate::broker::processor::headers::{
-    CreateTopicRequestHeader, DeleteTopicRequestHeader, GetTopicStatsInfoRequestHeader,
-};
-use crate::namesrv::body::{PERM_INHERIT, PERM_READ, PERM_WRITE};
-use crate::namesrv::header::DeleteTopicFromNamesrvRequestHeader;
-use crate::remoting::codes::request;
+use crate::protocol::body::{PERM_INHERIT, PERM_READ, PERM_WRITE};
+use crate::protocol::codes::request;
+use crate::protocol::header::DeleteTopicFromNamesrvRequestHeader;
+use crate::protocol::header::{CreateTopicRequestHeader, DeleteTopicRequestHeader, GetTopicStatsInfoRequestHeader};
 use crate::remoting::RemotingCommand;
 
 /// The topic settings updateTopic sends (Apache's defaults: 8 read and 8 write queues, perm RW).

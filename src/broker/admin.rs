@@ -9,7 +9,7 @@ use tracing::info;
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
 use crate::config::{apply_runtime_update, to_properties_text, ConfigValue, Configurable, UpdateRefusal};
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::cleanup::{assess, CleanupPolicy, DiskProbe, StatvfsProbe};
 

@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
 use crate::remoting::{RemotingClient, RemotingCommand};
 use crate::store::MessageStore;
 

@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use super::config::BrokerRole;
 use super::core::BrokerCore;
-use super::headers::{pull_flag, PullMessageRequestHeader, PullMessageResponseHeader};
-use crate::remoting::codes::response;
+use crate::protocol::codes::response;
+use crate::protocol::header::{pull_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::message::java_string_hash;
 use crate::store::{GetMessageResult, GetMessageStatus};

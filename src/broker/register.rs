@@ -9,11 +9,11 @@ use arc_swap::ArcSwap;
 use tracing::{debug, info, warn};
 
 use super::core::BrokerCore;
-use crate::namesrv::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
-use crate::namesrv::header::{
+use crate::protocol::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::{
     RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
 };
-use crate::remoting::codes::{request, response};
 use crate::remoting::command::CURRENT_VERSION;
 use crate::remoting::{RemotingClient, RemotingCommand};
 

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use super::core::BrokerCore;
-use super::headers::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader};
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::commitlog::PutMessageStatus;
 use crate::store::message::{self, decode_batch_body, parse_properties, MessageInner};

@@ -19,7 +19,7 @@ use crate::broker::register::{parse_namesrv_list, NamesrvList};
 use crate::broker::{Broker, BrokerEnv};
 use crate::config::{to_properties_text, ConfigError, Configurable};
 use crate::logging::LogRouter;
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
 use crate::remoting::RemotingClient;
 use crate::remoting::{
     BoxFuture, ConnectionHandle, ProcessorTable, RemotingCommand, RemotingServer, RequestProcessor, ServerConfig,

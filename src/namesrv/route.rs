@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tracing::{debug, info, warn};
 
-use super::body::{
+use super::config::NamesrvConfig;
+use crate::protocol::body::{
     BrokerData, BrokerMemberGroup, ClusterInfo, DataVersion, QueueData, TopicConfig, TopicConfigSerializeWrapper,
     TopicList, TopicRouteData, PERM_READ, PERM_WRITE,
 };
-use super::config::NamesrvConfig;
 use crate::remoting::ConnectionHandle;
 
 /// The NameServer config, shared by its parts and updatable at run time (UPDATE_NAMESRV_CONFIG).

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rmqc::broker::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
-use rmqc::remoting::codes::request;
+use rmqc::protocol::codes::request;
+use rmqc::protocol::header::{PullMessageRequestHeader, SendMessageRequestHeader};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::encode_properties;
 

@@ -23,9 +23,10 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::body::{ClusterInfo, TopicRouteData, PERM_READ, PERM_WRITE};
+use crate::protocol::body::{ClusterInfo, TopicRouteData};
 use crate::protocol::codes::{request, response, response_name};
 use crate::protocol::header::{PullMessageRequestHeader, SendMessageRequestHeader};
+use crate::protocol::perm;
 use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
 use crate::store::message::{decode_records, encode_properties};
 
@@ -427,7 +428,7 @@ fn queues(route: &TopicRouteData, broker_name: Option<&str>, read: bool) -> Vec<
         if broker_name.is_some_and(|b| b != qd.broker_name) {
             continue;
         }
-        if qd.perm & if read { PERM_READ } else { PERM_WRITE } == 0 {
+        if qd.perm & if read { perm::READ } else { perm::WRITE } == 0 {
             continue;
         }
         let Some(addr) =
@@ -1114,7 +1115,7 @@ mod tests {
 
     #[test]
     fn queues_span_every_master_with_the_right_permission() {
-        let r = route_of(&[("b", "h:2", 6, 2), ("a", "h:1", 6, 2), ("c", "h:3", PERM_READ, 2)]);
+        let r = route_of(&[("b", "h:2", 6, 2), ("a", "h:1", 6, 2), ("c", "h:3", perm::READ, 2)]);
         let w = queues(&r, None, false);
         let ids: Vec<(&str, i32)> = w.iter().map(|q| (q.broker.as_str(), q.id)).collect();
         assert_eq!(ids, [("a", 0), ("a", 1), ("b", 0), ("b", 1)], "c is read-only");

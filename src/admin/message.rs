@@ -11,13 +11,14 @@ use bytes::Bytes;
 
 use super::route::{master_of, read_addr, topic_route};
 use super::{check, human_time, Admin, AdminError};
-use crate::protocol::body::{TopicRouteData, PERM_READ, PERM_WRITE};
+use crate::protocol::body::TopicRouteData;
 use crate::protocol::codes::{request, response};
 use crate::protocol::header::{
     OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader, QueryMessageRequestHeader,
     QueueRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader, ViewMessageRequestHeader,
 };
 use crate::protocol::header::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
+use crate::protocol::perm;
 use crate::remoting::RemotingCommand;
 use crate::store::message::{decode_offset_msg_id, decode_records, encode_properties, property, sysflag, MessageExt};
 
@@ -145,7 +146,7 @@ pub async fn send(admin: &Admin, args: &SendArgs) -> Result<SendResult, AdminErr
     let (route, auto) = send_route(admin, topic).await?;
     let mut candidates: Vec<(String, String, i32)> = Vec::new();
     for qd in &route.queue_datas {
-        if qd.perm & PERM_WRITE == 0 || args.broker_name.as_deref().is_some_and(|b| b != qd.broker_name) {
+        if qd.perm & perm::WRITE == 0 || args.broker_name.as_deref().is_some_and(|b| b != qd.broker_name) {
             continue;
         }
         let Some(addr) = route.broker_datas.iter().find(|b| b.broker_name == qd.broker_name).and_then(master_of) else {
@@ -332,7 +333,7 @@ pub async fn consume_message(admin: &Admin, args: &ConsumeArgs) -> Result<String
         }
         let Some(bd) = route.broker_datas.iter().find(|b| b.broker_name == qd.broker_name) else { continue };
         let Some(addr) = read_addr(bd) else { continue };
-        if qd.perm & PERM_READ == 0 {
+        if qd.perm & perm::READ == 0 {
             continue;
         }
         let master = master_of(bd).unwrap_or(addr).to_string();

@@ -21,7 +21,7 @@ pub struct BrokerAdminProcessor {
     config_path: PathBuf,
     /// Store and cleanup keys with their values, read-only at runtime.
     fixed: Vec<(&'static str, String)>,
-    version: parking_lot::Mutex<crate::util::DataVersion>,
+    version: parking_lot::Mutex<crate::protocol::body::DataVersion>,
     /// The cleanup policy (thresholds and disk share) the runtime info reports against.
     policy: CleanupPolicy,
 }
@@ -45,7 +45,14 @@ impl BrokerAdminProcessor {
         fixed: Vec<(&'static str, String)>,
         policy: CleanupPolicy,
     ) -> Self {
-        BrokerAdminProcessor { core, schedule, config_path, fixed, version: Default::default(), policy }
+        BrokerAdminProcessor {
+            core,
+            schedule,
+            config_path,
+            fixed,
+            version: parking_lot::Mutex::new(crate::protocol::body::DataVersion::new()),
+            policy,
+        }
     }
 
     /// The KV table of GET_BROKER_RUNTIME_INFO.

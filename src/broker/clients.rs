@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::config::BrokerConfig;
 use crate::broker::meta::java_string_hash;
-use crate::broker::meta::topic::null_default;
+use crate::json::null_default;
 use crate::protocol::codes::request;
 use crate::remoting::{ConnectionHandle, LanguageCode, RemotingCommand};
 

@@ -47,7 +47,7 @@ pub enum ContainerError {
 struct Shared {
     config: ArcSwap<ContainerConfig>,
     loaded: LoadedContainerConfig,
-    version: parking_lot::Mutex<crate::util::DataVersion>,
+    version: parking_lot::Mutex<crate::protocol::body::DataVersion>,
     env: BrokerEnv,
     /// Hosted brokers with the config path each came from. A tokio mutex: adds and removes are
     /// serialized (Apache's `synchronized`), and a broker's start or stop is awaited under it.
@@ -92,7 +92,7 @@ impl BrokerContainer {
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(c.clone()),
             loaded: loaded.clone(),
-            version: parking_lot::Mutex::new(crate::util::DataVersion::new()),
+            version: parking_lot::Mutex::new(crate::protocol::body::DataVersion::new()),
             env,
             brokers: tokio::sync::Mutex::new(Vec::new()),
             paths_from_cli,

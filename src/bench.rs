@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::protocol::body::{ClusterInfo, TopicRouteData};
 use crate::protocol::codes::{request, response, response_name};
 use crate::protocol::header::{PullMessageRequestHeader, SendMessageRequestHeader};
+use crate::protocol::message::{decode_records, encode_properties};
 use crate::protocol::perm;
 use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
-use crate::store::message::{decode_records, encode_properties};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -11,8 +11,8 @@ use common::{write_broker, write_container};
 use rmqc::container::config::LoadedContainerConfig;
 use rmqc::container::BrokerContainer;
 use rmqc::protocol::codes::{request, response};
+use rmqc::protocol::message::decode_records;
 use rmqc::remoting::{RemotingClient, RemotingCommand};
-use rmqc::store::message::decode_records;
 
 async fn route(client: &RemotingClient, ns: u16, topic: &str) -> RemotingCommand {
     let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
@@ -73,7 +73,7 @@ async fn send_pull_long_poll_and_bad_input() {
     assert!(msgs.iter().all(|m| m.properties.get("TAGS").map(String::as_str) == Some("TagA")));
 
     // Query by offset msgId and by key.
-    let off = rmqc::store::message::decode_offset_msg_id(&ids[3]).unwrap().1;
+    let off = rmqc::protocol::message::decode_offset_msg_id(&ids[3]).unwrap().1;
     let r = client
         .invoke(&broker, RemotingCommand::request(request::VIEW_MESSAGE_BY_ID).with_ext("offset", off.to_string()), T)
         .await

@@ -18,9 +18,11 @@ use crate::protocol::header::{
     QueueRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader, ViewMessageRequestHeader,
 };
 use crate::protocol::header::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
+use crate::protocol::message::{
+    decode_offset_msg_id, decode_records, encode_properties, property, sysflag, MessageExt,
+};
 use crate::protocol::perm;
 use crate::remoting::RemotingCommand;
-use crate::store::message::{decode_offset_msg_id, decode_records, encode_properties, property, sysflag, MessageExt};
 
 /// Producer group of sendMessage (Apache uses a throw-away group too).
 pub const TOOLS_PRODUCER_GROUP: &str = "TOOLS_PRODUCER";

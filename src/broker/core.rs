@@ -16,9 +16,10 @@ use crate::protocol::codes::response;
 use crate::protocol::header::{
     pull_flag, ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
 };
+use crate::protocol::message::{self, decode_record};
 use crate::protocol::perm;
 use crate::remoting::ConnectionHandle;
-use crate::store::message::{self, decode_record, MessageInner};
+use crate::store::MessageInner;
 use crate::store::{MessageStore, PutMessageResult};
 
 /// An error answer: response code and remark.

@@ -14,8 +14,8 @@ use super::config::BrokerRole;
 use super::core::BrokerCore;
 use crate::protocol::codes::response;
 use crate::protocol::header::{pull_flag, PullMessageRequestHeader, PullMessageResponseHeader};
+use crate::protocol::message::java_string_hash;
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
-use crate::store::message::java_string_hash;
 use crate::store::{GetMessageResult, GetMessageStatus};
 
 /// A tag filter: everything, or the tags whose hash codes are listed.

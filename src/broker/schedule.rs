@@ -14,7 +14,8 @@ use super::core::BrokerCore;
 use super::send::SCHEDULE_TOPIC;
 use crate::json;
 use crate::protocol::body::DataVersion;
-use crate::store::message::{self, decode_record, MessageInner};
+use crate::protocol::message::{self, decode_record};
+use crate::store::MessageInner;
 
 /// `delayOffset.json`: delay level → next offset in that level's queue.
 #[derive(Debug, Default, serde::Deserialize)]

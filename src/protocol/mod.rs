@@ -6,4 +6,5 @@
 pub mod body;
 pub mod codes;
 pub mod header;
+pub mod message;
 pub mod perm;

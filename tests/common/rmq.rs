@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use rmqc::protocol::codes::request;
 use rmqc::protocol::header::{PullMessageRequestHeader, SendMessageRequestHeader};
+use rmqc::protocol::message::encode_properties;
 use rmqc::remoting::{RemotingClient, RemotingCommand};
-use rmqc::store::message::encode_properties;
 
 /// Request timeout used by tests.
 pub const T: Duration = Duration::from_secs(10);

@@ -327,7 +327,7 @@ fn write_value(v: &serde_json::Value, depth: usize, pretty: bool, bare: Option<u
     }
 }
 
-pub use crate::store::message::java_string_hash;
+pub use crate::protocol::message::java_string_hash;
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@
 pub mod admin;
 pub mod bench;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod container;
 pub mod json;

@@ -14,6 +14,7 @@ pub mod topic;
 
 use std::time::Duration;
 
+pub use crate::client::parse_namesrv_list;
 use crate::protocol::codes::{request, response, response_name};
 use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
 
@@ -167,11 +168,6 @@ impl Admin {
         }
         Err(last.map(AdminError::Remoting).unwrap_or_else(|| AdminError::Usage("no NameServer address".into())))
     }
-}
-
-/// Splits `host:port;host:port` (blank entries ignored).
-pub fn parse_namesrv_list(s: &str) -> Vec<String> {
-    s.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
 }
 
 /// Apache's `UtilAll.timeMillisToHumanString2`: local time `yyyy-MM-dd HH:mm:ss,SSS`.

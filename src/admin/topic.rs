@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::route::{cluster_info, cluster_masters, read_addr, topic_list as fetch_topic_list, topic_route};
+use super::route::{cluster_info, cluster_masters, topic_list as fetch_topic_list, topic_route};
 use super::{human_time, Admin, AdminError};
+use crate::client::route::read_addr;
 use crate::protocol::codes::request;
 use crate::protocol::header::DeleteTopicFromNamesrvRequestHeader;
 use crate::protocol::header::{CreateTopicRequestHeader, DeleteTopicRequestHeader, GetTopicStatsInfoRequestHeader};

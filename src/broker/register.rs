@@ -20,11 +20,6 @@ use crate::remoting::{RemotingClient, RemotingCommand};
 /// The NameServer list a broker registers with; the container shares one among its brokers.
 pub type NamesrvList = Arc<ArcSwap<Vec<String>>>;
 
-/// Splits `host:port;host:port` into addresses.
-pub fn parse_namesrv_list(s: &str) -> Vec<String> {
-    s.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
-}
-
 /// What a NameServer answered a registration (slaves learn their master from it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegisterResult {

@@ -15,8 +15,9 @@ use tracing::info;
 
 use crate::broker::config::BrokerIdentity;
 pub use crate::broker::config::{load_broker_config, load_broker_config_with_overlay, BrokerPlan};
-use crate::broker::register::{parse_namesrv_list, NamesrvList};
+use crate::broker::register::NamesrvList;
 use crate::broker::{Broker, BrokerEnv};
+use crate::client::parse_namesrv_list;
 use crate::config::{to_properties_text, ConfigError, Configurable};
 use crate::logging::LogRouter;
 use crate::protocol::codes::{request, response};

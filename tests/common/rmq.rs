@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use rmqc::client::send::{send_header, send_request};
 use rmqc::protocol::codes::request;
-use rmqc::protocol::header::{PullMessageRequestHeader, SendMessageRequestHeader};
+use rmqc::protocol::header::PullMessageRequestHeader;
 use rmqc::protocol::message::encode_properties;
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 
@@ -21,24 +22,8 @@ pub async fn send(
     body: &[u8],
     props: &[(&str, &str)],
 ) -> RemotingCommand {
-    let h = SendMessageRequestHeader {
-        producer_group: "test-pg".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id,
-        sys_flag: 0,
-        born_timestamp: rmqc::util::now_millis(),
-        flag: 0,
-        properties: Some(encode_properties(props.iter().copied())),
-        reconsume_times: Some(0),
-        unit_mode: Some(false),
-        batch: Some(false),
-        max_reconsume_times: None,
-        bname: None,
-    };
-    let req = RemotingCommand::request_with_header(request::SEND_MESSAGE_V2, &h.to_v2())
-        .with_body(Bytes::copy_from_slice(body));
+    let h = send_header("test-pg", topic, queue_id, 4, Some(encode_properties(props.iter().copied())));
+    let req = send_request(request::SEND_MESSAGE_V2, &h, Bytes::copy_from_slice(body));
     client.invoke(addr, req, T).await.expect("send answered")
 }
 

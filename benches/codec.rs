@@ -4,9 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rmqc::broker::headers::SendMessageRequestHeader;
+use rmqc::protocol::codes::request;
+use rmqc::protocol::header::SendMessageRequestHeader;
 use rmqc::remoting::codec::{decode_frame, DEFAULT_MAX_FRAME_LENGTH};
-use rmqc::remoting::codes::request;
 use rmqc::remoting::{RemotingCommand, SerializeType};
 
 fn send_request(st: SerializeType) -> RemotingCommand {

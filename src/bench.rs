@@ -17,17 +17,22 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
-use crate::namesrv::body::{ClusterInfo, TopicRouteData, PERM_READ, PERM_WRITE};
-use crate::remoting::codes::{request, response, response_name};
+use crate::client::parse_namesrv_list;
+use crate::client::route::route_request;
+use crate::client::send::{send_header, send_request};
+use crate::client::uniq::seq_uniq_key;
+use crate::protocol::body::{ClusterInfo, TopicRouteData};
+use crate::protocol::codes::{request, response, response_name};
+use crate::protocol::header::PullMessageRequestHeader;
+use crate::protocol::message::{decode_records, encode_batch_body, encode_properties, BatchItem};
+use crate::protocol::perm;
 use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
-use crate::store::message::{decode_records, encode_properties};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -347,9 +352,8 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 /// Asks the first NameServer that answers for the topic's route.
 pub async fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Result<Option<TopicRouteData>, BenchError> {
     let mut last = None;
-    for ns in crate::broker::register::parse_namesrv_list(namesrv) {
-        let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
-        match client.invoke(&ns, req, RPC_TIMEOUT).await {
+    for ns in parse_namesrv_list(namesrv) {
+        match client.invoke(&ns, route_request(topic), RPC_TIMEOUT).await {
             Ok(r) if r.code == response::SUCCESS => {
                 let data = crate::json::from_slice_lenient(&r.body)
                     .map_err(|e| BenchError::Route(format!("route of {topic} does not parse: {e}")))?;
@@ -370,7 +374,7 @@ async fn create_topic(
     namesrv: &str,
     topic: &str,
 ) -> Result<(TopicRouteData, Vec<String>), BenchError> {
-    let ns = crate::broker::register::parse_namesrv_list(namesrv);
+    let ns = parse_namesrv_list(namesrv);
     let first = ns.first().ok_or_else(|| BenchError::Route("no NameServer given".into()))?;
     let r = client.invoke(first, RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO), RPC_TIMEOUT).await?;
     let info: ClusterInfo = crate::json::from_slice_lenient(&r.body)
@@ -427,7 +431,7 @@ fn queues(route: &TopicRouteData, broker_name: Option<&str>, read: bool) -> Vec<
         if broker_name.is_some_and(|b| b != qd.broker_name) {
             continue;
         }
-        if qd.perm & if read { PERM_READ } else { PERM_WRITE } == 0 {
+        if qd.perm & if read { perm::READ } else { perm::WRITE } == 0 {
             continue;
         }
         let Some(addr) =
@@ -665,28 +669,6 @@ impl RouteFollower {
     }
 }
 
-fn batch_body(bodies: &[Bytes], props: &[String]) -> Bytes {
-    let mut out = BytesMut::new();
-    for (b, p) in bodies.iter().zip(props) {
-        let total = 4 + 4 + 4 + 4 + 4 + b.len() + 2 + p.len();
-        out.put_i32(total as i32);
-        out.put_i32(0);
-        out.put_i32(0);
-        out.put_i32(0);
-        out.put_i32(b.len() as i32);
-        out.extend_from_slice(b);
-        out.put_i16(p.len() as i16);
-        out.extend_from_slice(p.as_bytes());
-    }
-    out.freeze()
-}
-
-/// A process-unique message id in the client format (32 upper-case hex chars).
-fn uniq_key(seq: u64) -> String {
-    let pid = std::process::id() as u64 & 0xFFFF;
-    format!("7F000001{pid:04X}{:08X}{:012X}", (crate::util::now_millis() as u64) & 0xFFFF_FFFF, seq & 0xFFFF_FFFF_FFFF)
-}
-
 /// Runs the producer; `on_event` receives one progress line per report period and the notices.
 pub async fn run_producer(opts: ProducerOptions, mut on_event: impl FnMut(Event)) -> Result<Summary, BenchError> {
     let client = RemotingClient::default();
@@ -734,7 +716,7 @@ pub async fn run_producer(opts: ProducerOptions, mut on_event: impl FnMut(Event)
                 let q = isolation.pick(&qs, &next_queue);
                 let props: Vec<String> = (0..batch)
                     .map(|k| {
-                        let key = uniq_key(n + k as u64);
+                        let key = seq_uniq_key(n + k as u64);
                         if opts.keys {
                             encode_properties([("UNIQ_KEY", key.as_str()), ("KEYS", key.as_str()), ("WAIT", "true")])
                         } else {
@@ -742,29 +724,18 @@ pub async fn run_producer(opts: ProducerOptions, mut on_event: impl FnMut(Event)
                         }
                     })
                     .collect();
-                let h = SendMessageRequestHeader {
-                    producer_group: "mqbench".into(),
-                    topic: opts.topic.clone(),
-                    default_topic: "TBW102".into(),
-                    default_topic_queue_nums: 8,
-                    queue_id: q.id,
-                    sys_flag: 0,
-                    born_timestamp: crate::util::now_millis(),
-                    flag: 0,
-                    properties: (batch == 1).then(|| props[0].clone()),
-                    reconsume_times: Some(0),
-                    unit_mode: Some(false),
-                    batch: Some(batch > 1),
-                    max_reconsume_times: None,
-                    bname: None,
-                };
+                let mut h = send_header("mqbench", &opts.topic, q.id, 8, (batch == 1).then(|| props[0].clone()));
+                h.batch = Some(batch > 1);
                 let (code, payload) = if batch > 1 {
-                    let bodies = vec![body.clone(); batch];
-                    (request::SEND_BATCH_MESSAGE, batch_body(&bodies, &props))
+                    let items: Vec<BatchItem> = props
+                        .iter()
+                        .map(|p| BatchItem { flag: 0, body: body.clone(), properties: p.clone() })
+                        .collect();
+                    (request::SEND_BATCH_MESSAGE, Bytes::from(encode_batch_body(&items)))
                 } else {
                     (request::SEND_MESSAGE_V2, body.clone())
                 };
-                let req = RemotingCommand::request_with_header(code, &h.to_v2()).with_body(payload);
+                let req = send_request(code, &h, payload);
                 let t0 = Instant::now();
                 let failure = if opts.mode == SendMode::Oneway {
                     match client.invoke_oneway(&q.addr, req, RPC_TIMEOUT).await {
@@ -1023,7 +994,7 @@ async fn report_until_done(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namesrv::body::{BrokerData, QueueData};
+    use crate::protocol::body::{BrokerData, QueueData};
 
     #[test]
     fn backoff_doubles_up_to_a_second_and_resets() {
@@ -1114,7 +1085,7 @@ mod tests {
 
     #[test]
     fn queues_span_every_master_with_the_right_permission() {
-        let r = route_of(&[("b", "h:2", 6, 2), ("a", "h:1", 6, 2), ("c", "h:3", PERM_READ, 2)]);
+        let r = route_of(&[("b", "h:2", 6, 2), ("a", "h:1", 6, 2), ("c", "h:3", perm::READ, 2)]);
         let w = queues(&r, None, false);
         let ids: Vec<(&str, i32)> = w.iter().map(|q| (q.broker.as_str(), q.id)).collect();
         assert_eq!(ids, [("a", 0), ("a", 1), ("b", 0), ("b", 1)], "c is read-only");

@@ -31,41 +31,6 @@ pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Apache's `DataVersion`: a timestamp and a counter bumped on every change.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DataVersion {
-    /// Changes to this version.
-    pub counter: i64,
-    /// State version (controller mode; 0 here).
-    #[serde(default)]
-    pub state_version: i64,
-    /// Time of the last change, ms.
-    pub timestamp: i64,
-}
-
-impl DataVersion {
-    /// A fresh version stamped now.
-    pub fn new() -> Self {
-        DataVersion { counter: 0, state_version: 0, timestamp: now_millis() }
-    }
-    /// Bumps the counter and the timestamp.
-    pub fn next(&mut self) {
-        self.counter += 1;
-        self.timestamp = now_millis();
-    }
-    /// The JSON form (`{"counter":N,"stateVersion":0,"timestamp":ms}`).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
-impl Default for DataVersion {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn wait_for_shutdown_signal() {
     #[cfg(unix)]

@@ -11,9 +11,9 @@ use common::rmq::{pull, send, wait_max_offset, T};
 use common::{write_broker, write_container};
 use rmqc::container::config::LoadedContainerConfig;
 use rmqc::container::BrokerContainer;
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
+use rmqc::protocol::message::decode_records;
 use rmqc::remoting::{RemotingClient, RemotingCommand};
-use rmqc::store::message::decode_records;
 
 async fn route(client: &RemotingClient, ns: u16, topic: &str) -> RemotingCommand {
     let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
@@ -74,7 +74,7 @@ async fn send_pull_long_poll_and_bad_input() {
     assert!(msgs.iter().all(|m| m.properties.get("TAGS").map(String::as_str) == Some("TagA")));
 
     // Query by offset msgId and by key.
-    let off = rmqc::store::message::decode_offset_msg_id(&ids[3]).unwrap().1;
+    let off = rmqc::protocol::message::decode_offset_msg_id(&ids[3]).unwrap().1;
     let r = client
         .invoke(&broker, RemotingCommand::request(request::VIEW_MESSAGE_BY_ID).with_ext("offset", off.to_string()), T)
         .await
@@ -283,7 +283,7 @@ async fn drain_removal_waits_for_consumers_to_catch_up() {
 /// redelivered consumed messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_pull_commits_its_offset_on_arrival_only() {
-    use rmqc::broker::headers::PullMessageRequestHeader;
+    use rmqc::protocol::header::PullMessageRequestHeader;
 
     let dir = tempfile::tempdir().unwrap();
     let (bfile, bport) = write_broker(dir.path(), "broker-c", "maxMessageSize=65536\n");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::rmq::{create_topic, send, wait_max_offset, T};
 use common::{port_open, wait_until, write_broker, write_container, ChildGuard};
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 
 const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");

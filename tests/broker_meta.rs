@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use rmqc::broker::config::BrokerConfig;
-use rmqc::broker::meta::{BrokerMeta, MetaOptions, StoreView, TopicConfig};
+use rmqc::broker::meta::{BrokerMeta, MetaOptions, StoreView};
 use rmqc::broker::processor::MetaProcessor;
+use rmqc::protocol::body::TopicConfig;
+use rmqc::protocol::codes::{request as rq, response as rs};
 use rmqc::remoting::codec::decode_frame;
-use rmqc::remoting::codes::{request as rq, response as rs};
 use rmqc::remoting::{
     ChannelEventListener, ProcessorTable, RemotingClient, RemotingCommand, RemotingServer, ServerConfig, SubServer,
 };
@@ -426,8 +427,8 @@ fn create_topic(topic: &str, queues: i32, perm: i32) -> RemotingCommand {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AllTopics {
-    data_version: rmqc::util::DataVersion,
-    mapping_data_version: rmqc::util::DataVersion,
+    data_version: rmqc::protocol::body::DataVersion,
+    mapping_data_version: rmqc::protocol::body::DataVersion,
     topic_config_table: BTreeMap<String, TopicConfig>,
     topic_queue_mapping_detail_map: BTreeMap<String, serde_json::Value>,
 }

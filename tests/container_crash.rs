@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::rmq::{pull, send};
 use common::{free_port_block, port_open, wait_until, ChildGuard};
-use rmqc::remoting::codes::response;
+use rmqc::protocol::codes::response;
 use rmqc::remoting::RemotingClient;
 use rmqc::store::message::decode_records;
 

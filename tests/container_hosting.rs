@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::rmq::{pull, send, wait_max_offset, T};
 use common::{free_port_block, port_open, wait_until, ChildGuard};
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::decode_records;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::rmq::pull;
 use common::{free_port_block, port_open, wait_until, write_broker, ChildGuard};
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::decode_records;
 
@@ -130,7 +130,7 @@ async fn sigterm_under_load_unregisters_answers_flushes_and_exits() {
 }
 
 fn send_req(queue: i32, body: &[u8]) -> RemotingCommand {
-    let h = rmqc::broker::headers::SendMessageRequestHeader {
+    let h = rmqc::protocol::header::SendMessageRequestHeader {
         producer_group: "life-pg".into(),
         topic: "LifeTopic".into(),
         default_topic: "TBW102".into(),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::rmq::{pull, send};
 use common::{free_port_block, port_open, root_or_skip, wait_until, ChildGuard};
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::decode_records;
 

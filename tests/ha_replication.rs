@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::rmq::{pull, send, T};
 use common::{free_port_block, port_open, ChildGuard};
-use rmqc::broker::processor::headers::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
+use rmqc::protocol::header::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rmqc::store::message::decode_records;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::rmq::{create_topic, pull, send, wait_max_offset, T};
 use common::{free_port_block, port_open, wait_until, write_broker, ChildGuard};
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 
 const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{wait_async, write_broker, write_container, ChildGuard};
 use rmqc::container::config::LoadedContainerConfig;
 use rmqc::container::BrokerContainer;
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 
 const MQBENCH: &str = env!("CARGO_BIN_EXE_mqbench");

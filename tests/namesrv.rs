@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use rmqc::json;
-use rmqc::namesrv::body::{
+use rmqc::namesrv::{NameServer, NamesrvConfig};
+use rmqc::protocol::body::{
     ClusterInfo, DataVersion, GetBrokerMemberGroupResponseBody, KvTable, QueueData, RegisterBrokerBody, TopicConfig,
     TopicList, TopicRouteData,
 };
-use rmqc::namesrv::header::*;
-use rmqc::namesrv::{NameServer, NamesrvConfig};
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
+use rmqc::protocol::header::*;
 use rmqc::remoting::{ClientConfig, RemotingClient, RemotingCommand, RemotingServer, SerializeType, ServerConfig};
 
 const T: Duration = Duration::from_secs(5);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use rmqc::protocol::codes::response;
 use rmqc::remoting::codec::decode_frame;
-use rmqc::remoting::codes::response;
 use rmqc::remoting::{
     ClientConfig, FnProcessor, ProcessorTable, RemotingClient, RemotingCommand, RemotingServer, SerializeType,
     ServerConfig,

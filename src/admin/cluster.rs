@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use super::route::{cluster_info, cluster_members};
 use super::{Admin, AdminError};
 use crate::json::from_slice_lenient;
-use crate::namesrv::body::KvTable;
-use crate::remoting::codes::request;
+use crate::protocol::body::KvTable;
+use crate::protocol::codes::request;
 use crate::remoting::RemotingCommand;
 
 /// Runtime-info keys that describe replication (shown in clusterList's `#Replication` column when any

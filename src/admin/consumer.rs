@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::route::{cluster_info, read_addr};
+use super::route::cluster_info;
 use super::topic::message_queue_table;
 use super::{check, human_time, Admin, AdminError};
-use crate::broker::processor::headers::GetConsumeStatsRequestHeader;
-use crate::remoting::codes::{request, response};
+use crate::client::route::read_addr;
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::GetConsumeStatsRequestHeader;
 use crate::remoting::RemotingCommand;
 
 /// One queue's row of consumerProgress.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{call, AdminError};
-use crate::remoting::codes::request;
+use crate::protocol::codes::request;
 use crate::remoting::{RemotingClient, RemotingCommand};
 
 /// `addBroker`: ADD_BROKER (902) with `configPath`; the container reads, validates and starts it.

@@ -3,85 +3,33 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Read as _;
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::route::{master_of, read_addr, topic_route};
+use super::route::topic_route;
 use super::{check, human_time, Admin, AdminError};
-use crate::broker::headers::{
+use crate::client::route::{master_of, read_addr};
+pub use crate::client::send::DEFAULT_TOPIC;
+use crate::client::send::{send_header, send_request};
+use crate::client::uniq::{new_uniq_key, random_u64};
+use crate::protocol::body::TopicRouteData;
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::{
     OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader, QueryMessageRequestHeader,
-    QueueRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader, ViewMessageRequestHeader,
+    QueueRequestHeader, SendMessageResponseHeader, ViewMessageRequestHeader,
 };
-use crate::broker::processor::headers::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
-use crate::namesrv::body::{TopicRouteData, PERM_READ, PERM_WRITE};
-use crate::remoting::codes::{request, response};
+use crate::protocol::header::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
+use crate::protocol::message::{
+    decode_offset_msg_id, decode_records, encode_properties, property, sysflag, MessageExt,
+};
+use crate::protocol::perm;
 use crate::remoting::RemotingCommand;
-use crate::store::message::{decode_offset_msg_id, decode_records, encode_properties, property, sysflag, MessageExt};
 
 /// Producer group of sendMessage (Apache uses a throw-away group too).
 pub const TOOLS_PRODUCER_GROUP: &str = "TOOLS_PRODUCER";
 /// Consumer group of consumeMessage when `-g` is not given (Apache's `MixAll.TOOLS_CONSUMER_GROUP`).
 pub const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
-/// Template topic for auto-created topics.
-pub const DEFAULT_TOPIC: &str = "TBW102";
-
-static UNIQ_COUNTER: AtomicU16 = AtomicU16::new(0);
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-/// Start of the current month in local time, ms since the epoch (Apache's `MessageClientIDSetter`
-/// counts the time part of a UNIQ_KEY from there).
-fn start_of_month_ms(now_ms: i64) -> i64 {
-    let t: libc::time_t = (now_ms / 1000) as libc::time_t;
-    // SAFETY: plain libc calls on values we own.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return now_ms - now_ms.rem_euclid(86_400_000);
-        }
-        tm.tm_mday = 1;
-        tm.tm_hour = 0;
-        tm.tm_min = 0;
-        tm.tm_sec = 0;
-        tm.tm_isdst = -1;
-        let start = libc::mktime(&mut tm);
-        if start < 0 {
-            return now_ms - now_ms.rem_euclid(86_400_000);
-        }
-        start as i64 * 1000
-    }
-}
-
-/// A new UNIQ_KEY: 32 upper-case hex chars of IPv4 (4 bytes), pid (2), random (4), milliseconds since
-/// the start of the month (4) and a counter (2), like Apache's `MessageClientIDSetter`.
-pub fn new_uniq_key() -> String {
-    let ip = match crate::util::local_ip().parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4,
-        _ => Ipv4Addr::LOCALHOST,
-    };
-    let now = crate::util::now_millis();
-    let counter = {
-        // Start the counter at a random point so that keys of separate runs differ even in one ms.
-        let _ = UNIQ_COUNTER.compare_exchange(0, (random_u64() as u16) | 1, Ordering::Relaxed, Ordering::Relaxed);
-        UNIQ_COUNTER.fetch_add(1, Ordering::Relaxed)
-    };
-    let mut raw = Vec::with_capacity(16);
-    raw.extend_from_slice(&ip.octets());
-    raw.extend_from_slice(&(std::process::id() as u16).to_be_bytes());
-    raw.extend_from_slice(&(random_u64() as u32).to_be_bytes());
-    raw.extend_from_slice(&((now - start_of_month_ms(now)) as u32).to_be_bytes());
-    raw.extend_from_slice(&counter.to_be_bytes());
-    raw.iter().map(|b| format!("{b:02X}")).collect()
-}
 
 /// What sendMessage sends.
 #[derive(Debug, Clone, Default)]
@@ -145,7 +93,7 @@ pub async fn send(admin: &Admin, args: &SendArgs) -> Result<SendResult, AdminErr
     let (route, auto) = send_route(admin, topic).await?;
     let mut candidates: Vec<(String, String, i32)> = Vec::new();
     for qd in &route.queue_datas {
-        if qd.perm & PERM_WRITE == 0 || args.broker_name.as_deref().is_some_and(|b| b != qd.broker_name) {
+        if qd.perm & perm::WRITE == 0 || args.broker_name.as_deref().is_some_and(|b| b != qd.broker_name) {
             continue;
         }
         let Some(addr) = route.broker_datas.iter().find(|b| b.broker_name == qd.broker_name).and_then(master_of) else {
@@ -174,24 +122,9 @@ pub async fn send(admin: &Admin, args: &SendArgs) -> Result<SendResult, AdminErr
     }
     props.push((property::UNIQ_KEY, &uniq));
     props.push((property::WAIT, "true"));
-    let header = SendMessageRequestHeaderV2 {
-        a: TOOLS_PRODUCER_GROUP.into(),
-        b: topic.into(),
-        c: DEFAULT_TOPIC.into(),
-        d: 4,
-        e: queue_id,
-        f: 0,
-        g: crate::util::now_millis(),
-        h: 0,
-        i: Some(encode_properties(props)),
-        j: Some(0),
-        k: Some(false),
-        l: None,
-        m: Some(false),
-        n: Some(broker_name.clone()),
-    };
-    let req = RemotingCommand::request_with_header(request::SEND_MESSAGE_V2, &header)
-        .with_body(Bytes::from(args.body.clone().into_bytes()));
+    let mut header = send_header(TOOLS_PRODUCER_GROUP, topic, queue_id, 4, Some(encode_properties(props)));
+    header.bname = Some(broker_name.clone());
+    let req = send_request(request::SEND_MESSAGE_V2, &header, Bytes::from(args.body.clone().into_bytes()));
     let resp = admin.invoke(&addr, req).await?;
     let status = match resp.code {
         response::SUCCESS => "SEND_OK",
@@ -332,7 +265,7 @@ pub async fn consume_message(admin: &Admin, args: &ConsumeArgs) -> Result<String
         }
         let Some(bd) = route.broker_datas.iter().find(|b| b.broker_name == qd.broker_name) else { continue };
         let Some(addr) = read_addr(bd) else { continue };
-        if qd.perm & PERM_READ == 0 {
+        if qd.perm & perm::READ == 0 {
             continue;
         }
         let master = master_of(bd).unwrap_or(addr).to_string();
@@ -375,7 +308,7 @@ pub async fn consume_message(admin: &Admin, args: &ConsumeArgs) -> Result<String
                 queue_id: *qid,
                 queue_offset: cur,
                 max_msg_nums: left.min(32) as i32,
-                sys_flag: crate::broker::headers::pull_flag::SUBSCRIPTION,
+                sys_flag: crate::protocol::header::pull_flag::SUBSCRIPTION,
                 commit_offset: 0,
                 suspend_timeout_millis: 0,
                 subscription: Some(if args.tags.trim().is_empty() { "*".into() } else { args.tags.trim().to_string() }),
@@ -629,27 +562,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uniq_keys() {
-        let a = new_uniq_key();
-        let b = new_uniq_key();
-        assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()), "{a}");
-        assert_ne!(a, b);
-        assert!(a.starts_with("7F000001") || !a.is_empty());
-    }
-
-    #[test]
     fn tags() {
         assert!(tag_matches("*", None));
         assert!(tag_matches("A || B", Some("B")));
         assert!(!tag_matches("A", Some("B")));
         assert!(!tag_matches("A", None));
-    }
-
-    #[test]
-    fn month_start_is_before_now() {
-        let now = crate::util::now_millis();
-        let s = start_of_month_ms(now);
-        assert!(s <= now && now - s < 32 * 86_400_000);
     }
 }

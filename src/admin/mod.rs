@@ -14,7 +14,8 @@ pub mod topic;
 
 use std::time::Duration;
 
-use crate::remoting::codes::{request, response, response_name};
+pub use crate::client::parse_namesrv_list;
+use crate::protocol::codes::{request, response, response_name};
 use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
 
 /// Errors of an admin command: a transport failure or a non-success answer, shown to the operator.
@@ -167,11 +168,6 @@ impl Admin {
         }
         Err(last.map(AdminError::Remoting).unwrap_or_else(|| AdminError::Usage("no NameServer address".into())))
     }
-}
-
-/// Splits `host:port;host:port` (blank entries ignored).
-pub fn parse_namesrv_list(s: &str) -> Vec<String> {
-    s.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
 }
 
 /// Apache's `UtilAll.timeMillisToHumanString2`: local time `yyyy-MM-dd HH:mm:ss,SSS`.

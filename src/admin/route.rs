@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 
 use super::{Admin, AdminError};
+use crate::client::route::{master_of, route_request};
 use crate::json::from_slice_lenient;
-use crate::namesrv::body::{BrokerData, ClusterInfo, TopicList, TopicRouteData};
-use crate::namesrv::header::GetRouteInfoRequestHeader;
-use crate::remoting::codes::request;
+use crate::protocol::body::{ClusterInfo, TopicList, TopicRouteData};
+use crate::protocol::codes::request;
 use crate::remoting::RemotingCommand;
 
 /// GET_BROKER_CLUSTER_INFO (106) from the first NameServer that answers.
@@ -22,9 +22,7 @@ pub async fn cluster_info(admin: &Admin) -> Result<ClusterInfo, AdminError> {
 
 /// GET_ROUTEINFO_BY_TOPIC (105). A missing topic is the NameServer's TOPIC_NOT_EXIST refusal.
 pub async fn topic_route(admin: &Admin, topic: &str) -> Result<TopicRouteData, AdminError> {
-    let header = GetRouteInfoRequestHeader { topic: topic.to_string(), accept_standard_json_only: Some(true) };
-    let resp =
-        admin.call_namesrv(RemotingCommand::request_with_header(request::GET_ROUTEINFO_BY_TOPIC, &header)).await?;
+    let resp = admin.call_namesrv(route_request(topic)).await?;
     from_slice_lenient(&resp.body)
         .map_err(|e| AdminError::BadAnswer { addr: "NameServer".into(), reason: format!("route of {topic}: {e}") })
 }
@@ -37,11 +35,6 @@ pub async fn topic_list(admin: &Admin) -> Result<TopicList, AdminError> {
     }
     from_slice_lenient(&resp.body)
         .map_err(|e| AdminError::BadAnswer { addr: "NameServer".into(), reason: format!("topic list: {e}") })
-}
-
-/// The master (`brokerAddrs[0]`) of a group, if it has one.
-pub fn master_of(bd: &BrokerData) -> Option<&str> {
-    bd.broker_addrs.get(&0).map(String::as_str)
 }
 
 /// The master addresses of every group of `cluster`; an unknown cluster is an error.
@@ -86,9 +79,4 @@ pub fn broker_name_of_addr(info: &ClusterInfo, addr: &str) -> Option<String> {
         .values()
         .find(|bd| bd.broker_addrs.values().any(|a| a == addr))
         .map(|bd| bd.broker_name.clone())
-}
-
-/// The address to read a group's data from: its master, else its lowest-id member.
-pub fn read_addr(bd: &BrokerData) -> Option<&str> {
-    master_of(bd).or_else(|| bd.broker_addrs.values().next().map(String::as_str))
 }

@@ -5,14 +5,13 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::route::{cluster_info, cluster_masters, read_addr, topic_list as fetch_topic_list, topic_route};
+use super::route::{cluster_info, cluster_masters, topic_list as fetch_topic_list, topic_route};
 use super::{human_time, Admin, AdminError};
-use crate::broker::processor::headers::{
-    CreateTopicRequestHeader, DeleteTopicRequestHeader, GetTopicStatsInfoRequestHeader,
-};
-use crate::namesrv::body::{PERM_INHERIT, PERM_READ, PERM_WRITE};
-use crate::namesrv::header::DeleteTopicFromNamesrvRequestHeader;
-use crate::remoting::codes::request;
+use crate::client::route::read_addr;
+use crate::protocol::codes::request;
+use crate::protocol::header::DeleteTopicFromNamesrvRequestHeader;
+use crate::protocol::header::{CreateTopicRequestHeader, DeleteTopicRequestHeader, GetTopicStatsInfoRequestHeader};
+use crate::protocol::perm;
 use crate::remoting::RemotingCommand;
 
 /// The topic settings updateTopic sends (Apache's defaults: 8 read and 8 write queues, perm RW).
@@ -52,9 +51,9 @@ impl TopicSpec {
 /// Apache's `PermName.perm2String`: `RW-`, `R--`, `-W-`, `RWX`...
 pub fn perm_to_string(perm: i32) -> String {
     let mut s = String::with_capacity(3);
-    s.push(if perm & PERM_READ != 0 { 'R' } else { '-' });
-    s.push(if perm & PERM_WRITE != 0 { 'W' } else { '-' });
-    s.push(if perm & PERM_INHERIT != 0 { 'X' } else { '-' });
+    s.push(if perm & perm::READ != 0 { 'R' } else { '-' });
+    s.push(if perm & perm::WRITE != 0 { 'W' } else { '-' });
+    s.push(if perm & perm::INHERIT != 0 { 'X' } else { '-' });
     s
 }
 

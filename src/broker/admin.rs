@@ -9,7 +9,7 @@ use tracing::info;
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
 use crate::config::{apply_runtime_update, to_properties_text, ConfigValue, Configurable, UpdateRefusal};
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::cleanup::{assess, CleanupPolicy, DiskProbe, StatvfsProbe};
 
@@ -21,7 +21,7 @@ pub struct BrokerAdminProcessor {
     config_path: PathBuf,
     /// Store and cleanup keys with their values, read-only at runtime.
     fixed: Vec<(&'static str, String)>,
-    version: parking_lot::Mutex<crate::util::DataVersion>,
+    version: parking_lot::Mutex<crate::protocol::body::DataVersion>,
     /// The cleanup policy (thresholds and disk share) the runtime info reports against.
     policy: CleanupPolicy,
     /// The broker's bounded request queues (send, pull, query), reported by runtime info.
@@ -48,7 +48,15 @@ impl BrokerAdminProcessor {
         policy: CleanupPolicy,
         queues: Vec<(Arc<crate::remoting::Admission>, usize)>,
     ) -> Self {
-        BrokerAdminProcessor { core, schedule, config_path, fixed, version: Default::default(), policy, queues }
+        BrokerAdminProcessor {
+            core,
+            schedule,
+            config_path,
+            fixed,
+            version: parking_lot::Mutex::new(crate::protocol::body::DataVersion::new()),
+            policy,
+            queues,
+        }
     }
 
     /// The KV table of GET_BROKER_RUNTIME_INFO.

@@ -15,8 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::broker::config::BrokerConfig;
 use crate::broker::meta::java_string_hash;
-use crate::broker::meta::topic::null_default;
-use crate::remoting::codes::request;
+use crate::json::null_default;
+use crate::protocol::codes::request;
 use crate::remoting::{ConnectionHandle, LanguageCode, RemotingCommand};
 
 /// A client is dropped after this long without a heartbeat (Apache's `channelExpiredTimeout`).

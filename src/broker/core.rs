@@ -8,13 +8,18 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::config::{BrokerConfig, BrokerIdentity, BrokerRole};
-use super::headers::{pull_flag, ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader};
-use super::meta::{perm, BrokerMeta, StoreView, TopicConfig};
+use super::meta::{BrokerMeta, StoreView};
 use super::pull::{PullWaiters, TagFilter};
 use super::send::{apply_delay, prop, DLQ_PREFIX, RETRY_PREFIX};
-use crate::remoting::codes::response;
+use crate::protocol::body::TopicConfig;
+use crate::protocol::codes::response;
+use crate::protocol::header::{
+    pull_flag, ConsumerSendMsgBackRequestHeader, PullMessageRequestHeader, SendMessageRequestHeader,
+};
+use crate::protocol::message::{self, decode_record};
+use crate::protocol::perm;
 use crate::remoting::ConnectionHandle;
-use crate::store::message::{self, decode_record, MessageInner};
+use crate::store::MessageInner;
 use crate::store::{MessageStore, PutMessageResult};
 
 /// An error answer: response code and remark.

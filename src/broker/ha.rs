@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
 use crate::remoting::{RemotingClient, RemotingCommand};
 use crate::store::MessageStore;
 
@@ -630,8 +630,8 @@ pub fn apply_packets(store: &MessageStore, packets: Vec<(i64, Bytes)>) -> Result
 
 #[derive(Default)]
 struct SyncMemo {
-    topics_version: Option<crate::util::DataVersion>,
-    groups_version: Option<crate::util::DataVersion>,
+    topics_version: Option<crate::protocol::body::DataVersion>,
+    groups_version: Option<crate::protocol::body::DataVersion>,
     offsets_hash: Option<u32>,
     delay_hash: Option<u32>,
 }
@@ -680,7 +680,7 @@ struct OffsetWrapper {
 #[serde(rename_all = "camelCase")]
 struct GroupWrapper {
     #[serde(default)]
-    data_version: Option<crate::util::DataVersion>,
+    data_version: Option<crate::protocol::body::DataVersion>,
     #[serde(default)]
     subscription_group_table: BTreeMap<String, super::meta::SubscriptionGroupConfig>,
 }
@@ -699,10 +699,10 @@ async fn sync_once(
     }
 
     let body = fetch(client, master, request::GET_ALL_TOPIC_CONFIG).await?;
-    let w: super::meta::topic::TopicConfigSerializeWrapper =
+    let w: crate::protocol::body::TopicConfigSerializeWrapper =
         crate::json::from_slice_lenient(&body).map_err(|e| format!("topics: {e}"))?;
     if memo.topics_version.as_ref() != Some(&w.data_version) {
-        let v = w.data_version.clone();
+        let v = w.data_version;
         core.meta.topics.replace_from_master(w).map_err(|e| e.to_string())?;
         info!("topic configs synced from master");
         memo.topics_version = Some(v);
@@ -729,7 +729,7 @@ async fn sync_once(
     if w.data_version.is_none() || memo.groups_version != w.data_version {
         core.meta
             .subscriptions
-            .merge_from_master(w.subscription_group_table, w.data_version.clone())
+            .merge_from_master(w.subscription_group_table, w.data_version)
             .map_err(|e| e.to_string())?;
         info!("subscription groups synced from master");
         memo.groups_version = w.data_version;

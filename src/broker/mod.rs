@@ -10,7 +10,6 @@ pub mod config;
 pub mod core;
 pub mod executor;
 pub mod ha;
-pub mod headers;
 pub mod meta;
 pub mod processor;
 pub mod pull;
@@ -30,7 +29,7 @@ use tracing::{info, warn, Instrument};
 
 use self::core::{BrokerCore, StoreViewImpl};
 use crate::config::Configurable;
-use crate::remoting::codes::request;
+use crate::protocol::codes::request;
 use crate::remoting::{Admission, ProcessorTable, RemotingClient, RemotingServer, SubServer};
 use crate::store::MessageStore;
 use config::{BrokerIdentity, BrokerPlan};

@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 
 use super::config::BrokerRole;
 use super::core::BrokerCore;
-use super::headers::{pull_flag, PullMessageRequestHeader, PullMessageResponseHeader};
-use crate::remoting::codes::response;
+use crate::protocol::codes::response;
+use crate::protocol::header::{pull_flag, PullMessageRequestHeader, PullMessageResponseHeader};
+use crate::protocol::message::java_string_hash;
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
-use crate::store::message::java_string_hash;
 use crate::store::{GetMessageResult, GetMessageStatus};
 
 /// A tag filter: everything, or the tags whose hash codes are listed.

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::core::BrokerCore;
-use super::headers::{
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::{
     OffsetResponseHeader, QueryMessageRequestHeader, QueryMessageResponseHeader, QueueRequestHeader,
     SearchOffsetRequestHeader, TimestampResponseHeader, ViewMessageRequestHeader,
 };
-use crate::remoting::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::consume_queue::BoundaryType;
 

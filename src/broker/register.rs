@@ -9,21 +9,16 @@ use arc_swap::ArcSwap;
 use tracing::{debug, info, warn};
 
 use super::core::BrokerCore;
-use crate::namesrv::body::{RegisterBrokerBody, TopicConfigSerializeWrapper};
-use crate::namesrv::header::{
+use crate::protocol::body::RegisterBrokerBody;
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::{
     RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
 };
-use crate::remoting::codes::{request, response};
 use crate::remoting::command::CURRENT_VERSION;
 use crate::remoting::{RemotingClient, RemotingCommand};
 
 /// The NameServer list a broker registers with; the container shares one among its brokers.
 pub type NamesrvList = Arc<ArcSwap<Vec<String>>>;
-
-/// Splits `host:port;host:port` into addresses.
-pub fn parse_namesrv_list(s: &str) -> Vec<String> {
-    s.split(';').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect()
-}
 
 /// What a NameServer answered a registration (slaves learn their master from it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,23 +29,14 @@ pub struct RegisterResult {
     pub ha_server_addr: Option<String>,
 }
 
-fn body(core: &BrokerCore) -> Result<RegisterBrokerBody, String> {
-    let snapshot = core.meta.topics.snapshot();
-    let json = serde_json::to_value(&snapshot).map_err(|e| e.to_string())?;
-    let wrapper: TopicConfigSerializeWrapper = serde_json::from_value(json).map_err(|e| e.to_string())?;
-    Ok(RegisterBrokerBody { filter_server_list: Vec::new(), topic_config_serialize_wrapper: wrapper })
+fn body(core: &BrokerCore) -> RegisterBrokerBody {
+    RegisterBrokerBody { filter_server_list: Vec::new(), topic_config_serialize_wrapper: core.meta.topics.snapshot() }
 }
 
 /// Registers with every NameServer in parallel; returns what each accepted (errors are logged).
 pub async fn register_all(core: &BrokerCore, client: &RemotingClient, namesrvs: &[String]) -> Vec<RegisterResult> {
     let cfg = core.config();
-    let b = match body(core) {
-        Ok(b) => b,
-        Err(e) => {
-            warn!(error = %e, "cannot build the registration body");
-            return Vec::new();
-        }
-    };
+    let b = body(core);
     let compressed = cfg.compressed_register;
     let bytes = b.encode(compressed, CURRENT_VERSION);
     let crc = (crc32fast::hash(&bytes) & 0x7FFF_FFFF) as i32;

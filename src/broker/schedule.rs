@@ -13,8 +13,9 @@ use tracing::{debug, info, warn};
 use super::core::BrokerCore;
 use super::send::SCHEDULE_TOPIC;
 use crate::json;
-use crate::store::message::{self, decode_record, MessageInner};
-use crate::util::DataVersion;
+use crate::protocol::body::DataVersion;
+use crate::protocol::message::{self, decode_record};
+use crate::store::MessageInner;
 
 /// `delayOffset.json`: delay level → next offset in that level's queue.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -43,7 +44,12 @@ impl ScheduleService {
                 BTreeMap::new()
             }
         };
-        ScheduleService { core, path, offsets: parking_lot::Mutex::new(offsets), version: Default::default() }
+        ScheduleService {
+            core,
+            path,
+            offsets: parking_lot::Mutex::new(offsets),
+            version: parking_lot::Mutex::new(DataVersion::new()),
+        }
     }
 
     /// The next offset to deliver per level.

@@ -7,11 +7,12 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use super::core::BrokerCore;
-use super::headers::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader};
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader};
+use crate::protocol::message::{self, decode_batch_body, parse_properties};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::commitlog::PutMessageStatus;
-use crate::store::message::{self, decode_batch_body, parse_properties, MessageInner};
+use crate::store::MessageInner;
 use crate::store::PutMessageResult;
 
 /// Property keys the send path reads or writes beyond the store's own.

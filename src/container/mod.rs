@@ -15,11 +15,12 @@ use tracing::info;
 
 use crate::broker::config::BrokerIdentity;
 pub use crate::broker::config::{load_broker_config, load_broker_config_with_overlay, BrokerPlan};
-use crate::broker::register::{parse_namesrv_list, NamesrvList};
+use crate::broker::register::NamesrvList;
 use crate::broker::{Broker, BrokerEnv};
+use crate::client::parse_namesrv_list;
 use crate::config::{to_properties_text, ConfigError, Configurable};
 use crate::logging::LogRouter;
-use crate::remoting::codes::{request, response};
+use crate::protocol::codes::{request, response};
 use crate::remoting::RemotingClient;
 use crate::remoting::{
     BoxFuture, ConnectionHandle, ProcessorTable, RemotingCommand, RemotingServer, RequestProcessor, ServerConfig,
@@ -47,7 +48,7 @@ pub enum ContainerError {
 struct Shared {
     config: ArcSwap<ContainerConfig>,
     loaded: LoadedContainerConfig,
-    version: parking_lot::Mutex<crate::util::DataVersion>,
+    version: parking_lot::Mutex<crate::protocol::body::DataVersion>,
     env: BrokerEnv,
     /// Hosted brokers with the config path each came from. A tokio mutex: adds and removes are
     /// serialized (Apache's `synchronized`), and a broker's start or stop is awaited under it.
@@ -96,7 +97,7 @@ impl BrokerContainer {
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(c.clone()),
             loaded: loaded.clone(),
-            version: parking_lot::Mutex::new(crate::util::DataVersion::new()),
+            version: parking_lot::Mutex::new(crate::protocol::body::DataVersion::new()),
             env,
             brokers: tokio::sync::Mutex::new(Vec::new()),
             paths_from_cli,

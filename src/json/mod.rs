@@ -213,6 +213,15 @@ fn write_str(out: &mut String, s: &str, ascii_only: bool) {
     out.push('"');
 }
 
+/// Reads `null` as the type's default (fastjson accepts nulls where Java has defaults).
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(<Option<T> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

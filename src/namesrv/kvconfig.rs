@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::body::KvTable;
 use crate::json;
+use crate::protocol::body::KvTable;
 
 /// The namespace of order-topic configs.
 pub const NAMESPACE_ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";

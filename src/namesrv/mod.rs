@@ -3,9 +3,7 @@
 //! [`NameServer::start`] binds the NameServer's port on a shared [`RemotingServer`] (so a container can
 //! embed one beside its brokers) and runs the expiry scan; [`NameServer::shutdown`] stops both.
 
-pub mod body;
 pub mod config;
-pub mod header;
 pub mod kvconfig;
 pub mod processor;
 pub mod route;

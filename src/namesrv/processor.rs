@@ -6,15 +6,15 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::body::{
-    self, DataVersion, GetBrokerMemberGroupResponseBody, RegisterBrokerBody, TopicRouteData, BARE_KEY_FIELDS,
-};
-use super::header::*;
 use super::kvconfig::{KvConfigManager, NAMESPACE_ORDER_TOPIC_CONFIG};
 use super::route::{BrokerRegistration, RouteInfoManager, SharedConfig};
 use crate::config::Configurable;
 use crate::json;
-use crate::remoting::codes::{request, response};
+use crate::protocol::body::{
+    self, DataVersion, GetBrokerMemberGroupResponseBody, RegisterBrokerBody, TopicRouteData, BARE_KEY_FIELDS,
+};
+use crate::protocol::codes::{request, response};
+use crate::protocol::header::namesrv::*;
 use crate::remoting::command::{CommandHeader, HeaderError};
 use crate::remoting::{BoxFuture, ChannelEventListener, ConnectionHandle, RemotingCommand, RequestProcessor};
 

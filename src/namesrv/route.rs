@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tracing::{debug, info, warn};
 
-use super::body::{
-    BrokerData, BrokerMemberGroup, ClusterInfo, DataVersion, QueueData, TopicConfig, TopicConfigSerializeWrapper,
-    TopicList, TopicRouteData, PERM_READ, PERM_WRITE,
-};
 use super::config::NamesrvConfig;
+use crate::protocol::body::{
+    BrokerData, BrokerMemberGroup, ClusterInfo, DataVersion, QueueData, TopicConfig, TopicConfigSerializeWrapper,
+    TopicList, TopicRouteData,
+};
+use crate::protocol::perm;
 use crate::remoting::ConnectionHandle;
 
 /// The NameServer config, shared by its parts and updatable at run time (UPDATE_NAMESRV_CONFIG).
@@ -187,7 +188,7 @@ impl RouteInfoManager {
                 if register_first || version_changed || missing {
                     let mut tc = tc.clone();
                     if is_prime_slave && acting {
-                        tc.perm &= !PERM_WRITE;
+                        tc.perm &= !perm::WRITE;
                     }
                     upsert_queue_data(&mut t.topic_queue, &reg.broker_name, &tc);
                 }
@@ -343,7 +344,7 @@ impl RouteInfoManager {
                     .queue_datas
                     .iter()
                     .find(|q| q.broker_name == bd.broker_name)
-                    .is_some_and(|q| q.perm & PERM_WRITE != 0);
+                    .is_some_and(|q| q.perm & perm::WRITE != 0);
                 if writable {
                     continue;
                 }
@@ -396,12 +397,12 @@ impl RouteInfoManager {
 
     /// WIPE_WRITE_PERM_OF_BROKER: clears the write bit of every queue data of the group. Returns the count.
     pub fn wipe_write_perm_of_broker(&self, broker_name: &str) -> i32 {
-        self.operate_write_perm(broker_name, |p| p & !PERM_WRITE)
+        self.operate_write_perm(broker_name, |p| p & !perm::WRITE)
     }
 
     /// ADD_WRITE_PERM_OF_BROKER: sets read|write on every queue data of the group. Returns the count.
     pub fn add_write_perm_of_broker(&self, broker_name: &str) -> i32 {
-        self.operate_write_perm(broker_name, |_| PERM_READ | PERM_WRITE)
+        self.operate_write_perm(broker_name, |_| perm::READ | perm::WRITE)
     }
 
     fn operate_write_perm(&self, broker_name: &str, f: impl Fn(i32) -> i32) -> i32 {
@@ -549,7 +550,7 @@ fn unregister_locked(t: &mut Tables, cluster: &str, addr: &str, name: &str, id: 
         if no_master_acting {
             for qds in t.topic_queue.values_mut() {
                 if let Some(qd) = qds.get_mut(name) {
-                    qd.perm &= !PERM_WRITE;
+                    qd.perm &= !perm::WRITE;
                 }
             }
         }
@@ -626,7 +627,7 @@ mod tests {
         m.register_broker(reg("a", 0, "h:1", &["T1", "T2"], 1));
         m.register_broker(reg("b", 0, "h:2", &["T2", "T3"], 1));
         assert_eq!(m.wipe_write_perm_of_broker("a"), 2);
-        assert_eq!(m.pickup_topic_route_data("T1").expect("route").queue_datas[0].perm, PERM_READ);
+        assert_eq!(m.pickup_topic_route_data("T1").expect("route").queue_datas[0].perm, perm::READ);
         assert_eq!(m.add_write_perm_of_broker("a"), 2);
         assert_eq!(m.pickup_topic_route_data("T1").expect("route").queue_datas[0].perm, 6);
         assert_eq!(m.topics_by_cluster("C").topic_list.len(), 3);
@@ -652,7 +653,7 @@ mod tests {
         s.enable_acting_master = Some(true);
         m.register_broker(s);
         let rd = m.pickup_topic_route_data("T1").expect("route");
-        assert_eq!(rd.queue_datas[0].perm & PERM_WRITE, 0, "prime slave registers without write perm");
+        assert_eq!(rd.queue_datas[0].perm & perm::WRITE, 0, "prime slave registers without write perm");
         assert_eq!(rd.broker_datas[0].broker_addrs.get(&0).map(String::as_str), Some("h:2"));
     }
 }

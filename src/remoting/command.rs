@@ -7,8 +7,8 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 
-use super::codes::response;
 use super::RemotingError;
+use crate::protocol::codes::response;
 
 /// The custom header fields of a command, sent as `extFields`. Sorted, so that encoding is deterministic.
 pub type ExtFields = BTreeMap<String, String>;

@@ -5,7 +5,6 @@
 
 pub mod client;
 pub mod codec;
-pub mod codes;
 pub mod command;
 pub mod server;
 

@@ -26,9 +26,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use super::codec::{decode_frame, RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
-use super::codes::response;
 use super::command::RemotingCommand;
 use super::RemotingError;
+use crate::protocol::codes::response;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

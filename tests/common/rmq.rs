@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rmqc::broker::headers::{PullMessageRequestHeader, SendMessageRequestHeader};
-use rmqc::remoting::codes::request;
+use rmqc::client::send::{send_header, send_request};
+use rmqc::protocol::codes::request;
+use rmqc::protocol::header::PullMessageRequestHeader;
+use rmqc::protocol::message::encode_properties;
 use rmqc::remoting::{RemotingClient, RemotingCommand};
-use rmqc::store::message::encode_properties;
 
 /// Request timeout used by tests.
 pub const T: Duration = Duration::from_secs(10);
@@ -21,24 +22,8 @@ pub async fn send(
     body: &[u8],
     props: &[(&str, &str)],
 ) -> RemotingCommand {
-    let h = SendMessageRequestHeader {
-        producer_group: "test-pg".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id,
-        sys_flag: 0,
-        born_timestamp: rmqc::util::now_millis(),
-        flag: 0,
-        properties: Some(encode_properties(props.iter().copied())),
-        reconsume_times: Some(0),
-        unit_mode: Some(false),
-        batch: Some(false),
-        max_reconsume_times: None,
-        bname: None,
-    };
-    let req = RemotingCommand::request_with_header(request::SEND_MESSAGE_V2, &h.to_v2())
-        .with_body(Bytes::copy_from_slice(body));
+    let h = send_header("test-pg", topic, queue_id, 4, Some(encode_properties(props.iter().copied())));
+    let req = send_request(request::SEND_MESSAGE_V2, &h, Bytes::copy_from_slice(body));
     client.invoke(addr, req, T).await.expect("send answered")
 }
 
@@ -106,5 +91,5 @@ pub async fn create_topic(client: &RemotingClient, addr: &str, topic: &str) {
         .with_ext("topicSysFlag", "0")
         .with_ext("order", "false");
     let r = client.invoke(addr, req, T).await.expect("UPDATE_AND_CREATE_TOPIC answered");
-    assert_eq!(r.code, rmqc::remoting::codes::response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(r.code, rmqc::protocol::codes::response::SUCCESS, "{:?}", r.remark);
 }

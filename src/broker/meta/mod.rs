@@ -35,7 +35,7 @@ use crate::remoting::{ChannelEventListener, ConnectionHandle};
 pub use lock::RebalanceLockManager;
 pub use offset::ConsumerOffsetManager;
 pub use subscription::{SubscriptionGroupConfig, SubscriptionGroupManager};
-pub use topic::{TopicConfig, TopicConfigManager};
+pub use topic::TopicConfigManager;
 
 /// What the metadata layer needs from the message store. The broker implements it for the real
 /// store; tests use an in-memory fake.
@@ -103,30 +103,6 @@ impl MessageQueue {
     /// A queue.
     pub fn new(topic: impl Into<String>, broker_name: impl Into<String>, queue_id: i32) -> Self {
         MessageQueue { broker_name: broker_name.into(), queue_id, topic: topic.into() }
-    }
-}
-
-/// Permission bits of topics and brokers (`PermName`).
-pub mod perm {
-    /// New topics may be created from this one (only meaningful on `TBW102`).
-    pub const INHERIT: i32 = 1;
-    /// Writable.
-    pub const WRITE: i32 = 2;
-    /// Readable.
-    pub const READ: i32 = 4;
-    /// Priority (unused by the broker).
-    pub const PRIORITY: i32 = 8;
-    /// True if the bits allow reading.
-    pub fn is_readable(p: i32) -> bool {
-        p & READ == READ
-    }
-    /// True if the bits allow writing.
-    pub fn is_writeable(p: i32) -> bool {
-        p & WRITE == WRITE
-    }
-    /// True if the bits allow creating topics from this one.
-    pub fn is_inherited(p: i32) -> bool {
-        p & INHERIT == INHERIT
     }
 }
 
@@ -351,7 +327,7 @@ fn write_value(v: &serde_json::Value, depth: usize, pretty: bool, bare: Option<u
     }
 }
 
-pub use crate::store::message::java_string_hash;
+pub use crate::protocol::message::java_string_hash;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::{persist_config_file, MetaError};
-use crate::util::DataVersion;
+use crate::protocol::body::DataVersion;
 
 /// Separator of the offset table's keys (`TOPIC_GROUP_SEPARATOR`).
 pub const TOPIC_GROUP_SEPARATOR: char = '@';
@@ -186,7 +186,7 @@ impl ConsumerOffsetManager {
 
     /// The table's version.
     pub fn data_version(&self) -> DataVersion {
-        self.state.read().data_version.clone()
+        self.state.read().data_version
     }
 
     /// Apache's JSON of the manager: `dataVersion`, derived `groupTopicMap`, and `offsetTable` with

@@ -10,10 +10,11 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::topic::{null_default, validate_group};
+use super::topic::validate_group;
 use super::{persist_config_file, MetaError};
 use crate::broker::config::BrokerConfig;
-use crate::util::DataVersion;
+use crate::json::null_default;
+use crate::protocol::body::DataVersion;
 
 /// `TOOLS_CONSUMER`.
 pub const TOOLS_CONSUMER_GROUP: &str = "TOOLS_CONSUMER";
@@ -305,7 +306,7 @@ impl SubscriptionGroupManager {
 
     /// The table's version.
     pub fn data_version(&self) -> DataVersion {
-        self.state.read().data_version.clone()
+        self.state.read().data_version
     }
 
     fn mutate<R>(

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{perm, persist_config_file, MetaError};
+use super::{persist_config_file, MetaError};
 use crate::broker::config::BrokerConfig;
-use crate::util::DataVersion;
+use crate::protocol::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper};
+use crate::protocol::perm;
 
 /// `TBW102`: the template of auto-created topics.
 pub const AUTO_CREATE_TOPIC_KEY_TOPIC: &str = "TBW102";
@@ -136,94 +136,6 @@ pub fn validate_group(group: &str) -> Result<(), MetaError> {
         )));
     }
     Ok(())
-}
-
-fn default_queue_nums() -> i32 {
-    16
-}
-fn default_perm() -> i32 {
-    perm::READ | perm::WRITE
-}
-fn default_filter_type() -> String {
-    "SINGLE_TAG".into()
-}
-
-/// One topic's config, as fastjson writes Apache's `TopicConfig` (fields in alphabetical order).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicConfig {
-    /// Topic attributes (`message.type`, `queue.type`, ...), stored without the `+` sign.
-    #[serde(default, deserialize_with = "crate::broker::meta::topic::null_default")]
-    pub attributes: BTreeMap<String, String>,
-    /// Ordered (FIFO) topic.
-    #[serde(default, deserialize_with = "crate::broker::meta::topic::null_default")]
-    pub order: bool,
-    /// Permission bits (`perm::*`).
-    #[serde(default = "default_perm")]
-    pub perm: i32,
-    /// Readable queues.
-    #[serde(default = "default_queue_nums")]
-    pub read_queue_nums: i32,
-    /// `SINGLE_TAG` or `MULTI_TAG`.
-    #[serde(default = "default_filter_type")]
-    pub topic_filter_type: String,
-    /// The topic.
-    #[serde(default, deserialize_with = "crate::broker::meta::topic::null_default")]
-    pub topic_name: String,
-    /// `TopicSysFlag` bits (unit flags).
-    #[serde(default, deserialize_with = "crate::broker::meta::topic::null_default")]
-    pub topic_sys_flag: i32,
-    /// Writable queues.
-    #[serde(default = "default_queue_nums")]
-    pub write_queue_nums: i32,
-}
-
-/// Reads `null` as the type's default (fastjson accepts nulls where Java has defaults).
-pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-impl TopicConfig {
-    /// Apache's `new TopicConfig(name)`: 16/16 queues, perm RW, SINGLE_TAG.
-    pub fn new(topic: impl Into<String>) -> Self {
-        TopicConfig {
-            attributes: BTreeMap::new(),
-            order: false,
-            perm: default_perm(),
-            read_queue_nums: 16,
-            topic_filter_type: default_filter_type(),
-            topic_name: topic.into(),
-            topic_sys_flag: 0,
-            write_queue_nums: 16,
-        }
-    }
-    /// With both queue counts set.
-    pub fn with_queues(mut self, read: i32, write: i32) -> Self {
-        self.read_queue_nums = read;
-        self.write_queue_nums = write;
-        self
-    }
-    /// With the permission bits set.
-    pub fn with_perm(mut self, p: i32) -> Self {
-        self.perm = p;
-        self
-    }
-}
-
-/// `topics.json` (`TopicConfigSerializeWrapper`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicConfigSerializeWrapper {
-    /// Version of the table.
-    #[serde(default)]
-    pub data_version: DataVersion,
-    /// Topic → config.
-    #[serde(default, deserialize_with = "null_default")]
-    pub topic_config_table: BTreeMap<String, TopicConfig>,
 }
 
 /// One known attribute of topics (Apache's `TopicAttributes.ALL`).
@@ -390,9 +302,12 @@ impl TopicConfigManager {
                 }
                 table.insert(name, tc);
             }
-            data_version = w.data_version;
+            // A file without a version keeps the fresh stamp (Java's `new DataVersion()`).
+            if w.data_version != DataVersion::default() {
+                data_version = w.data_version;
+            }
         }
-        let (changes, _) = watch::channel(data_version.clone());
+        let (changes, _) = watch::channel(data_version);
         Ok(TopicConfigManager {
             path,
             config,
@@ -436,12 +351,16 @@ impl TopicConfigManager {
     /// The table and its version, taken together.
     pub fn snapshot(&self) -> TopicConfigSerializeWrapper {
         let st = self.state.read();
-        TopicConfigSerializeWrapper { data_version: st.data_version.clone(), topic_config_table: st.table.clone() }
+        TopicConfigSerializeWrapper {
+            data_version: st.data_version,
+            topic_config_table: st.table.clone(),
+            ..Default::default()
+        }
     }
 
     /// The table's version.
     pub fn data_version(&self) -> DataVersion {
-        self.state.read().data_version.clone()
+        self.state.read().data_version
     }
 
     /// Told the new data version whenever the table changes (to re-register with the NameServers
@@ -472,7 +391,7 @@ impl TopicConfigManager {
                 return Ok(r);
             }
             st.data_version.next();
-            (changed, r, Self::encode_state(&st), st.data_version.clone())
+            (changed, r, Self::encode_state(&st), st.data_version)
         };
         debug_assert!(changed);
         self.changes.send_replace(version);
@@ -544,7 +463,7 @@ impl TopicConfigManager {
                 })
                 .collect();
             st.data_version = w.data_version;
-            (Self::encode_state(&st), st.data_version.clone())
+            (Self::encode_state(&st), st.data_version)
         };
         self.changes.send_replace(version);
         persist_config_file(&self.path, &content)

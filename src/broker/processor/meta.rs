@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::headers::*;
 use crate::broker::clients::{ClientChannelInfo, ConsumerGroupInfo, HeartbeatData, SubscriptionData};
-use crate::broker::meta::topic::{null_default, parse_attributes, retry_topic, validate_group, validate_topic};
-use crate::broker::meta::{perm, BrokerMeta, MessageQueue, MetaError, SubscriptionGroupConfig, TopicConfig};
-use crate::remoting::codes::{request as rq, response as rs};
+use crate::broker::meta::topic::{parse_attributes, retry_topic, validate_group, validate_topic};
+use crate::broker::meta::{BrokerMeta, MessageQueue, MetaError, SubscriptionGroupConfig};
+use crate::json::null_default;
+use crate::protocol::body::TopicConfig;
+use crate::protocol::codes::{request as rq, response as rs};
+use crate::protocol::header::admin::*;
+use crate::protocol::perm;
 use crate::remoting::{BoxFuture, CommandHeader, ConnectionHandle, HeaderError, RemotingCommand, RequestProcessor};
 use crate::util::now_millis;
 

@@ -1,6 +1,5 @@
 //! The broker's request processors.
 
-pub mod headers;
 pub mod meta;
 
 pub use meta::MetaProcessor;

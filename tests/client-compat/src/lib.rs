@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rmqc::container::config::LoadedContainerConfig;
 use rmqc::container::BrokerContainer;
-use rmqc::remoting::codes::{request, response};
+use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rocketmq_client_rust::{
     ClientConfig, ClientOptions, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,

@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::json;
+use crate::json::{self, null_default};
+use crate::protocol::perm;
+use crate::util::now_millis;
 
 /// `MQVersion.Version.V3_0_11`: from this version on REGISTER_BROKER carries a [`RegisterBrokerBody`].
 pub const V3_0_11: i32 = 37;
@@ -16,17 +18,12 @@ pub const V4_9_4: i32 = 401;
 /// `MQVersion.Version.V5_0_0`: from this version on a compressed register body has a mapping section.
 pub const V5_0_0: i32 = 413;
 
-/// Permission bit: the topic may be read (`PermName.PERM_READ`).
-pub const PERM_READ: i32 = 4;
-/// Permission bit: the topic may be written (`PermName.PERM_WRITE`).
-pub const PERM_WRITE: i32 = 2;
-/// Permission bit: inherit (`PermName.PERM_INHERIT`).
-pub const PERM_INHERIT: i32 = 1;
-
 /// The field names whose object values fastjson writes with bare integer keys (`Map<Long,String>`).
 pub const BARE_KEY_FIELDS: &[&str] = &["brokerAddrs"];
 
-/// A version stamp of a broker's metadata (`DataVersion`).
+/// A version stamp of a broker's metadata (`DataVersion`): a timestamp and a counter bumped on
+/// every change. [`Default`] is the all-zero stamp a missing JSON field reads as; [`DataVersion::new`]
+/// is Java's `new DataVersion()` (stamped now).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DataVersion {
@@ -38,8 +35,24 @@ pub struct DataVersion {
     pub timestamp: i64,
 }
 
+impl DataVersion {
+    /// A fresh version stamped now.
+    pub fn new() -> Self {
+        DataVersion { counter: 0, state_version: 0, timestamp: now_millis() }
+    }
+    /// Bumps the counter and the timestamp.
+    pub fn next(&mut self) {
+        self.counter += 1;
+        self.timestamp = now_millis();
+    }
+    /// The JSON form (`{"counter":N,"stateVersion":0,"timestamp":ms}`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 fn default_perm() -> i32 {
-    PERM_READ | PERM_WRITE
+    perm::READ | perm::WRITE
 }
 fn default_queue_nums() -> i32 {
     16
@@ -48,38 +61,39 @@ fn default_filter_type() -> String {
     "SINGLE_TAG".to_string()
 }
 
-/// A topic's configuration as a broker reports it (`TopicConfig`).
+/// One topic's config, as fastjson writes Apache's `TopicConfig` (fields in alphabetical order);
+/// `topics.json`, REGISTER_BROKER and the admin requests all carry this shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicConfig {
-    /// Free-form attributes.
-    #[serde(default)]
+    /// Topic attributes (`message.type`, `queue.type`, ...), stored without the `+` sign.
+    #[serde(default, deserialize_with = "null_default")]
     pub attributes: BTreeMap<String, String>,
-    /// Ordered topic.
-    #[serde(default)]
+    /// Ordered (FIFO) topic.
+    #[serde(default, deserialize_with = "null_default")]
     pub order: bool,
-    /// Permission bits (`PERM_READ | PERM_WRITE` by default).
+    /// Permission bits ([`perm`]; `READ | WRITE` by default).
     #[serde(default = "default_perm")]
     pub perm: i32,
-    /// Number of read queues.
+    /// Readable queues.
     #[serde(default = "default_queue_nums")]
     pub read_queue_nums: i32,
     /// `SINGLE_TAG` or `MULTI_TAG`.
     #[serde(default = "default_filter_type")]
     pub topic_filter_type: String,
-    /// The topic name.
-    #[serde(default)]
+    /// The topic.
+    #[serde(default, deserialize_with = "null_default")]
     pub topic_name: String,
-    /// Topic system flags.
-    #[serde(default)]
+    /// `TopicSysFlag` bits (unit flags).
+    #[serde(default, deserialize_with = "null_default")]
     pub topic_sys_flag: i32,
-    /// Number of write queues.
+    /// Writable queues.
     #[serde(default = "default_queue_nums")]
     pub write_queue_nums: i32,
 }
 
 impl TopicConfig {
-    /// A topic with Java's defaults (16/16 queues, read+write).
+    /// Apache's `new TopicConfig(name)`: 16/16 queues, perm RW, SINGLE_TAG.
     pub fn new(topic_name: impl Into<String>) -> Self {
         TopicConfig {
             attributes: BTreeMap::new(),
@@ -92,7 +106,17 @@ impl TopicConfig {
             write_queue_nums: default_queue_nums(),
         }
     }
-
+    /// With both queue counts set.
+    pub fn with_queues(mut self, read: i32, write: i32) -> Self {
+        self.read_queue_nums = read;
+        self.write_queue_nums = write;
+        self
+    }
+    /// With the permission bits set.
+    pub fn with_perm(mut self, p: i32) -> Self {
+        self.perm = p;
+        self
+    }
     /// `TopicConfig.encode()`: `name SP readQueueNums SP writeQueueNums SP perm SP filterType SP attributesJson`
     /// (the compressed register body's per-topic form; sysflag and order are not carried).
     pub fn encode_compact(&self) -> String {
@@ -126,7 +150,7 @@ impl TopicConfig {
 }
 
 /// A broker's topic table with its version (`TopicConfigSerializeWrapper` /
-/// `TopicConfigAndMappingSerializeWrapper`; the static-topic mapping parts are kept opaque).
+/// `TopicConfigAndMappingSerializeWrapper`, and `topics.json`; the static-topic mapping parts are kept opaque).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicConfigSerializeWrapper {
@@ -137,7 +161,7 @@ pub struct TopicConfigSerializeWrapper {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_data_version: Option<DataVersion>,
     /// topic → config.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub topic_config_table: BTreeMap<String, TopicConfig>,
     /// topic → mapping detail (static topics; opaque here).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -219,6 +219,10 @@ config_struct! {
         pull_thread_pool_queue_capacity: usize = "pullThreadPoolQueueCapacity" => 100_000,
         /// A pull that waited longer before its processing began is answered busy, ms.
         wait_time_mills_in_pull_queue: u64 = "waitTimeMillsInPullQueue" => 5_000,
+        /// Accept SQL92 property filters (`MessageSelector.bySql`).
+        enable_property_filter: bool = "enablePropertyFilter" => false,
+        /// Filter messages of retry topics too.
+        filter_support_retry: bool = "filterSupportRetry" => false,
         /// Queries, metadata and admin requests queued or running at once.
         query_thread_pool_queue_capacity: usize = "queryThreadPoolQueueCapacity" => 20_000,
     }

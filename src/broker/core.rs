@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::config::{BrokerConfig, BrokerIdentity, BrokerRole};
 use super::meta::{BrokerMeta, StoreView};
-use super::pull::{PullWaiters, TagFilter};
+use super::pull::{PullFilter, PullWaiters, TagFilter};
 use super::send::{apply_delay, prop, DLQ_PREFIX, RETRY_PREFIX};
 use crate::protocol::body::TopicConfig;
 use crate::protocol::codes::response;
@@ -231,7 +231,7 @@ impl BrokerCore {
         &self,
         h: &PullMessageRequestHeader,
         conn: &ConnectionHandle,
-    ) -> Result<(TagFilter, i32), Refusal> {
+    ) -> Result<(PullFilter, i32), Refusal> {
         let cfg = self.config();
         if !perm::is_readable(cfg.broker_permission) {
             return Err((
@@ -270,17 +270,16 @@ impl BrokerCore {
                 ),
             ));
         }
+        let sql_ok = self.config().enable_property_filter;
+        // Messages of retry topics are filtered only with filterSupportRetry (Apache's default: not).
+        let unfiltered = h.topic.starts_with("%RETRY%") && !self.config().filter_support_retry;
         let filter = if h.sys_flag & pull_flag::SUBSCRIPTION != 0 {
-            if h.expression_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("TAG")) {
-                return Err((
-                    response::SUBSCRIPTION_PARSE_FAILED,
-                    format!(
-                        "parse the consumer's subscription failed: expression type {:?} is not supported",
-                        h.expression_type
-                    ),
-                ));
+            let f = PullFilter::build(h.expression_type.as_deref(), h.subscription.as_deref().unwrap_or("*"), sql_ok)?;
+            if unfiltered && matches!(f, PullFilter::Sql(_)) {
+                PullFilter::Tag(TagFilter::all())
+            } else {
+                f
             }
-            TagFilter::parse(h.subscription.as_deref().unwrap_or("*"))
         } else {
             match self.meta.consumers.find_subscription_data(&h.consumer_group, &h.topic) {
                 None => {
@@ -299,12 +298,22 @@ impl BrokerCore {
                             format!("the consumer's subscription not latest, group: {}", h.consumer_group),
                         ));
                     }
-                    if sd.sub_string.trim().is_empty() || sd.sub_string.trim() == "*" {
-                        TagFilter::all()
+                    if !sd.expression_type.eq_ignore_ascii_case("TAG") {
+                        let f = PullFilter::build(Some(&sd.expression_type), &sd.sub_string, sql_ok)?;
+                        if unfiltered {
+                            PullFilter::Tag(TagFilter::all())
+                        } else {
+                            f
+                        }
+                    } else if sd.sub_string.trim().is_empty() || sd.sub_string.trim() == "*" {
+                        PullFilter::Tag(TagFilter::all())
                     } else if !sd.code_set.is_empty() {
-                        TagFilter { all: false, codes: sd.code_set.iter().map(|c| *c as i64).collect() }
+                        PullFilter::Tag(TagFilter {
+                            all: false,
+                            codes: sd.code_set.iter().map(|c| *c as i64).collect(),
+                        })
                     } else {
-                        TagFilter::parse(&sd.sub_string)
+                        PullFilter::Tag(TagFilter::parse(&sd.sub_string))
                     }
                 }
             }

@@ -48,6 +48,64 @@ impl TagFilter {
     }
 }
 
+/// What a pull selects by: tags (matched on the consume queue) or an SQL92 selector (matched on
+/// each candidate message's properties).
+#[derive(Debug, Clone)]
+pub enum PullFilter {
+    /// A TAG expression.
+    Tag(TagFilter),
+    /// An SQL92 expression.
+    Sql(std::sync::Arc<crate::filter::sql92::Expr>),
+}
+
+impl PullFilter {
+    /// Compiles a subscription of `expression_type` (`TAG` when empty), refusing SQL92 unless
+    /// `enablePropertyFilter` is on, with Apache's codes and remarks.
+    pub fn build(
+        expression_type: Option<&str>,
+        expression: &str,
+        property_filter_enabled: bool,
+    ) -> Result<PullFilter, (i32, String)> {
+        let t = expression_type.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("TAG");
+        if t.eq_ignore_ascii_case("TAG") {
+            return Ok(PullFilter::Tag(TagFilter::parse(expression)));
+        }
+        if !t.eq_ignore_ascii_case("SQL92") {
+            return Err((response::SUBSCRIPTION_PARSE_FAILED, format!("unknown expression type {t}")));
+        }
+        if !property_filter_enabled {
+            return Err((
+                response::SYSTEM_ERROR,
+                format!("The broker does not support consumer to filter message by {t}"),
+            ));
+        }
+        crate::filter::sql92::compile(expression).map(|e| PullFilter::Sql(std::sync::Arc::new(e))).map_err(|e| {
+            (response::SUBSCRIPTION_PARSE_FAILED, format!("parse the consumer's subscription failed: {e}"))
+        })
+    }
+}
+
+impl crate::store::MessageFilter for &PullFilter {
+    fn is_matched_by_consume_queue(&self, tags_code: i64) -> bool {
+        match self {
+            PullFilter::Tag(t) => t.matches(tags_code),
+            PullFilter::Sql(_) => true,
+        }
+    }
+    fn is_matched_by_commit_log(&self, record: &[u8]) -> bool {
+        match self {
+            PullFilter::Tag(_) => true,
+            PullFilter::Sql(expr) => match crate::protocol::message::check_record(record, false) {
+                crate::protocol::message::RecordCheck::Message(v) => {
+                    let props = v.properties(record);
+                    expr.matches(&|k: &str| crate::protocol::message::find_property(props, k))
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
 /// Held pulls of one queue: the offset each waits beyond, and its wake-up.
 type Held = Vec<(i64, oneshot::Sender<()>)>;
 
@@ -127,12 +185,10 @@ impl PullProcessor {
         let max = h.max_msg_nums.clamp(1, 1024) as usize;
         let max_bytes = h.max_msg_bytes.filter(|b| *b > 0).map(|b| b as usize).unwrap_or(usize::MAX);
         let suspend = h.sys_flag & pull_flag::SUSPEND != 0;
-        let mut result =
-            match core.store().get_message(&h.topic, h.queue_id, h.queue_offset, max, max_bytes, |c| filter.matches(c))
-            {
-                Ok(r) => r,
-                Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
-            };
+        let mut result = match core.store().get_message(&h.topic, h.queue_id, h.queue_offset, max, max_bytes, &filter) {
+            Ok(r) => r,
+            Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
+        };
         // The offset the client commits with its pull is stored when the request arrives, as Apache
         // does on the first pass (`brokerAllowSuspend`), never when a held pull is answered later:
         // by then the client may have committed a newer offset (UPDATE_CONSUMER_OFFSET at its
@@ -158,10 +214,7 @@ impl PullProcessor {
             if core.store().max_offset_in_queue(&h.topic, h.queue_id) <= h.queue_offset {
                 let _ = tokio::time::timeout(hold, woken).await;
             }
-            result = match core
-                .store()
-                .get_message(&h.topic, h.queue_id, h.queue_offset, max, max_bytes, |c| filter.matches(c))
-            {
+            result = match core.store().get_message(&h.topic, h.queue_id, h.queue_offset, max, max_bytes, &filter) {
                 Ok(r) => r,
                 Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
             };

@@ -142,6 +142,7 @@ impl MetaProcessor {
         rq::GET_PRODUCER_CONNECTION_LIST,
         rq::GET_CONSUME_STATS,
         rq::GET_TOPIC_STATS_INFO,
+        rq::CHECK_CLIENT_CONFIG,
     ];
 
     /// A processor over the broker's metadata.
@@ -158,6 +159,7 @@ impl MetaProcessor {
     pub fn handle(&self, conn: &ConnectionHandle, req: &RemotingCommand) -> RemotingCommand {
         let r = match req.code {
             rq::HEART_BEAT => self.heartbeat(conn, req),
+            rq::CHECK_CLIENT_CONFIG => self.check_client_config(req),
             rq::UNREGISTER_CLIENT => self.unregister_client(conn, req),
             rq::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list_by_group(req),
             rq::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(req),
@@ -193,6 +195,26 @@ impl MetaProcessor {
 
     // ----------------------------------------------------------------------------------------
     // Clients
+
+    /// CHECK_CLIENT_CONFIG (46): a consumer asks, before it starts, whether its subscription's
+    /// expression type is supported and its expression compiles.
+    fn check_client_config(&self, req: &RemotingCommand) -> Result<RemotingCommand, RemotingCommand> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct CheckClientRequestBody {
+            #[serde(default)]
+            subscription_data: Option<crate::broker::clients::SubscriptionData>,
+        }
+        let body: CheckClientRequestBody = crate::json::from_slice_lenient(&req.body).map_err(|e| {
+            RemotingCommand::error(req, rs::SYSTEM_ERROR, format!("check client config body does not parse: {e}"))
+        })?;
+        let Some(sd) = body.subscription_data else { return Ok(RemotingCommand::success(req)) };
+        let enabled = self.meta.config.load().enable_property_filter;
+        match crate::broker::pull::PullFilter::build(Some(&sd.expression_type), &sd.sub_string, enabled) {
+            Ok(_) => Ok(RemotingCommand::success(req)),
+            Err((code, remark)) => Err(RemotingCommand::error(req, code, remark)),
+        }
+    }
 
     fn heartbeat(&self, conn: &ConnectionHandle, req: &RemotingCommand) -> Result<RemotingCommand, RemotingCommand> {
         let hb = HeartbeatData::decode(&req.body).map_err(|e| {

@@ -588,7 +588,7 @@ impl Expr {
             })),
             Expr::IsNull(a) => Value::Bool(a.eval(get)? == Value::Null),
             Expr::In(a, items, not) => match a.eval(get)? {
-                Value::Str(s) => Value::Bool(items.iter().any(|i| *i == s) != *not),
+                Value::Str(s) => Value::Bool(items.contains(&s) != *not),
                 _ => Value::Null,
             },
             Expr::Text(op, a, pat, not) => match a.eval(get)? {

@@ -93,7 +93,10 @@ impl BrokerAdminProcessor {
             ("storeRunningFlags".into(), store.running_flags().to_string()),
             ("brokerRole".into(), core.config().broker_role.render()),
         ];
-        table.extend(core.ha.runtime_info(core));
+        table.extend(core.ha.runtime_info(
+            core.store().commit_log_max_offset(),
+            core.config().broker_role == super::config::BrokerRole::Slave,
+        ));
         // Disk figures measured now (statvfs is cheap), against this broker's thresholds.
         let a = assess(&self.policy, &store.sample_disk_usage(&StatvfsProbe));
         let ratio = |r: f64| if r < 0.0 { "-1".to_string() } else { format!("{r:.2}") };

@@ -9,7 +9,6 @@ pub mod clients;
 pub mod config;
 pub mod core;
 pub mod executor;
-pub mod ha;
 pub mod meta;
 pub mod processor;
 pub mod pull;
@@ -17,6 +16,7 @@ pub mod query;
 pub mod register;
 pub mod schedule;
 pub mod send;
+pub mod slave_sync;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use tracing::{info, warn, Instrument};
 
 use self::core::{BrokerCore, StoreViewImpl};
 use crate::config::Configurable;
+use crate::ha;
 use crate::protocol::codes::request;
 use crate::remoting::{Admission, ProcessorTable, RemotingClient, RemotingServer, SubServer};
 use crate::store::MessageStore;
@@ -216,7 +217,7 @@ impl Broker {
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
         let registered = register::register_all(&core, &broker.env.client, &list).await;
-        core.ha.slave.on_register(&registered);
+        core.ha.slave.on_register(registered.iter().map(|r| (r.master_addr.as_deref(), r.ha_server_addr.as_deref())));
         let p = &broker.plan;
         for n in &p.notes {
             warn!("{n}");
@@ -264,8 +265,13 @@ impl Broker {
         if core.config().broker_role == config::BrokerRole::Slave {
             self.tasks.spawn(ha::run_ha_client(core.clone(), cancel.clone()).instrument(self.span.clone()));
             self.tasks.spawn(
-                ha::run_slave_sync(core.clone(), self.schedule.clone(), self.env.client.clone(), cancel.clone())
-                    .instrument(self.span.clone()),
+                slave_sync::run_slave_sync(
+                    core.clone(),
+                    self.schedule.clone(),
+                    self.env.client.clone(),
+                    cancel.clone(),
+                )
+                .instrument(self.span.clone()),
             );
         }
         // Persist offsets every 5 s (flushConsumerOffsetInterval) and drop silent clients.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::config::{BrokerConfig, BrokerIdentity, BrokerRole};
+use super::delay::{apply_delay, prop, DLQ_PREFIX, RETRY_PREFIX};
 use super::meta::{BrokerMeta, StoreView};
-use super::pull::{PullWaiters, TagFilter};
-use super::send::{apply_delay, prop, DLQ_PREFIX, RETRY_PREFIX};
+use super::waiters::{PullWaiters, TagFilter};
 use crate::protocol::body::TopicConfig;
 use crate::protocol::codes::response;
 use crate::protocol::header::{

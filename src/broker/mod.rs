@@ -8,6 +8,7 @@ pub mod admin;
 pub mod clients;
 pub mod config;
 pub mod core;
+pub mod delay;
 pub mod executor;
 pub mod meta;
 pub mod processor;
@@ -17,6 +18,7 @@ pub mod register;
 pub mod schedule;
 pub mod send;
 pub mod slave_sync;
+pub mod waiters;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

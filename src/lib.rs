@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod container;
 pub mod filter;
+pub mod ha;
 pub mod json;
 pub mod logging;
 pub mod metrics;

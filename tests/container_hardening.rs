@@ -161,9 +161,14 @@ async fn failed_add_broker_leaves_no_folders() {
     // Clash on the listen port, the fast port and the HA port, one at a time.
     for (i, offset) in [0i32, -2, 1].into_iter().enumerate() {
         let name = format!("clash{i}");
-        let (file, bport) = write_broker(dir.path(), &name, "");
-        let held = (bport as i32 + offset) as u16;
-        let _hold = std::net::TcpListener::bind(("127.0.0.1", held)).unwrap();
+        // Another test may take a just-checked free port: try a few port blocks.
+        let (file, held, _hold) = (0..20)
+            .find_map(|_| {
+                let (file, bport) = write_broker(dir.path(), &name, "");
+                let held = (bport as i32 + offset) as u16;
+                std::net::TcpListener::bind(("127.0.0.1", held)).ok().map(|l| (file, held, l))
+            })
+            .expect("a port block to clash on");
         let r = client.invoke(&addr, add_req(&dir.path().join(&file)), Duration::from_secs(30)).await.unwrap();
         assert_eq!(r.code, response::SYSTEM_ERROR, "{:?}", r.remark);
         assert!(r.remark.as_deref().unwrap_or("").contains(&held.to_string()), "{:?}", r.remark);
@@ -173,11 +178,15 @@ async fn failed_add_broker_leaves_no_folders() {
         assert!(!logs.exists(), "{} left behind", logs.display());
     }
     // A store that was there before a failed add is kept.
-    let (file, bport) = write_broker(dir.path(), "kept", "");
+    let (file, _hold) = (0..20)
+        .find_map(|_| {
+            let (file, bport) = write_broker(dir.path(), "kept", "");
+            std::net::TcpListener::bind(("127.0.0.1", bport)).ok().map(|l| (file, l))
+        })
+        .expect("a port to clash on");
     let store = dir.path().join("store").join("kept");
     std::fs::create_dir_all(&store).unwrap();
     std::fs::write(store.join("marker"), "mine").unwrap();
-    let _hold = std::net::TcpListener::bind(("127.0.0.1", bport)).unwrap();
     let r = client.invoke(&addr, add_req(&dir.path().join(&file)), Duration::from_secs(30)).await.unwrap();
     assert_eq!(r.code, response::SYSTEM_ERROR);
     assert_eq!(std::fs::read_to_string(store.join("marker")).unwrap(), "mine");

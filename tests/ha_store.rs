@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use rmqc::broker::ha::{apply_packets, encode_header, take_packet, transfer_start, ApplyError, PacketError};
+use rmqc::ha::{apply_packets, encode_header, take_packet, transfer_start, ApplyError, PacketError};
 use rmqc::store::config::MessageStoreConfig;
 use rmqc::store::message::MessageInner;
 use rmqc::store::{MessageStore, PutMessageStatus};

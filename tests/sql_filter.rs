@@ -71,10 +71,7 @@ async fn sql92_selectors_deliver_only_matching_messages() {
     wait_max_offset(&client, &addr_on, "SqlTopic", 0, 20).await;
 
     let a_values = |r: &RemotingCommand| -> Vec<i64> {
-        decode_records(&r.body, true)
-            .iter()
-            .map(|m| m.properties["a"].parse::<i64>().unwrap())
-            .collect()
+        decode_records(&r.body, true).iter().map(|m| m.properties["a"].parse::<i64>().unwrap()).collect()
     };
     for (expr, expect) in [
         ("a >= 10 AND TAGS = 'TagA'", vec![10, 12, 14, 16, 18]),

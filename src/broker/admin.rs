@@ -97,7 +97,10 @@ impl BrokerAdminProcessor {
             ("storeRunningFlags".into(), store.running_flags().to_string()),
             ("brokerRole".into(), core.config().broker_role.render()),
         ];
-        table.extend(core.ha.runtime_info(core));
+        table.extend(core.ha.runtime_info(
+            core.store().commit_log_max_offset(),
+            core.config().broker_role == super::config::BrokerRole::Slave,
+        ));
         // Apache's queue keys (clusterList's #InTPS(LOAD) / #OutTPS(LOAD) columns read them).
         for (q, capacity) in &self.queues {
             let name = q.name();

@@ -14,9 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::broker::config::BrokerConfig;
-use crate::broker::meta::java_string_hash;
 use crate::json::null_default;
 use crate::protocol::codes::request;
+use crate::protocol::message::java_string_hash;
 use crate::remoting::{ConnectionHandle, LanguageCode, RemotingCommand};
 
 /// A client is dropped after this long without a heartbeat (Apache's `channelExpiredTimeout`).

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::config::{BrokerConfig, BrokerIdentity, BrokerRole};
+use super::delay::{apply_delay, prop, DLQ_PREFIX, RETRY_PREFIX};
 use super::meta::{BrokerMeta, StoreView};
-use super::pull::{PullFilter, PullWaiters, TagFilter};
-use super::send::{apply_delay, prop, DLQ_PREFIX, RETRY_PREFIX};
+use super::waiters::{PullFilter, PullWaiters, TagFilter};
 use crate::protocol::body::TopicConfig;
 use crate::protocol::codes::response;
 use crate::protocol::header::{
@@ -59,7 +59,7 @@ pub struct BrokerCore {
     /// Signalled when topics change or a message is stored in the schedule topic.
     pub wake_registration: Notify,
     /// Replication state (master and slave side).
-    pub ha: super::ha::HaState,
+    pub ha: crate::ha::HaState,
 }
 
 impl BrokerCore {
@@ -103,6 +103,22 @@ impl BrokerCore {
     /// `brokerIP1:listenPort` as a socket address (written into records and msgIds).
     pub fn store_host(&self) -> SocketAddr {
         self.store_host
+    }
+    /// Consumer groups whose committed offsets are behind the queue ends, with how far (what a
+    /// draining removal waits for).
+    pub fn consumer_lag(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for (key, queues) in self.meta.offsets.offset_table() {
+            let Some((topic, group)) = key.split_once('@') else { continue };
+            let mut behind = 0;
+            for (qid, off) in queues {
+                behind += (self.store().max_offset_in_queue(topic, qid) - off).max(0);
+            }
+            if behind > 0 {
+                out.push((group.to_string(), behind));
+            }
+        }
+        out
     }
     /// Held pulls.
     pub fn waiters(&self) -> &Arc<PullWaiters> {
@@ -472,5 +488,14 @@ impl StoreView for StoreViewImpl {
         if let Err(e) = self.0.delete_topics(&refs) {
             tracing::warn!(error = %e, "deleting topic queues failed");
         }
+    }
+}
+
+impl crate::ha::HaHost for BrokerCore {
+    fn store(&self) -> &Arc<MessageStore> {
+        &self.store
+    }
+    fn ha(&self) -> &crate::ha::HaState {
+        &self.ha
     }
 }

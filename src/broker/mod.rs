@@ -8,8 +8,8 @@ pub mod admin;
 pub mod clients;
 pub mod config;
 pub mod core;
+pub mod delay;
 pub mod executor;
-pub mod ha;
 pub mod meta;
 pub mod processor;
 pub mod pull;
@@ -17,7 +17,9 @@ pub mod query;
 pub mod register;
 pub mod schedule;
 pub mod send;
+pub mod slave_sync;
 pub mod stats;
+pub mod waiters;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use tracing::{info, warn, Instrument};
 
 use self::core::{BrokerCore, StoreViewImpl};
 use crate::config::Configurable;
+use crate::ha;
 use crate::protocol::codes::request;
 use crate::remoting::{Admission, ProcessorTable, RemotingClient, RemotingServer, SubServer};
 use crate::store::MessageStore;
@@ -219,7 +222,7 @@ impl Broker {
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
         let registered = register::register_all(&core, &broker.env.client, &list).await;
-        core.ha.slave.on_register(&registered);
+        core.ha.slave.on_register(registered.iter().map(|r| (r.master_addr.as_deref(), r.ha_server_addr.as_deref())));
         let p = &broker.plan;
         for n in &p.notes {
             warn!("{n}");
@@ -267,8 +270,13 @@ impl Broker {
         if core.config().broker_role == config::BrokerRole::Slave {
             self.tasks.spawn(ha::run_ha_client(core.clone(), cancel.clone()).instrument(self.span.clone()));
             self.tasks.spawn(
-                ha::run_slave_sync(core.clone(), self.schedule.clone(), self.env.client.clone(), cancel.clone())
-                    .instrument(self.span.clone()),
+                slave_sync::run_slave_sync(
+                    core.clone(),
+                    self.schedule.clone(),
+                    self.env.client.clone(),
+                    cancel.clone(),
+                )
+                .instrument(self.span.clone()),
             );
         }
         // Persist offsets every 5 s (flushConsumerOffsetInterval) and drop silent clients.
@@ -326,7 +334,11 @@ impl Broker {
             lag.push((group.to_string(), topic.to_string(), behind));
         }
         let a = assess(&self.plan.cleanup.policy().0, &store.sample_disk_usage(&StatvfsProbe));
-        let ha: std::collections::HashMap<String, String> = core.ha.runtime_info(core).into_iter().collect();
+        let ha: std::collections::HashMap<String, String> = core
+            .ha
+            .runtime_info(store.commit_log_max_offset(), cfg.broker_role == config::BrokerRole::Slave)
+            .into_iter()
+            .collect();
         let replication_lag_bytes =
             ha.get("haReplicationLagBytes").or_else(|| ha.get("haLagBytes")).and_then(|v| v.parse::<i64>().ok());
         let max = store.commit_log_max_offset();

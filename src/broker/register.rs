@@ -123,6 +123,6 @@ pub async fn registration_loop(
         }
         let list = namesrvs.load_full();
         let results = register_all(&core, &client, &list).await;
-        core.ha.slave.on_register(&results);
+        core.ha.slave.on_register(results.iter().map(|r| (r.master_addr.as_deref(), r.ha_server_addr.as_deref())));
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::core::BrokerCore;
-use super::send::SCHEDULE_TOPIC;
+use super::delay::SCHEDULE_TOPIC;
 use crate::json;
 use crate::protocol::body::DataVersion;
 use crate::protocol::message::{self, decode_record};

@@ -342,7 +342,7 @@ impl ContainerProcessor {
             core.set_read_only(true);
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(drain_timeout);
             loop {
-                let behind = drain_lag(&core);
+                let behind = core.consumer_lag();
                 if behind.is_empty() {
                     break;
                 }
@@ -467,20 +467,4 @@ crate::command_header! {
         req broker_cluster_name: String = "brokerClusterName",
         req broker_id: i64 = "brokerId",
     }
-}
-
-/// Consumer groups of a broker whose committed offsets are behind the queue ends, with how far.
-fn drain_lag(core: &crate::broker::core::BrokerCore) -> Vec<(String, i64)> {
-    let mut out = Vec::new();
-    for (key, queues) in core.meta.offsets.offset_table() {
-        let Some((topic, group)) = key.split_once('@') else { continue };
-        let mut behind = 0;
-        for (qid, off) in queues {
-            behind += (core.store().max_offset_in_queue(topic, qid) - off).max(0);
-        }
-        if behind > 0 {
-            out.push((group.to_string(), behind));
-        }
-    }
-    out
 }

@@ -210,7 +210,7 @@ impl MetaProcessor {
         })?;
         let Some(sd) = body.subscription_data else { return Ok(RemotingCommand::success(req)) };
         let enabled = self.meta.config.load().enable_property_filter;
-        match crate::broker::pull::PullFilter::build(Some(&sd.expression_type), &sd.sub_string, enabled) {
+        match crate::broker::waiters::PullFilter::build(Some(&sd.expression_type), &sd.sub_string, enabled) {
             Ok(_) => Ok(RemotingCommand::success(req)),
             Err((code, remark)) => Err(RemotingCommand::error(req, code, remark)),
         }

@@ -90,3 +90,23 @@ pub fn remove_created_dirs(created: &[std::path::PathBuf]) {
         }
     }
 }
+
+/// Milliseconds since the epoch of a civil date-time taken as UTC; None if a field is out of range.
+#[allow(clippy::too_many_arguments)]
+pub fn utc_millis(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, ms: i64) -> Option<i64> {
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || !(0..24).contains(&h) || !(0..60).contains(&mi) {
+        return None;
+    }
+    if !(0..61).contains(&s) || !(0..1000).contains(&ms) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms)
+}

@@ -96,3 +96,94 @@ pub async fn consumer_progress(admin: &Admin, group: &str, topic: Option<&str>) 
     let _ = writeln!(out, "Consume Diff Total: {diff_total}");
     Ok(out)
 }
+
+/// Parses a reset time as Apache's mqadmin does: milliseconds, `now`, or
+/// `yyyy-MM-dd#HH:mm:ss:SSS` (taken as UTC here; Apache reads it in the tool's local zone).
+pub fn parse_reset_time(s: &str) -> Result<i64, AdminError> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(crate::util::now_millis());
+    }
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || AdminError::Usage(format!("timestamp '{s}': give milliseconds, now, or yyyy-MM-dd#HH:mm:ss:SSS"));
+    let (date, time) = s.split_once('#').ok_or_else(bad)?;
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let t: Vec<i64> = time.split(':').map(|x| x.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    if d.len() != 3 || t.len() != 4 {
+        return Err(bad());
+    }
+    crate::util::utc_millis(d[0], d[1], d[2], t[0], t[1], t[2], t[3]).ok_or_else(bad)
+}
+
+/// `resetOffsetByTime`: INVOKE_BROKER_TO_RESET_OFFSET (222) on every master of the topic's route;
+/// prints each queue's new offset. Consumers are moved on their next pull.
+pub async fn reset_offset_by_time(
+    admin: &Admin,
+    group: &str,
+    topic: &str,
+    timestamp: i64,
+    force: bool,
+) -> Result<String, AdminError> {
+    let route = super::route::topic_route(admin, topic).await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<40}  {:<24}  {:<5}  {:<20}", "#brokerName", "#topic", "#QID", "#offset");
+    let mut rows = 0;
+    for bd in &route.broker_datas {
+        let Some(addr) = crate::client::route::master_of(bd) else { continue };
+        let req = RemotingCommand::request(request::INVOKE_BROKER_TO_RESET_OFFSET)
+            .with_ext("group", group)
+            .with_ext("topic", topic)
+            .with_ext("timestamp", timestamp.to_string())
+            .with_ext("isForce", force.to_string());
+        let resp = check(admin.invoke(addr, req).await?)?;
+        let (_, table) = message_queue_table(&resp.body, addr)?;
+        for ((broker, t, qid), v) in table {
+            let _ = writeln!(out, "{broker:<40}  {t:<24}  {qid:<5}  {:<20}", v.as_i64().unwrap_or(-1));
+            rows += 1;
+        }
+    }
+    if rows == 0 {
+        return Err(AdminError::NotFound(format!("no master of topic {topic} answered")));
+    }
+    Ok(out)
+}
+
+/// `cloneGroupOffset`: CLONE_GROUP_OFFSET (314) on every master of the topic's route.
+pub async fn clone_group_offset(
+    admin: &Admin,
+    src: &str,
+    dest: &str,
+    topic: &str,
+    offline: bool,
+) -> Result<String, AdminError> {
+    let route = super::route::topic_route(admin, topic).await?;
+    let mut out = String::new();
+    for bd in &route.broker_datas {
+        let Some(addr) = crate::client::route::master_of(bd) else { continue };
+        let req = RemotingCommand::request(request::CLONE_GROUP_OFFSET)
+            .with_ext("srcGroup", src)
+            .with_ext("destGroup", dest)
+            .with_ext("topic", topic)
+            .with_ext("offline", offline.to_string());
+        check(admin.invoke(addr, req).await?)?;
+        let _ = writeln!(out, "clone group offset success. srcGroup[{src}], destGroup[{dest}], topic[{topic}], {addr}");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_times() {
+        assert_eq!(parse_reset_time("1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_reset_time("1970-01-02#00:00:01:005").unwrap(), 86_401_005);
+        assert_eq!(parse_reset_time("2026-11-29#12:00:00:000").unwrap(), 1_795_953_600_000);
+        assert!((parse_reset_time("now").unwrap() - crate::util::now_millis()).abs() < 5_000);
+        assert!(parse_reset_time("yesterday").is_err());
+        assert!(parse_reset_time("2026-13-01#00:00:00:000").is_err());
+    }
+}

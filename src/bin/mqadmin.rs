@@ -186,6 +186,42 @@ enum Command {
         #[arg(short = 't', long = "topicName")]
         topic: Option<String>,
     },
+    /// Move a group's offsets on a topic to a point in time (consumers follow on their next pull).
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime {
+        #[command(flatten)]
+        ns: Ns,
+        /// Consumer group.
+        #[arg(short = 'g', long = "group")]
+        group: String,
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Milliseconds, `now`, or yyyy-MM-dd#HH:mm:ss:SSS.
+        #[arg(short = 's', long = "timestamp")]
+        timestamp: String,
+        /// Force the reset even to a later offset.
+        #[arg(short = 'f', long = "force", default_value_t = true, action = clap::ArgAction::Set)]
+        force: bool,
+    },
+    /// Copy a group's offsets on a topic to another group.
+    #[command(name = "cloneGroupOffset")]
+    CloneGroupOffset {
+        #[command(flatten)]
+        ns: Ns,
+        /// Source group.
+        #[arg(short = 's', long = "srcGroup")]
+        src: String,
+        /// Destination group.
+        #[arg(short = 'd', long = "destGroup")]
+        dest: String,
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Copy even if the source group is not online.
+        #[arg(short = 'o', long = "offline", default_value_t = false, action = clap::ArgAction::Set)]
+        offline: bool,
+    },
     /// Send one message.
     #[command(name = "sendMessage")]
     SendMessage {
@@ -356,6 +392,15 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError
         Command::TopicStatus { ns, topic } => topic::topic_status(&admin_with(client, &ns), &topic).await,
         Command::ConsumerProgress { ns, group, topic } => {
             consumer::consumer_progress(&admin_with(client, &ns), &group, topic.as_deref()).await
+        }
+        Command::ResetOffsetByTime { ns, group, topic, timestamp, force } => {
+            match consumer::parse_reset_time(&timestamp) {
+                Ok(ts) => consumer::reset_offset_by_time(&admin_with(client, &ns), &group, &topic, ts, force).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::CloneGroupOffset { ns, src, dest, topic, offline } => {
+            consumer::clone_group_offset(&admin_with(client, &ns), &src, &dest, &topic, offline).await
         }
         Command::SendMessage { ns, topic, body, keys, tags, broker, queue_id } => {
             let args = message::SendArgs { topic, body, keys, tags, broker_name: broker, queue_id };

@@ -478,6 +478,10 @@ fn processor_table(
         Some(query_queue.clone()),
     );
     t.register_all(processor::MetaProcessor::CODES, Arc::new(processor::MetaProcessor::new(core.meta.clone())));
+    t.register_all(
+        processor::consumer_admin::ConsumerAdminProcessor::CODES,
+        Arc::new(processor::consumer_admin::ConsumerAdminProcessor::new(core.clone())),
+    );
     let admin = admin::BrokerAdminProcessor::new(
         core.clone(),
         schedule.clone(),

@@ -35,6 +35,20 @@ impl PullProcessor {
             Ok(x) => x,
             Err((code, remark)) => return RemotingCommand::error(&req, code, remark),
         };
+        // Offsets reset for this group by an operator: tell the consumer to move there (and do not
+        // let the offset this pull carries overwrite the reset).
+        if let Some(offset) = core.meta.offsets.take_reset(&h.consumer_group, &h.topic, h.queue_id) {
+            let header = PullMessageResponseHeader {
+                suggest_which_broker_id: 0,
+                next_begin_offset: offset,
+                min_offset: core.store().min_offset_in_queue(&h.topic, h.queue_id),
+                max_offset: core.store().max_offset_in_queue(&h.topic, h.queue_id),
+                topic_sys_flag: Some(topic_sys_flag),
+                group_sys_flag: Some(0),
+            };
+            return RemotingCommand::response_to(&req, response::PULL_OFFSET_MOVED, Some("OFFSET_RESET".into()))
+                .with_header(&header);
+        }
         let max = h.max_msg_nums.clamp(1, 1024) as usize;
         let max_bytes = h.max_msg_bytes.filter(|b| *b > 0).map(|b| b as usize).unwrap_or(usize::MAX);
         let suspend = h.sys_flag & pull_flag::SUSPEND != 0;

@@ -57,7 +57,12 @@ pub mod request {
     pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
     pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
     pub const GET_CONSUMER_STATUS_FROM_CLIENT: i32 = 221;
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    pub const CLONE_GROUP_OFFSET: i32 = 314;
+    pub const QUERY_TOPICS_BY_CONSUMER: i32 = 343;
+    pub const QUERY_SUBSCRIPTION_BY_CONSUMER: i32 = 345;
     pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
     pub const GET_CONSUMER_RUNNING_INFO: i32 = 307;
     pub const CONSUME_MESSAGE_DIRECTLY: i32 = 309;

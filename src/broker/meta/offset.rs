@@ -1,7 +1,7 @@
 //! Consumer offsets: `topic@group → queueId → offset`, persisted to `consumerOffset.json` in
 //! Apache's shape (bare integer queue keys, as fastjson writes `Map<Integer, Long>`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +38,9 @@ pub struct ConsumerOffsetManager {
     state: RwLock<OffsetState>,
     write: Mutex<()>,
     commits: AtomicU64,
+    /// Offsets reset by INVOKE_BROKER_TO_RESET_OFFSET, not yet taken by a pull: `topic@group` ->
+    /// queue -> offset.
+    resets: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -89,6 +92,7 @@ impl ConsumerOffsetManager {
             state: RwLock::new(OffsetState { table, data_version }),
             write: Mutex::new(()),
             commits: AtomicU64::new(0),
+            resets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -123,6 +127,37 @@ impl ConsumerOffsetManager {
             st.table.insert(k, v);
         }
         st.data_version.next();
+    }
+
+    /// Resets `group`'s offsets of `topic` (queue -> offset): commits them, and keeps them pending
+    /// so the group's next pull of each queue is told to move there (PULL_OFFSET_MOVED) instead of
+    /// committing its own, older offset over the reset.
+    pub fn reset_offsets(&self, group: &str, topic: &str, table: &BTreeMap<i32, i64>) {
+        let k = key(topic, group);
+        {
+            let mut st = self.state.write();
+            let e = st.table.entry(k.clone()).or_default();
+            for (q, off) in table {
+                e.insert(*q, *off);
+            }
+            st.data_version.next();
+        }
+        self.resets.lock().entry(k).or_default().extend(table.iter().map(|(q, o)| (*q, *o)));
+    }
+
+    /// Takes the pending reset of one queue, if any (see [`Self::reset_offsets`]).
+    pub fn take_reset(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+        let mut r = self.resets.lock();
+        if r.is_empty() {
+            return None;
+        }
+        let k = key(topic, group);
+        let q = r.get_mut(&k)?;
+        let off = q.remove(&queue_id);
+        if q.is_empty() {
+            r.remove(&k);
+        }
+        off
     }
 
     /// The committed offset, or -1 if none.

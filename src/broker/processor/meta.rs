@@ -80,7 +80,7 @@ fn json_body(v: &impl Serialize) -> Vec<u8> {
 }
 
 /// fastjson writes a map with object keys as `{{"k":..}:{..}}`; so does this.
-fn object_key_map<K: Serialize, V: Serialize>(entries: impl IntoIterator<Item = (K, V)>) -> String {
+pub(crate) fn object_key_map<K: Serialize, V: Serialize>(entries: impl IntoIterator<Item = (K, V)>) -> String {
     let mut s = String::from("{");
     for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {

@@ -161,3 +161,47 @@ command_header! {
         req topic: String = "topic",
     }
 }
+
+command_header! {
+    /// INVOKE_BROKER_TO_RESET_OFFSET (222): move a group's offsets on a topic to a time (or an offset).
+    pub struct ResetOffsetRequestHeader {
+        req group: String = "group",
+        req topic: String = "topic",
+        opt queue_id: i32 = "queueId",
+        opt offset: i64 = "offset",
+        req timestamp: i64 = "timestamp",
+        req is_force: bool = "isForce",
+    }
+}
+
+command_header! {
+    /// QUERY_TOPIC_CONSUME_BY_WHO (300).
+    pub struct QueryTopicConsumeByWhoRequestHeader {
+        req topic: String = "topic",
+    }
+}
+
+command_header! {
+    /// QUERY_TOPICS_BY_CONSUMER (343).
+    pub struct QueryTopicsByConsumerRequestHeader {
+        req group: String = "group",
+    }
+}
+
+command_header! {
+    /// QUERY_SUBSCRIPTION_BY_CONSUMER (345).
+    pub struct QuerySubscriptionByConsumerRequestHeader {
+        req group: String = "group",
+        req topic: String = "topic",
+    }
+}
+
+command_header! {
+    /// CLONE_GROUP_OFFSET (314).
+    pub struct CloneGroupOffsetRequestHeader {
+        req src_group: String = "srcGroup",
+        req dest_group: String = "destGroup",
+        opt topic: String = "topic",
+        opt offline: bool = "offline",
+    }
+}

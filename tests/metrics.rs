@@ -111,6 +111,11 @@ async fn per_broker_series_match_the_traffic_and_go_with_the_broker() {
     assert_eq!(value(&text, "rocketmq_processor_watermark", &with(&ida, &[("processor", "send")])), Some(0.0));
     assert!(value(&text, "rocketmq_storage_size_bytes", &ida).unwrap_or(0.0) > 0.0, "{text}");
     assert_eq!(value(&text, "rocketmq_container_brokers", &[]), Some(2.0), "{text}");
+    // Request latency, as Apache's rocketmq_rpc_latency histogram (milliseconds).
+    let sends = with(&ida, &[("request_code", "send_message_v2"), ("response_code", "success")]);
+    assert_eq!(value(&text, "rocketmq_rpc_latency_milliseconds_count", &sends), Some(30.0), "{text}");
+    let inf = with(&ida, &[("request_code", "send_message_v2"), ("le", "+Inf")]);
+    assert_eq!(value(&text, "rocketmq_rpc_latency_milliseconds_bucket", &inf), Some(30.0), "{text}");
     let (status, healthy) = http_get(mport, "/-/healthy");
     assert!(status.contains("200") && healthy.trim() == "OK", "{status} {healthy}");
 

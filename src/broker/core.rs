@@ -40,6 +40,8 @@ pub struct BrokerStats {
     pub get_bytes: AtomicU64,
     /// The same by topic (stored) and by topic and group (delivered).
     pub topics: super::stats::TopicStats,
+    /// Request latency by request and response code.
+    pub rpc: Arc<super::stats::RpcLatency>,
 }
 
 /// What every processor of one broker shares.

@@ -361,6 +361,19 @@ impl Broker {
             messages_out: core.stats.topics.delivered_snapshot(),
             consumer_lag: lag,
             queues: self.queues.iter().map(|q| (q.name().to_string(), q.len() as u64, q.refused())).collect(),
+            rpc_latency: core
+                .stats
+                .rpc
+                .snapshot()
+                .into_iter()
+                .map(|((req, resp), (sum, count, buckets))| {
+                    let req = crate::protocol::codes::request_name(req)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| req.to_string());
+                    let resp = crate::protocol::codes::response_name(resp).to_ascii_lowercase();
+                    (req, resp, sum, count, buckets)
+                })
+                .collect(),
         }
     }
 
@@ -447,6 +460,14 @@ async fn cleanup_loop(core: Arc<BrokerCore>, cfg: config::CleanupConfig, cancel:
     }
 }
 
+/// A processor whose answers are timed into the broker's `rocketmq_rpc_latency`.
+fn timed<P: crate::remoting::RequestProcessor>(
+    core: &Arc<BrokerCore>,
+    p: P,
+) -> Arc<dyn crate::remoting::RequestProcessor> {
+    Arc::new(stats::Timed { inner: p, latency: core.stats.rpc.clone() })
+}
+
 fn processor_table(
     core: &Arc<BrokerCore>,
     schedule: &Arc<schedule::ScheduleService>,
@@ -456,7 +477,7 @@ fn processor_table(
     let mut t = ProcessorTable::new();
     let c = &plan.config;
     let ms = Duration::from_millis;
-    let send = Arc::new(send::SendProcessor::new(core.clone()));
+    let send = timed(core, send::SendProcessor::new(core.clone()));
     let send_queue = Admission::new("send", c.send_thread_pool_queue_capacity, ms(c.wait_time_mills_in_send_queue));
     t.register_bounded(
         &[
@@ -468,19 +489,19 @@ fn processor_table(
         send,
         Some(send_queue.clone()),
     );
-    let pull = Arc::new(pull::PullProcessor::new(core.clone()));
+    let pull = timed(core, pull::PullProcessor::new(core.clone()));
     let pull_queue = Admission::new("pull", c.pull_thread_pool_queue_capacity, ms(c.wait_time_mills_in_pull_queue));
     t.register_bounded(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull, Some(pull_queue.clone()));
     let query_queue = Admission::new("query", c.query_thread_pool_queue_capacity, Duration::ZERO);
     t.register_bounded(
         query::QUERY_CODES,
-        Arc::new(query::QueryProcessor::new(core.clone())),
+        timed(core, query::QueryProcessor::new(core.clone())),
         Some(query_queue.clone()),
     );
-    t.register_all(processor::MetaProcessor::CODES, Arc::new(processor::MetaProcessor::new(core.meta.clone())));
+    t.register_all(processor::MetaProcessor::CODES, timed(core, processor::MetaProcessor::new(core.meta.clone())));
     t.register_all(
         processor::consumer_admin::ConsumerAdminProcessor::CODES,
-        Arc::new(processor::consumer_admin::ConsumerAdminProcessor::new(core.clone())),
+        timed(core, processor::consumer_admin::ConsumerAdminProcessor::new(core.clone())),
     );
     let admin = admin::BrokerAdminProcessor::new(
         core.clone(),
@@ -494,6 +515,6 @@ fn processor_table(
             (query_queue.clone(), c.query_thread_pool_queue_capacity),
         ],
     );
-    t.register_all(admin::ADMIN_CODES, Arc::new(admin));
+    t.register_all(admin::ADMIN_CODES, timed(core, admin));
     (t, vec![send_queue, pull_queue, query_queue])
 }

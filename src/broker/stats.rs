@@ -111,3 +111,109 @@ mod tests {
         assert!(s.delivered_snapshot().is_empty());
     }
 }
+
+/// Upper bounds (ms) of Apache's `rocketmq_rpc_latency` buckets.
+pub const RPC_LATENCY_BUCKETS_MS: [f64; 9] = [1.0, 3.0, 5.0, 7.0, 10.0, 100.0, 1000.0, 2000.0, 3000.0];
+
+/// (sum in ms, count, per-bucket counts by upper bound) of one histogram.
+pub type HistogramSnapshot = (f64, u64, Vec<(f64, u64)>);
+
+/// One (request code, response code) latency histogram.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Counts per bucket of [`RPC_LATENCY_BUCKETS_MS`] (not cumulative), then the overflow.
+    buckets: [AtomicU64; 10],
+    /// Sum of the latencies, microseconds.
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn record(&self, us: u64) {
+        let ms = us as f64 / 1000.0;
+        let i = RPC_LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(RPC_LATENCY_BUCKETS_MS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    /// (sum in ms, count, per-bucket counts by upper bound, the last bound infinite).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let bounds = RPC_LATENCY_BUCKETS_MS.iter().copied().chain([f64::INFINITY]);
+        let buckets = bounds.enumerate().map(|(i, b)| (b, self.buckets[i].load(Ordering::Relaxed))).collect();
+        (self.sum_us.load(Ordering::Relaxed) as f64 / 1000.0, self.count.load(Ordering::Relaxed), buckets)
+    }
+}
+
+/// Request latency by (request code, response code), as Apache's `rocketmq_rpc_latency`.
+#[derive(Debug, Default)]
+pub struct RpcLatency {
+    table: RwLock<HashMap<(i32, i32), Arc<LatencyHistogram>>>,
+}
+
+impl RpcLatency {
+    /// Records one answered request.
+    pub fn record(&self, request: i32, response: i32, elapsed: std::time::Duration) {
+        let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
+        if let Some(h) = self.table.read().get(&(request, response)) {
+            return h.record(us);
+        }
+        // Bounded: request and response codes are each a small set, but a client may send any
+        // request code; unknown ones share one entry.
+        let key =
+            if crate::protocol::codes::request_name(request).is_some() { (request, response) } else { (-1, response) };
+        self.table.write().entry(key).or_default().record(us);
+    }
+    /// ((request code, response code), histogram) now.
+    pub fn snapshot(&self) -> Vec<((i32, i32), HistogramSnapshot)> {
+        self.table.read().iter().map(|(k, h)| (*k, h.snapshot())).collect()
+    }
+}
+
+/// Wraps a processor to time each request it answers into [`RpcLatency`].
+pub struct Timed<P> {
+    /// The processor.
+    pub inner: P,
+    /// Where the latencies go.
+    pub latency: Arc<RpcLatency>,
+}
+
+impl<P: crate::remoting::RequestProcessor> crate::remoting::RequestProcessor for Timed<P> {
+    fn process<'a>(
+        &'a self,
+        conn: &'a crate::remoting::ConnectionHandle,
+        request: crate::remoting::RemotingCommand,
+    ) -> crate::remoting::BoxFuture<'a, Option<crate::remoting::RemotingCommand>> {
+        Box::pin(async move {
+            let code = request.code;
+            let start = std::time::Instant::now();
+            let out = self.inner.process(conn, request).await;
+            if let Some(r) = &out {
+                self.latency.record(code, r.code, start.elapsed());
+            }
+            out
+        })
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_count_each_bound() {
+        let l = RpcLatency::default();
+        l.record(10, 0, std::time::Duration::from_micros(500));
+        l.record(10, 0, std::time::Duration::from_millis(4));
+        l.record(10, 0, std::time::Duration::from_secs(5));
+        l.record(99_999, 1, std::time::Duration::from_millis(1));
+        let snap = l.snapshot();
+        let (_, (sum, count, cum)) = snap.iter().find(|(k, _)| *k == (10, 0)).unwrap().clone();
+        assert_eq!(count, 3);
+        assert!((sum - 5004.5).abs() < 0.01, "{sum}");
+        assert_eq!(cum[0], (1.0, 1));
+        assert_eq!(cum[2], (5.0, 1));
+        assert_eq!(cum[8], (3000.0, 0));
+        assert_eq!(cum[9], (f64::INFINITY, 1));
+        assert!(snap.iter().any(|(k, _)| *k == (-1, 1)), "unknown request codes share one entry");
+    }
+}

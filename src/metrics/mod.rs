@@ -14,6 +14,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+/// (request code label, response code label, sum ms, count, per-bucket counts by upper bound).
+pub type RpcLatencySample = (String, String, f64, u64, Vec<(f64, u64)>);
+
 /// Everything one broker reports at a scrape.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerSample {
@@ -53,6 +56,25 @@ pub struct BrokerSample {
     pub consumer_lag: Vec<(String, String, i64)>,
     /// (queue, requests queued or running, requests answered busy so far).
     pub queues: Vec<(String, u64, u64)>,
+    /// (request code label, response code label, sum ms, count, per-bucket counts by upper bound).
+    pub rpc_latency: Vec<RpcLatencySample>,
+}
+
+/// A histogram taken from the broker at scrape time.
+#[derive(Debug)]
+struct ConstHistogram {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for ConstHistogram {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
 }
 
 /// What the container itself reports.
@@ -180,6 +202,11 @@ impl Collector for Scrape {
             Family::new("rocketmq_container_disk_used_ratio", "Physical usage of the commitlog partition", None);
         let mut repl = Family::new("rocketmq_container_replication_lag", "Replication lag", Some(Unit::Bytes));
         let mut role = Family::new("rocketmq_container_broker_role", "The broker's role (value 1)", None);
+        let mut rpc = Family::new(
+            "rocketmq_rpc_latency",
+            "Request processing time by request and response code",
+            Some(Unit::Other("milliseconds".into())),
+        );
         for b in &c.samples {
             let l = base(b);
             let with = |extra: &[(&'static str, String)]| {
@@ -225,6 +252,16 @@ impl Collector for Scrape {
                 repl.push(l.clone(), gauge(r));
             }
             role.push(with(&[("role", b.role.clone())]), gauge(1));
+            for (req, resp, sum, count, buckets) in &b.rpc_latency {
+                let labels = with(&[
+                    ("protocol_type", "remoting".into()),
+                    ("request_code", req.clone()),
+                    ("response_code", resp.clone()),
+                    ("is_long_polling", "false".into()),
+                    ("result", "success".into()),
+                ]);
+                rpc.push(labels, ConstHistogram { sum: *sum, count: *count, buckets: buckets.clone() });
+            }
         }
         in_msgs.encode(e)?;
         in_bytes.encode(e)?;
@@ -244,6 +281,7 @@ impl Collector for Scrape {
         disk_ratio.encode(e)?;
         repl.encode(e)?;
         role.encode(e)?;
+        rpc.encode(e)?;
         Ok(())
     }
 }

@@ -91,6 +91,35 @@ pub struct ProducerOptions {
     pub report_every: Duration,
     /// How often the topic's route is read again ([`DEFAULT_ROUTE_REFRESH`]).
     pub route_refresh: Duration,
+    /// At most this many requests per second overall, spread evenly (None: as fast as answered).
+    pub rate: Option<u64>,
+}
+
+/// Spreads requests evenly at a fixed rate across every worker: request `k` (counted from 0) may
+/// start no earlier than `k / rate` seconds after the start, so by any time `t` at most
+/// `t * rate + 1` have started. A worker that falls behind sends at once (no burst beyond the
+/// schedule, no slot skipped).
+#[derive(Debug)]
+pub struct Pacer {
+    start: Instant,
+    rate: u64,
+    next: AtomicU64,
+}
+
+impl Pacer {
+    /// A schedule of `rate` requests per second (at least 1) from `start`.
+    pub fn new(start: Instant, rate: u64) -> Self {
+        Pacer { start, rate: rate.max(1), next: AtomicU64::new(0) }
+    }
+    /// When request `k` may start, after the schedule's start.
+    pub fn offset(&self, k: u64) -> Duration {
+        Duration::from_nanos(((k as u128 * 1_000_000_000) / self.rate as u128) as u64)
+    }
+    /// Takes the next slot; returns when it may be used.
+    pub fn next_at(&self) -> Instant {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        self.start + self.offset(k)
+    }
 }
 
 /// Consumer settings.
@@ -684,8 +713,10 @@ pub async fn run_producer(opts: ProducerOptions, mut on_event: impl FnMut(Event)
     let body = Bytes::from(vec![b'a'; opts.size]);
     let batch = opts.batch.max(1);
     let deadline = opts.duration.map(|d| stats.start + d);
+    let pacer = opts.rate.map(|r| Arc::new(Pacer::new(Instant::now(), r)));
     let mut workers = Vec::new();
     for _ in 0..opts.in_flight.max(1) {
+        let pacer = pacer.clone();
         let (client, routes, stats, issued, next_queue, isolation, stop, body, opts) = (
             client.clone(),
             routes.clone(),
@@ -708,6 +739,16 @@ pub async fn run_producer(opts: ProducerOptions, mut on_event: impl FnMut(Event)
                     // Not reached: the first list has queues and an empty one is never kept.
                     pause(backoff.fail(), deadline, &stop).await;
                     continue;
+                }
+                if let Some(p) = &pacer {
+                    let at = p.next_at();
+                    if deadline.is_some_and(|d| at >= d) {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                    }
                 }
                 let n = issued.fetch_add(batch as u64, Ordering::Relaxed);
                 if opts.count.is_some_and(|c| n >= c) {
@@ -1043,6 +1084,31 @@ mod tests {
         assert_eq!(s.failures.load(Ordering::Relaxed), 5);
         assert_eq!(s.kinds.lock().get("timeout"), Some(&3));
         assert_eq!(s.kinds.lock().get("connection refused"), Some(&2));
+    }
+
+    #[test]
+    fn the_pacer_spreads_requests_evenly_and_never_ahead_of_the_schedule() {
+        let start = Instant::now();
+        let p = Pacer::new(start, 1000);
+        assert_eq!(p.offset(0), Duration::ZERO);
+        assert_eq!(p.offset(1), Duration::from_millis(1));
+        assert_eq!(p.offset(1500), Duration::from_millis(1500));
+        // Slots are handed out in order, across callers, each 1 ms after the previous one.
+        let at: Vec<Instant> = (0..5).map(|_| p.next_at()).collect();
+        for (k, t) in at.iter().enumerate() {
+            assert_eq!(*t - start, Duration::from_millis(k as u64));
+        }
+        // Uneven rates round down to the nanosecond and never drift: slot k is at k/rate s.
+        let p = Pacer::new(start, 3);
+        assert_eq!(p.offset(1), Duration::from_nanos(333_333_333));
+        assert_eq!(p.offset(3), Duration::from_secs(1));
+        assert_eq!(p.offset(300), Duration::from_secs(100));
+        // By time t at most t * rate + 1 slots have come due.
+        let p = Pacer::new(start, 50_000);
+        let due = (0..200_000u64).take_while(|k| p.offset(*k) <= Duration::from_millis(1000)).count();
+        assert_eq!(due, 50_001);
+        // A zero rate is treated as 1/s rather than dividing by zero.
+        assert_eq!(Pacer::new(start, 0).offset(2), Duration::from_secs(2));
     }
 
     #[test]

@@ -63,6 +63,10 @@ enum Command {
         /// there); the route is also read again right after a failure a new route may fix.
         #[arg(long = "pollNameServerInterval", default_value_t = 1000)]
         route_refresh_ms: u64,
+        /// At most this many requests per second overall, spread evenly over the run (to measure
+        /// latency below the maximum rate, e.g. at half of it); `-w` still caps those in flight.
+        #[arg(long = "rate")]
+        rate: Option<u64>,
         /// End with one JSON object on the last line.
         #[arg(long = "json")]
         json: bool,
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
                 broker_name,
                 interval,
                 route_refresh_ms,
+                rate,
                 json,
             } => {
                 let duration = duration.or(if count.is_none() { Some(10) } else { None }).map(Duration::from_secs);
@@ -145,6 +150,7 @@ fn main() -> ExitCode {
                     keys,
                     report_every: Duration::from_secs(interval.max(1)),
                     route_refresh: Duration::from_millis(route_refresh_ms),
+                    rate,
                 };
                 (bench::run_producer(opts, print_event).await, json)
             }

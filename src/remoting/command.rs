@@ -271,41 +271,38 @@ impl RemotingCommand {
     }
 
     fn encode_json_header(&self, out: &mut BytesMut) {
-        // fastjson's default: keys in alphabetical order, nulls omitted.
-        let mut w = out.writer();
-        let mut s = String::with_capacity(128 + self.ext_fields.len() * 32);
-        s.push_str("{\"code\":");
-        s.push_str(&self.code.to_string());
+        // fastjson's default: keys in alphabetical order, nulls omitted. Written straight into the
+        // frame buffer (no intermediate `String`, no per-number allocation).
+        out.reserve(160 + self.ext_fields.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>());
+        out.extend_from_slice(b"{\"code\":");
+        push_int(out, self.code as i64);
         if !self.ext_fields.is_empty() {
-            s.push_str(",\"extFields\":{");
+            out.extend_from_slice(b",\"extFields\":{");
             for (i, (k, v)) in self.ext_fields.iter().enumerate() {
                 if i > 0 {
-                    s.push(',');
+                    out.put_u8(b',');
                 }
-                push_json_string(&mut s, k);
-                s.push(':');
-                push_json_string(&mut s, v);
+                push_json_string(out, k);
+                out.put_u8(b':');
+                push_json_string(out, v);
             }
-            s.push('}');
+            out.put_u8(b'}');
         }
-        s.push_str(",\"flag\":");
-        s.push_str(&self.flag.to_string());
-        s.push_str(",\"language\":\"");
-        s.push_str(self.language.name());
-        s.push_str("\",\"opaque\":");
-        s.push_str(&self.opaque.to_string());
+        out.extend_from_slice(b",\"flag\":");
+        push_int(out, self.flag as i64);
+        out.extend_from_slice(b",\"language\":\"");
+        out.extend_from_slice(self.language.name().as_bytes());
+        out.extend_from_slice(b"\",\"opaque\":");
+        push_int(out, self.opaque as i64);
         if let Some(remark) = &self.remark {
-            s.push_str(",\"remark\":");
-            push_json_string(&mut s, remark);
+            out.extend_from_slice(b",\"remark\":");
+            push_json_string(out, remark);
         }
-        s.push_str(",\"serializeTypeCurrentRPC\":\"");
-        s.push_str(self.serialize_type.name());
-        s.push_str("\",\"version\":");
-        s.push_str(&self.version.to_string());
-        s.push('}');
-        use std::io::Write;
-        // Writing into a BytesMut cannot fail.
-        let _ = w.write_all(s.as_bytes());
+        out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"");
+        out.extend_from_slice(self.serialize_type.name().as_bytes());
+        out.extend_from_slice(b"\",\"version\":");
+        push_int(out, self.version as i64);
+        out.put_u8(b'}');
     }
 
     fn encode_binary_header(&self, out: &mut BytesMut) {
@@ -345,22 +342,57 @@ impl RemotingCommand {
     }
 }
 
-fn push_json_string(s: &mut String, v: &str) {
-    s.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            '\u{08}' => s.push_str("\\b"),
-            '\u{0C}' => s.push_str("\\f"),
-            c if (c as u32) < 0x20 => s.push_str(&format!("\\u{:04x}", c as u32)),
-            c => s.push(c),
+/// Writes `v` in decimal (what `to_string` gives), without allocating.
+fn push_int(out: &mut BytesMut, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    s.push('"');
+    if v < 0 {
+        out.put_u8(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// True for the bytes a JSON string cannot hold as they are.
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+fn push_json_string(out: &mut BytesMut, v: &str) {
+    out.put_u8(b'"');
+    let bytes = v.as_bytes();
+    let mut run = 0; // start of the bytes not written yet
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            c => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.put_u8(b'"');
 }
 
 /// A JSON scalar read leniently as a string: Apache parses headers with fastjson, and clients send
@@ -437,7 +469,238 @@ struct JsonHeader {
     ext_fields: Option<BTreeMap<String, LenientString>>,
 }
 
+/// The JSON header of the common shape, parsed without serde and without intermediate maps: an
+/// object of plain strings and integers, strings without escapes, extFields values that are strings
+/// or null. Anything else (escapes, non-string extFields values, duplicate fields, malformed input)
+/// gives `None`, and the caller falls back to the serde parse, which decides (so both agree on every
+/// input).
+fn decode_json_header_fast(header: &[u8]) -> Option<RemotingCommand> {
+    let text = std::str::from_utf8(header).ok()?;
+    let mut p = JsonCursor { s: text, i: 0 };
+    let (mut code, mut language, mut version, mut opaque, mut flag) = (None, None, None, None, None);
+    let mut remark: Option<Option<String>> = None;
+    let mut ext: Option<ExtFields> = None;
+    p.expect(b'{')?;
+    if !p.eat(b'}') {
+        loop {
+            let key = p.string()?;
+            p.expect(b':')?;
+            match &*key {
+                "code" => set_once(&mut code, p.int()?)?,
+                "version" => set_once(&mut version, p.int()?)?,
+                "opaque" => set_once(&mut opaque, p.int()?)?,
+                "flag" => set_once(&mut flag, p.int()?)?,
+                "language" => {
+                    let l = if p.eat_null() {
+                        LanguageCode::Java
+                    } else if p.peek()? == b'"' {
+                        LanguageCode::from_name(&p.string()?)
+                    } else {
+                        LanguageCode::from_code(u8::try_from(p.int()?).ok()?)
+                    };
+                    set_once(&mut language, l)?;
+                }
+                "remark" => {
+                    let r = if p.eat_null() { None } else { Some(p.string()?.into_owned()) };
+                    set_once(&mut remark, r)?;
+                }
+                "extFields" => {
+                    let mut m = ExtFields::new();
+                    if !p.eat_null() {
+                        p.expect(b'{')?;
+                        if !p.eat(b'}') {
+                            loop {
+                                let k = p.string()?;
+                                p.expect(b':')?;
+                                if p.eat_null() {
+                                    m.remove(&*k);
+                                } else {
+                                    let v = p.string()?;
+                                    m.insert(k.into_owned(), v.into_owned());
+                                }
+                                if p.eat(b'}') {
+                                    break;
+                                }
+                                p.expect(b',')?;
+                            }
+                        }
+                    }
+                    set_once(&mut ext, m)?;
+                }
+                _ => p.skip_scalar()?,
+            }
+            if p.eat(b'}') {
+                break;
+            }
+            p.expect(b',')?;
+        }
+    }
+    p.ws();
+    if p.i != p.s.len() {
+        return None;
+    }
+    Some(RemotingCommand {
+        code: i32::try_from(code?).ok()?,
+        language: language.unwrap_or(LanguageCode::Java),
+        version: i32::try_from(version.unwrap_or(0)).ok()?,
+        opaque: i32::try_from(opaque.unwrap_or(0)).ok()?,
+        flag: i32::try_from(flag.unwrap_or(0)).ok()?,
+        remark: remark.flatten(),
+        ext_fields: ext.unwrap_or_default(),
+        serialize_type: SerializeType::Json,
+        body: Bytes::new(),
+    })
+}
+
+/// Sets a field seen for the first time; a duplicate is left to the serde parse (which refuses it).
+fn set_once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(v);
+    Some(())
+}
+
+struct JsonCursor<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> JsonCursor<'a> {
+    fn ws(&mut self) {
+        let b = self.s.as_bytes();
+        while self.i < b.len() && matches!(b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.as_bytes().get(self.i).copied()
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> Option<()> {
+        self.eat(c).then_some(())
+    }
+    fn eat_null(&mut self) -> bool {
+        self.ws();
+        if self.s.as_bytes()[self.i..].starts_with(b"null") {
+            self.i += 4;
+            true
+        } else {
+            false
+        }
+    }
+    /// A string; escapes are decoded (a lone surrogate or a control character: `None`).
+    fn string(&mut self) -> Option<std::borrow::Cow<'a, str>> {
+        self.expect(b'"')?;
+        let b = self.s.as_bytes();
+        let start = self.i;
+        loop {
+            match *b.get(self.i)? {
+                b'"' => break,
+                b'\\' => return self.escaped_string(start).map(std::borrow::Cow::Owned),
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let out = &self.s[start..self.i];
+        self.i += 1;
+        Some(std::borrow::Cow::Borrowed(out))
+    }
+    /// The rest of a string that holds escapes, from `start` (just after the opening quote).
+    fn escaped_string(&mut self, start: usize) -> Option<String> {
+        let b = self.s.as_bytes();
+        let mut out = String::with_capacity(self.i - start + 16);
+        out.push_str(&self.s[start..self.i]);
+        loop {
+            let run = self.i;
+            while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' && b[self.i] >= 0x20 {
+                self.i += 1;
+            }
+            out.push_str(&self.s[run..self.i]);
+            match *b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(out);
+                }
+                b'\\' => {
+                    let c = match *b.get(self.i + 1)? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex = self.s.get(self.i + 2..self.i + 6)?;
+                            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                                return None;
+                            }
+                            let v = u32::from_str_radix(hex, 16).ok()?;
+                            self.i += 4;
+                            char::from_u32(v)? // surrogates are left to serde
+                        }
+                        _ => return None,
+                    };
+                    self.i += 2;
+                    out.push(c);
+                }
+                _ => return None,
+            }
+        }
+    }
+    /// An integer in JSON's grammar (no fraction, no exponent) that fits an i64.
+    fn int(&mut self) -> Option<i64> {
+        self.ws();
+        let b = self.s.as_bytes();
+        let start = self.i;
+        if b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        let digits = self.i;
+        while self.i < b.len() && b[self.i].is_ascii_digit() {
+            self.i += 1;
+        }
+        let n = self.i - digits;
+        if n == 0 || n > 18 || (n > 1 && b[digits] == b'0') {
+            return None;
+        }
+        if matches!(b.get(self.i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.s[start..self.i].parse().ok()
+    }
+    /// Skips a string, integer, `true`, `false` or `null` (anything else: `None`).
+    fn skip_scalar(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b't' | b'f' | b'n' => {
+                for w in ["true", "false", "null"] {
+                    if self.s.as_bytes()[self.i..].starts_with(w.as_bytes()) {
+                        self.i += w.len();
+                        return Some(());
+                    }
+                }
+                None
+            }
+            _ => self.int().map(|_| ()),
+        }
+    }
+}
+
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, RemotingError> {
+    if let Some(cmd) = decode_json_header_fast(header) {
+        return Ok(cmd);
+    }
     let h: JsonHeader = serde_json::from_slice(header)
         .map_err(|e| RemotingError::BadHeader(format!("JSON header does not parse: {e}")))?;
     let language = match h.language {
@@ -651,4 +914,67 @@ macro_rules! command_header {
             })?),
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_json_decode_agrees_with_serde_or_defers() {
+        let cases = [
+            r#"{"code":310,"extFields":{"a":"g","b":"T","d":"8"},"flag":0,"language":"JAVA","opaque":7,"serializeTypeCurrentRPC":"JSON","version":479}"#,
+            r#" { "code" : -1 , "language" : 12 , "remark" : null , "extFields" : null } "#,
+            r#"{"code":1,"extFields":{"k":"v","k":null,"x":"1","x":"2"},"remark":"","other":true,"o2":null,"o3":-5}"#,
+            r#"{"code":1,"extFields":{"n":5}}"#,
+            r#"{"code":1,"code":2}"#,
+            r#"{"code":1.5}"#,
+            r#"{"code":01}"#,
+            r#"{"code":4294967296}"#,
+            r#"{"code":1,"language":300}"#,
+            r#"{"code":1} x"#,
+            r#"{"flag":1}"#,
+            r#"{"code":1,"o":{"a":1}}"#,
+            r#"[1]"#,
+        ];
+        for c in cases {
+            let fast = decode_json_header_fast(c.as_bytes());
+            let full = decode_json_header(c.as_bytes()).ok();
+            if let Some(f) = fast {
+                assert_eq!(Some(f), full, "{c}");
+            }
+        }
+        // The common shapes do take the fast path.
+        assert!(decode_json_header_fast(cases[0].as_bytes()).is_some());
+        assert!(decode_json_header_fast(cases[1].as_bytes()).is_some());
+        let c = decode_json_header_fast(cases[2].as_bytes()).expect("fast");
+        assert_eq!(c.ext_fields.len(), 1);
+        assert_eq!(c.ext("x"), Some("2"));
+        assert_eq!(c.remark.as_deref(), Some(""));
+        let e = r#"{"code":1,"remark":"a\"b\\\/\b\f\n\r\t\u0001\u00e9é","extFields":{"i":"K\u0001v\u0002"}}"#;
+        let fast = decode_json_header_fast(e.as_bytes()).expect("escapes take the fast path");
+        let h: JsonHeader = serde_json::from_slice(e.as_bytes()).expect("serde");
+        assert_eq!(fast.remark, h.remark);
+        assert_eq!(fast.ext("i"), Some("K\u{1}v\u{2}"));
+        assert!(decode_json_header_fast(br#"{"code":1,"remark":"\ud800"}"#).is_none());
+        assert!(decode_json_header_fast(br#"{"code":1,"remark":"\x"}"#).is_none());
+        for bad in &cases[3..] {
+            assert!(decode_json_header_fast(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_encode_escapes_like_before() {
+        let mut c = RemotingCommand::request(-3);
+        c.remark = Some("q\"b\\n\n\r\t\u{8}\u{c}\u{1}é".into());
+        c.ext_fields.insert("k".into(), "v\u{1f}".into());
+        c.opaque = i32::MIN;
+        let mut out = BytesMut::new();
+        c.encode_header(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).expect("utf8"),
+            r#"{"code":-3,"extFields":{"k":"v\u001f"},"flag":0,"language":"RUST","opaque":-2147483648,"remark":"q\"b\\n\n\r\t\b\f\u0001é","serializeTypeCurrentRPC":"JSON","version":479}"#
+        );
+        assert_eq!(decode_json_header(&out).expect("decodes"), c);
+    }
 }

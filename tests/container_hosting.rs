@@ -243,6 +243,12 @@ async fn add_remove_logs_leaks_and_restart() {
     for _ in 0..50 {
         cycle(client.clone()).await;
     }
+    // Idle blocking-pool threads of the runtimes exit after their keep-alive (10 s): wait for
+    // descriptors and threads to settle, with a deadline, before comparing.
+    let settle = std::time::Instant::now() + Duration::from_secs(20);
+    while (proc_.fds() > fd0 + 2 || proc_.status("Threads:") > th0 + 2) && std::time::Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (fd1, th1, rss1) = (proc_.fds(), proc_.status("Threads:"), proc_.status("VmRSS:"));
     eprintln!("after 50 cycles: fds {fd0}->{fd1}, threads {th0}->{th1}, rss {rss0}->{rss1} KiB");
     assert!(fd1 <= fd0 + 2, "file descriptors grew from {fd0} to {fd1}");

@@ -3,17 +3,22 @@
 //! This layer knows nothing about brokers: it moves [`RemotingCommand`]s between sockets and
 //! [`RequestProcessor`]s.
 
+pub mod admission;
 pub mod client;
 pub mod codec;
 pub mod command;
+pub mod connection;
+pub mod header;
+pub mod processor;
 pub mod server;
 
+pub use admission::Admission;
 pub use client::{ClientConfig, RemotingClient};
 pub use codec::RemotingCodec;
 pub use command::{CommandHeader, ExtFields, HeaderError, LanguageCode, RemotingCommand, SerializeType};
 pub use server::{
-    Admission, BoxFuture, ChannelEventListener, ConnectionHandle, FnProcessor, ProcessorTable, RemotingServer,
-    RequestProcessor, ServerConfig, SubServer,
+    BoxFuture, ChannelEventListener, ConnectionHandle, FnProcessor, ProcessorTable, RemotingServer, RequestProcessor,
+    ServerConfig, SubServer,
 };
 
 /// Errors of the remoting layer.

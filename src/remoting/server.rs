@@ -5,10 +5,8 @@
 //! on. Closing a sub-server frees its port and closes its connections without touching the others.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +16,7 @@ use futures::{FutureExt, SinkExt};
 use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
@@ -27,157 +25,11 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::codec::{decode_frame, RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
 use super::command::RemotingCommand;
+use super::connection::ConnInner;
+pub use super::connection::ConnectionHandle;
+pub use super::processor::{BoxFuture, ChannelEventListener, FnProcessor, ProcessorTable, RequestProcessor};
 use super::RemotingError;
 use crate::protocol::codes::response;
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Handles the requests of one or more request codes.
-pub trait RequestProcessor: Send + Sync + 'static {
-    /// Processes one request; `None` means "write no response" (oneway requests are never answered
-    /// whatever this returns).
-    fn process<'a>(
-        &'a self,
-        conn: &'a ConnectionHandle,
-        request: RemotingCommand,
-    ) -> BoxFuture<'a, Option<RemotingCommand>>;
-}
-
-/// A processor made from an async closure.
-pub struct FnProcessor<F>(pub F);
-
-impl<F, Fut> RequestProcessor for FnProcessor<F>
-where
-    F: Fn(ConnectionHandle, RemotingCommand) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Option<RemotingCommand>> + Send + 'static,
-{
-    fn process<'a>(
-        &'a self,
-        conn: &'a ConnectionHandle,
-        request: RemotingCommand,
-    ) -> BoxFuture<'a, Option<RemotingCommand>> {
-        Box::pin((self.0)(conn.clone(), request))
-    }
-}
-
-/// Told when connections of a sub-server open and close (brokers drop a closed client's registrations).
-pub trait ChannelEventListener: Send + Sync + 'static {
-    /// A connection was accepted.
-    fn on_connect(&self, _conn: &ConnectionHandle) {}
-    /// A connection closed (by either side, or by a protocol error).
-    fn on_close(&self, _conn: &ConnectionHandle) {}
-}
-
-/// A bounded queue in front of a processor (Apache's per-processor thread pool queue): at most
-/// `capacity` requests queued or running; a request that finds it full is answered SYSTEM_BUSY
-/// `[OVERLOAD]` at once, and one that waited longer than `max_wait` before its processing began is
-/// answered SYSTEM_BUSY `[TIMEOUT_CLEAN_QUEUE]` instead of being processed (Apache's
-/// `BrokerFastFailure`). Shared by every code routed through it.
-pub struct Admission {
-    name: &'static str,
-    capacity: usize,
-    max_wait: Duration,
-    in_queue: AtomicUsize,
-    refused: AtomicU64,
-}
-
-impl Admission {
-    /// A queue named `name` (for logs) of `capacity` requests, refusing those older than `max_wait`
-    /// when they come up (`Duration::ZERO`: no age limit).
-    pub fn new(name: &'static str, capacity: usize, max_wait: Duration) -> Arc<Self> {
-        Arc::new(Admission {
-            name,
-            capacity: capacity.max(1),
-            max_wait,
-            in_queue: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-        })
-    }
-    /// The queue's name (`send`, `pull`, ...).
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-    /// Requests queued or running now.
-    pub fn len(&self) -> usize {
-        self.in_queue.load(Ordering::Relaxed)
-    }
-    /// True when nothing is queued or running.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Requests answered busy so far (either way).
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-    fn try_enter(self: &Arc<Self>) -> Option<AdmissionGuard> {
-        let n = self.in_queue.fetch_add(1, Ordering::AcqRel);
-        if n >= self.capacity {
-            self.in_queue.fetch_sub(1, Ordering::AcqRel);
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(AdmissionGuard(self.clone()))
-    }
-}
-
-/// A place in an [`Admission`] queue, given back when the request is answered.
-struct AdmissionGuard(Arc<Admission>);
-
-impl Drop for AdmissionGuard {
-    fn drop(&mut self) {
-        self.0.in_queue.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-#[derive(Clone)]
-struct Route {
-    processor: Arc<dyn RequestProcessor>,
-    admission: Option<Arc<Admission>>,
-}
-
-/// The processors of one port: by request code, with an optional default.
-#[derive(Clone, Default)]
-pub struct ProcessorTable {
-    by_code: HashMap<i32, Route>,
-    default: Option<Route>,
-}
-
-impl ProcessorTable {
-    /// An empty table: every request is answered REQUEST_CODE_NOT_SUPPORTED.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Routes `code` to `processor`.
-    pub fn register(&mut self, code: i32, processor: Arc<dyn RequestProcessor>) -> &mut Self {
-        self.by_code.insert(code, Route { processor, admission: None });
-        self
-    }
-    /// Routes every code in `codes` to `processor`.
-    pub fn register_all(&mut self, codes: &[i32], processor: Arc<dyn RequestProcessor>) -> &mut Self {
-        self.register_bounded(codes, processor, None)
-    }
-    /// Routes every code in `codes` to `processor` behind the bounded queue `admission`.
-    pub fn register_bounded(
-        &mut self,
-        codes: &[i32],
-        processor: Arc<dyn RequestProcessor>,
-        admission: Option<Arc<Admission>>,
-    ) -> &mut Self {
-        for c in codes {
-            self.by_code.insert(*c, Route { processor: processor.clone(), admission: admission.clone() });
-        }
-        self
-    }
-    /// Routes every code not registered to `processor`.
-    pub fn set_default(&mut self, processor: Arc<dyn RequestProcessor>) -> &mut Self {
-        self.default = Some(Route { processor, admission: None });
-        self
-    }
-    fn get(&self, code: i32) -> Option<&Route> {
-        self.by_code.get(&code).or(self.default.as_ref())
-    }
-}
 
 /// Default of [`ServerConfig::max_connections_per_address`] (`serverMaxConnectionsPerAddress`).
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1000;
@@ -186,6 +38,7 @@ pub const DEFAULT_CHANNEL_MAX_IDLE: Duration = Duration::from_secs(120);
 /// Default of [`ServerConfig::frame_read_timeout`] (`serverFrameReadTimeoutMillis`): 30 s, ten times
 /// a client's usual 3 s send timeout, and enough for a 16 MiB frame at about 0.5 MiB/s.
 pub const DEFAULT_FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Refused connections are logged at most once per this period (with a count of the others).
 const REFUSAL_LOG_PERIOD_MS: u64 = 10_000;
 /// Free space kept in a connection's read buffer before each read.
@@ -875,97 +728,5 @@ impl SubServer {
     pub async fn close(self) {
         let server = self.server.clone();
         server.close_port(&self.state).await;
-    }
-}
-
-struct ConnInner {
-    id: u64,
-    peer: SocketAddr,
-    local: SocketAddr,
-    tx: mpsc::Sender<RemotingCommand>,
-    closed: CancellationToken,
-    pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
-    opaque: std::sync::atomic::AtomicI32,
-}
-
-/// One accepted connection, as processors see it: who is on the other end, and a way to send it
-/// requests of our own (e.g. NOTIFY_CONSUMER_IDS_CHANGED). Cheap to clone.
-#[derive(Clone)]
-pub struct ConnectionHandle {
-    inner: Arc<ConnInner>,
-}
-
-impl std::fmt::Debug for ConnectionHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Connection#{}({} -> {})", self.inner.id, self.inner.peer, self.inner.local)
-    }
-}
-
-impl PartialEq for ConnectionHandle {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.id == other.inner.id
-    }
-}
-impl Eq for ConnectionHandle {}
-impl std::hash::Hash for ConnectionHandle {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.id.hash(state)
-    }
-}
-
-impl ConnectionHandle {
-    /// A process-unique id of this connection.
-    pub fn id(&self) -> u64 {
-        self.inner.id
-    }
-    /// The remote address.
-    pub fn peer(&self) -> SocketAddr {
-        self.inner.peer
-    }
-    /// The local address (its port says which sub-server accepted it).
-    pub fn local(&self) -> SocketAddr {
-        self.inner.local
-    }
-    /// True once the connection has closed.
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.is_cancelled()
-    }
-    /// Asks the connection to close.
-    pub fn close(&self) {
-        self.inner.closed.cancel();
-    }
-    /// Sends a oneway request to the peer.
-    pub async fn send_oneway(&self, mut cmd: RemotingCommand) -> Result<(), RemotingError> {
-        cmd.mark_oneway();
-        cmd.opaque = self.inner.opaque.fetch_add(1, Ordering::Relaxed);
-        self.inner.tx.send(cmd).await.map_err(|_| RemotingError::ConnectionClosed { addr: self.inner.peer.to_string() })
-    }
-    /// Sends a request to the peer and waits for its response.
-    pub async fn invoke(&self, mut cmd: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, RemotingError> {
-        let opaque = self.inner.opaque.fetch_add(1, Ordering::Relaxed);
-        cmd.opaque = opaque;
-        let (tx, rx) = oneshot::channel();
-        self.inner.pending.lock().insert(opaque, tx);
-        let addr = self.inner.peer.to_string();
-        if self.inner.tx.send(cmd).await.is_err() {
-            self.inner.pending.lock().remove(&opaque);
-            return Err(RemotingError::ConnectionClosed { addr });
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(_)) => Err(RemotingError::ConnectionClosed { addr }),
-            Err(_) => {
-                self.inner.pending.lock().remove(&opaque);
-                Err(RemotingError::Timeout { addr, millis: timeout.as_millis() as u64 })
-            }
-        }
-    }
-    fn complete(&self, resp: RemotingCommand) {
-        if let Some(tx) = self.inner.pending.lock().remove(&resp.opaque) {
-            let _ = tx.send(resp);
-        }
-    }
-    fn fail_pending(&self) {
-        self.inner.pending.lock().clear();
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::error::{Result, StoreError};
 use super::failure_log::FailureNote;
-use super::{running_flags, FlushDiskType, FlushFault, FlushRequest, Shared};
+#[cfg(feature = "test-hooks")]
+use super::FlushFault;
+use super::{running_flags, FlushDiskType, FlushRequest, Shared};
 
 impl Shared {
     pub(super) fn poison(&self, e: &StoreError) {
@@ -26,7 +28,9 @@ impl Shared {
         let ts = self.commitlog.last_store_timestamp();
         let max = self.commitlog.max_offset() as u64;
         let before = self.commitlog.flushed_where();
+        #[cfg(feature = "test-hooks")]
         let fault = *self.flush_fault.lock();
+        #[cfg(feature = "test-hooks")]
         let res = match fault {
             FlushFault::None => self.commitlog.flush(least_pages),
             FlushFault::Stall => return true,
@@ -35,6 +39,8 @@ impl Shared {
                 source: std::io::Error::from_raw_os_error(libc::EIO),
             }),
         };
+        #[cfg(not(feature = "test-hooks"))]
+        let res = self.commitlog.flush(least_pages);
         match res {
             Ok(flushed) => {
                 if flushed > before {

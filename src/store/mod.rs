@@ -146,6 +146,7 @@ struct Shared {
     /// Number of commitlog flushes that advanced the flushed offset.
     flush_count: std::sync::atomic::AtomicU64,
     /// Test-only fault injection for the commitlog flush (see [`FlushFault`]).
+    #[cfg(feature = "test-hooks")]
     flush_fault: Mutex<FlushFault>,
     /// State of the cleanup runs (held for a whole run: runs do not overlap).
     cleanup: Mutex<CleanupState>,
@@ -176,7 +177,8 @@ struct CleanupState {
     warned_stuck: bool,
 }
 
-/// Test-only fault injection for the commitlog flush.
+/// Test-only fault injection for the commitlog flush (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushFault {
@@ -306,6 +308,7 @@ impl MessageStore {
             dispatch_stalled_at: AtomicI64::new(-1),
             delay_levels,
             flush_count: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(feature = "test-hooks")]
             flush_fault: Mutex::new(FlushFault::None),
             cleanup: Mutex::new(CleanupState {
                 manual_runs: 0,
@@ -536,14 +539,16 @@ impl MessageStore {
         result
     }
 
-    /// Injects a commitlog flush fault (tests only).
+    /// Injects a commitlog flush fault (tests only, feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn set_flush_fault_for_tests(&self, fault: FlushFault) {
         *self.shared.flush_fault.lock() = fault;
     }
 
     /// Simulates a crash for tests: stops the threads without any final flush, checkpoint or
-    /// abort-file removal, then releases the lock.
+    /// abort-file removal, then releases the lock (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn halt_for_tests(&self) {
         self.shared.halt.store(true, Ordering::Release);

@@ -26,6 +26,14 @@ pub fn parse_duration_unit(s: &str) -> Option<u64> {
     Some(n * mult)
 }
 
+/// Local calendar time of `ms` since the Unix epoch, in the system time zone (`TZ`, else
+/// `/etc/localtime`, as `localtime_r` reads it); `None` if out of range. Through jiff: it reads
+/// the time zone database itself, so this is safe and thread-safe (no `localtime_r`/`tzset`).
+pub fn local_time(ms: i64) -> Option<jiff::ZonedDateTime> {
+    let t = jiff::Timestamp::from_millisecond(ms).ok()?;
+    Some(t.to_zoned_datetime(jiff::tz::TimeZone::system()))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

@@ -172,25 +172,11 @@ impl Admin {
 
 /// Apache's `UtilAll.timeMillisToHumanString2`: local time `yyyy-MM-dd HH:mm:ss,SSS`.
 pub fn human_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
-    let t: libc::time_t = secs as libc::time_t;
-    // SAFETY: `localtime_r` only writes the `tm` we own; a zeroed `tm` is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if !ok {
+    let Some(t) = crate::util::local_time(ms.div_euclid(1000) * 1000) else {
         return ms.to_string();
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        millis
-    )
+    };
+    format!("{},{millis:03}", t.strftime("%Y-%m-%d %H:%M:%S"))
 }
 
 #[cfg(test)]

@@ -17,23 +17,12 @@ pub fn random_u64() -> u64 {
 /// Start of the current month in local time, ms since the epoch (Apache's `MessageClientIDSetter`
 /// counts the time part of a UNIQ_KEY from there).
 fn start_of_month_ms(now_ms: i64) -> i64 {
-    let t: libc::time_t = (now_ms / 1000) as libc::time_t;
-    // SAFETY: plain libc calls on values we own.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return now_ms - now_ms.rem_euclid(86_400_000);
-        }
-        tm.tm_mday = 1;
-        tm.tm_hour = 0;
-        tm.tm_min = 0;
-        tm.tm_sec = 0;
-        tm.tm_isdst = -1;
-        let start = libc::mktime(&mut tm);
-        if start < 0 {
-            return now_ms - now_ms.rem_euclid(86_400_000);
-        }
-        start as i64 * 1000
+    let start = crate::util::local_time((now_ms / 1000) * 1000)
+        .and_then(|t| t.first_of_month().ok()?.start_of_day().ok())
+        .map(|t| t.timestamp().as_millisecond());
+    match start {
+        Some(s) if s >= 0 => s,
+        _ => now_ms - now_ms.rem_euclid(86_400_000),
     }
 }
 

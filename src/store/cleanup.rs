@@ -278,14 +278,10 @@ impl CleanupClock {
 
 /// Local hour of day of a time in ms (UTC if the local time cannot be computed).
 pub fn local_hour(ms: i64) -> u32 {
-    let t: libc::time_t = (ms / 1000) as libc::time_t;
-    // SAFETY: zeroed plain C struct filled by localtime_r.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointers.
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return ((ms / 3_600_000) % 24) as u32;
+    match crate::util::local_time((ms / 1000) * 1000) {
+        Some(t) => t.hour() as u32,
+        None => ((ms / 3_600_000) % 24) as u32,
     }
-    tm.tm_hour as u32
 }
 
 /// What one cleanup run saw and did.

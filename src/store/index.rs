@@ -130,24 +130,11 @@ impl IndexGeometry {
 
 /// Local-time `yyyyMMddHHmmssSSS` for `ms` since the epoch (`UtilAll.timeMillisToHumanString`).
 pub fn time_millis_to_human_string(ms: i64) -> String {
-    let secs = ms.div_euclid(1000) as libc::time_t;
     let millis = ms.rem_euclid(1000);
-    // SAFETY: localtime_r writes into our zeroed struct.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if !ok {
+    let Some(t) = crate::util::local_time(ms.div_euclid(1000) * 1000) else {
         return format!("{ms:017}");
-    }
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}{:03}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        millis
-    )
+    };
+    format!("{}{millis:03}", t.strftime("%Y%m%d%H%M%S"))
 }
 
 /// One index file.

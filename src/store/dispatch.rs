@@ -1,0 +1,231 @@
+//! The dispatcher (reput): follows the commitlog and builds the consume queues and the index,
+//! publishes the dispatched offset and calls the arrival listener; failed dispatches raise and
+//! later clear the WRITE_LOGICS_QUEUE_ERROR / WRITE_INDEX_FILE_ERROR flags.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::error::{Result, StoreError};
+use super::failure_log::FailureNote;
+use super::message::{self, check_record, sysflag, RecordCheck, RecordView};
+use super::{running_flags, CqEntry, Shared};
+
+/// New max offsets per topic and queue collected during one dispatch round.
+type Arrivals = HashMap<String, HashMap<i32, i64>>;
+
+impl Shared {
+    pub(super) fn wake_dispatcher(&self) {
+        *self.dispatch_seq.lock() += 1;
+        self.dispatch_cv.notify_one();
+    }
+
+    /// Raises running-flag bits for a failed dispatch (cleared again when it recovers).
+    fn raise_dispatch_flag(&self, bit: u32) {
+        self.dispatch_flag_bits.fetch_or(bit, Ordering::AcqRel);
+        self.flags.fetch_or(bit, Ordering::AcqRel);
+    }
+
+    /// A dispatch attempt failed at commitlog offset `at`: logged once, then at most once a minute.
+    fn dispatch_failed(&self, at: i64, e: &StoreError) {
+        match self.dispatch_log.failed() {
+            FailureNote::First => tracing::error!(
+                error = %e,
+                offset = at,
+                "dispatch failed: consume queues or index cannot be written; writes are refused and dispatch \
+                 retries every 100 ms until it succeeds (logged again at most once a minute)"
+            ),
+            FailureNote::Still { failures, since } => tracing::error!(
+                error = %e,
+                offset = at,
+                failures,
+                since_s = since.as_secs(),
+                "dispatch still failing"
+            ),
+            FailureNote::Quiet => {}
+        }
+    }
+
+    /// A record was dispatched: ends a failure episode (clearing the flags it raised) if any.
+    fn dispatch_succeeded(&self) {
+        if let Some(r) = self.dispatch_log.succeeded() {
+            let bits =
+                self.dispatch_flag_bits.swap(0, Ordering::AcqRel) & !self.flush_flag_bits.load(Ordering::Acquire);
+            self.flags.fetch_and(!bits, Ordering::AcqRel);
+            tracing::info!(
+                failed_attempts = r.failures,
+                after_ms = r.lasted.as_millis() as u64,
+                "dispatch recovered: consume queues and index are written again, writes accepted"
+            );
+        }
+    }
+
+    pub(super) fn reput_loop(&self) {
+        loop {
+            let seq = *self.dispatch_seq.lock();
+            let progressed = self.do_reput();
+            if self.halt.load(Ordering::Acquire) {
+                return;
+            }
+            if self.stop_dispatch.load(Ordering::Acquire) && !progressed {
+                return;
+            }
+            if !progressed {
+                let mut g = self.dispatch_seq.lock();
+                if *g == seq && !self.stop_dispatch.load(Ordering::Acquire) {
+                    self.dispatch_cv.wait_for(&mut g, Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Dispatches records from `reput_from` to the end of the written data. Returns whether it
+    /// advanced.
+    pub(super) fn do_reput(&self) -> bool {
+        let mut progressed = false;
+        let mut arrivals: Arrivals = HashMap::new();
+        loop {
+            let reput = self.reput_from.load(Ordering::Acquire);
+            let max = self.commitlog.max_offset();
+            if reput >= max {
+                break;
+            }
+            let min = self.commitlog.min_offset();
+            if reput < min {
+                self.reput_from.store(min, Ordering::Release);
+                continue;
+            }
+            let Some(f) = self.commitlog.files().find(reput as u64) else {
+                break;
+            };
+            let pos = (reput as u64 - f.from_offset()) as usize;
+            let wrote = f.wrote_pos();
+            if pos >= wrote {
+                if f.is_full() {
+                    self.reput_from.store((f.from_offset() + f.size() as u64) as i64, Ordering::Release);
+                    continue;
+                }
+                break;
+            }
+            let data = f.slice(pos, wrote - pos);
+            let mut p = 0usize;
+            let mut next_file = false;
+            let mut stalled = false;
+            while p < data.len() {
+                match check_record(&data[p..], false) {
+                    RecordCheck::Message(v) => {
+                        let rec = &data[p..p + v.store_size];
+                        if let Err(e) = self.dispatch(&v, rec, &mut arrivals) {
+                            self.dispatch_failed(reput + p as i64, &e);
+                            stalled = true;
+                            break;
+                        }
+                        self.dispatch_succeeded();
+                        p += v.store_size;
+                    }
+                    RecordCheck::Blank(_) => {
+                        next_file = true;
+                        break;
+                    }
+                    RecordCheck::Incomplete => break, // raw append in progress
+                    RecordCheck::End | RecordCheck::Invalid(_) => {
+                        let at = reput + p as i64;
+                        if self.dispatch_stalled_at.swap(at, Ordering::AcqRel) != at {
+                            tracing::error!(offset = at, "invalid commitlog record; dispatch stalled");
+                        }
+                        stalled = true;
+                        break;
+                    }
+                }
+            }
+            let new = if next_file { (f.from_offset() + f.size() as u64) as i64 } else { reput + p as i64 };
+            if new == reput {
+                break;
+            }
+            progressed = true;
+            self.reput_from.store(new, Ordering::Release);
+            self.publish(&mut arrivals);
+            if stalled {
+                break;
+            }
+        }
+        if progressed {
+            self.publish(&mut arrivals);
+        }
+        progressed
+    }
+
+    fn publish(&self, arrivals: &mut Arrivals) {
+        let reput = self.reput_from.load(Ordering::Acquire);
+        self.dispatched_tx.send_replace(reput);
+        if arrivals.is_empty() {
+            return;
+        }
+        let l = self.listener.read().clone();
+        if let Some(l) = l {
+            for (t, qs) in arrivals.iter_mut() {
+                for (q, off) in qs.drain() {
+                    l(t, q, off);
+                }
+            }
+        } else {
+            arrivals.values_mut().for_each(|m| m.clear());
+        }
+    }
+
+    fn tags_code_of(&self, v: &RecordView, topic: &str, props: &str) -> i64 {
+        if topic == message::SCHEDULE_TOPIC {
+            if let Some(level) = message::find_property(props, message::property::DELAY)
+                .and_then(|d| d.parse::<i64>().ok())
+                .filter(|l| *l > 0)
+            {
+                let n = self.delay_levels.len() as i64;
+                let l = level.min(n);
+                return match self.delay_levels.get((l - 1).max(0) as usize) {
+                    Some(d) => v.store_timestamp + d,
+                    None => v.store_timestamp + 1000,
+                };
+            }
+        }
+        message::tags_code(message::find_property(props, message::property::TAGS))
+    }
+
+    fn dispatch(&self, v: &RecordView, rec: &[u8], arrivals: &mut Arrivals) -> Result<()> {
+        let topic = v.topic(rec);
+        let props = v.properties(rec);
+        let tran = sysflag::transaction_value(v.sys_flag);
+        if tran == sysflag::TRANSACTION_NOT_TYPE || tran == sysflag::TRANSACTION_COMMIT {
+            let tags = self.tags_code_of(v, topic, props);
+            let cq = self
+                .cqs
+                .get_or_create(topic, v.queue_id)
+                .inspect_err(|_| self.raise_dispatch_flag(running_flags::WRITE_LOGICS_QUEUE_ERROR))?;
+            cq.put(
+                CqEntry { phys_offset: v.commit_log_offset, size: v.store_size as i32, tags_code: tags },
+                v.queue_offset,
+            )
+            .inspect_err(|_| self.raise_dispatch_flag(running_flags::WRITE_LOGICS_QUEUE_ERROR))?;
+            let max = cq.max_offset_in_queue();
+            match arrivals.get_mut(topic) {
+                Some(m) => {
+                    m.insert(v.queue_id, max);
+                }
+                None => {
+                    arrivals.insert(topic.to_string(), HashMap::from([(v.queue_id, max)]));
+                }
+            }
+        }
+        if self.config.message_index_enable && tran != sysflag::TRANSACTION_ROLLBACK {
+            let uniq = message::find_property(props, message::property::UNIQ_KEY);
+            let keys = message::find_property(props, message::property::KEYS);
+            self.index
+                .build(topic, uniq, keys, v.commit_log_offset, v.store_timestamp)
+                .inspect_err(|_| self.raise_dispatch_flag(running_flags::WRITE_INDEX_FILE_ERROR))?;
+        }
+        self.last_dispatched_ts.store(v.store_timestamp, Ordering::Release);
+        // Raw (replicated) appends carry no store time of their own: the dispatched one feeds the
+        // checkpoint's physic timestamp (it trails the written data, so it is safe).
+        self.commitlog.note_store_timestamp(v.store_timestamp);
+        Ok(())
+    }
+}

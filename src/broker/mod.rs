@@ -42,20 +42,28 @@ use register::NamesrvList;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// The store could not be opened or recovered.
-    #[error("store of {identity}: {reason}")]
+    #[error("store of {identity}: {source}")]
     Store {
         /// The broker.
         identity: String,
         /// Why.
-        reason: String,
+        source: crate::store::StoreError,
+    },
+    /// The store's opening task did not finish (it panicked or was cancelled).
+    #[error("store of {identity}: opening did not finish: {source}")]
+    StoreTask {
+        /// The broker.
+        identity: String,
+        /// Why.
+        source: tokio::task::JoinError,
     },
     /// Topic / offset / group files could not be loaded.
-    #[error("metadata of {identity}: {reason}")]
+    #[error("metadata of {identity}: {source}")]
     Meta {
         /// The broker.
         identity: String,
         /// Why.
-        reason: String,
+        source: meta::MetaError,
     },
     /// A port could not be bound.
     #[error("broker {identity}: {source}")]
@@ -149,8 +157,8 @@ impl Broker {
         let store_span = span.clone();
         let store = tokio::task::spawn_blocking(move || store_span.in_scope(|| MessageStore::open(store_cfg)))
             .await
-            .map_err(|e| BrokerError::Store { identity: id.clone(), reason: e.to_string() })?
-            .map_err(|e| BrokerError::Store { identity: id.clone(), reason: e.to_string() })?;
+            .map_err(|source| BrokerError::StoreTask { identity: id.clone(), source })?
+            .map_err(|source| BrokerError::Store { identity: id.clone(), source })?;
         let store = Arc::new(store);
         let close_store = |store: Arc<MessageStore>| async move {
             let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
@@ -163,7 +171,7 @@ impl Broker {
             Ok(m) => m,
             Err(e) => {
                 close_store(store).await;
-                return Err(BrokerError::Meta { identity: id, reason: e.to_string() });
+                return Err(BrokerError::Meta { identity: id, source: e });
             }
         };
         let core = BrokerCore::new(identity.clone(), meta.clone(), store.clone(), store_host);

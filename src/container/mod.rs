@@ -39,10 +39,18 @@ pub enum ContainerError {
     Remoting(#[from] crate::remoting::RemotingError),
     /// The embedded NameServer did not start.
     #[error("embedded NameServer: {0}")]
-    Namesrv(String),
+    Namesrv(#[source] crate::namesrv::NamesrvError),
+    /// The metrics endpoint could not be bound.
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A broker listed in the config did not start.
-    #[error("{0}")]
-    Broker(String),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 struct Shared {
@@ -128,7 +136,7 @@ impl BrokerContainer {
                 Ok(m) => container.metrics = Some(m),
                 Err(e) => {
                     container.shutdown().await;
-                    return Err(ContainerError::Namesrv(format!("metrics endpoint {addr}: {e}")));
+                    return Err(ContainerError::Metrics { addr, source: e });
                 }
             }
         }
@@ -144,7 +152,7 @@ impl BrokerContainer {
                 }
                 Err(e) => {
                     container.shutdown().await;
-                    return Err(ContainerError::Namesrv(e.to_string()));
+                    return Err(ContainerError::Namesrv(e));
                 }
             }
         }
@@ -167,7 +175,7 @@ impl BrokerContainer {
                 Err(e) => {
                     drop(hosted);
                     container.shutdown().await;
-                    return Err(ContainerError::Broker(e.to_string()));
+                    return Err(ContainerError::Broker(e));
                 }
             }
         }

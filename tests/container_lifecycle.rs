@@ -30,12 +30,7 @@ async fn cluster_info(client: &RemotingClient, ns: &str) -> String {
 async fn sigterm_under_load_unregisters_answers_flushes_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ns_port = free_port_block(0, 0);
-    let ns_conf = d.join("namesrv.conf");
-    std::fs::write(&ns_conf, format!("listenPort={ns_port}\nkvConfigPath={}\n", d.join("kv.json").display())).unwrap();
-    let _ns = ChildGuard::spawn(NAMESRV, &["-c", ns_conf.to_str().unwrap()], d, "namesrv");
-    wait_until("the NameServer listens", Duration::from_secs(20), || port_open(ns_port));
-    let ns = format!("127.0.0.1:{ns_port}");
+    let (_ns, ns) = common::start_namesrv(NAMESRV, d);
     let (a, pa) = write_broker(d, "life-a", "maxMessageSize=65536\n");
     let (b, pb) = write_broker(d, "life-b", "maxMessageSize=65536\nflushDiskType=SYNC_FLUSH\n");
     let cport = free_port_block(2, 0);

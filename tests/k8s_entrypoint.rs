@@ -60,12 +60,7 @@ fn pod(ordinal: u32, replicas: u32, ns: &str, data: &Path, base: u16, admin: u16
 fn ordinals_form_the_three_replica_cross_deployment() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ns_port = free_port_block(0, 0);
-    let ns_conf = d.join("namesrv.conf");
-    std::fs::write(&ns_conf, format!("listenPort={ns_port}\nkvConfigPath={}\n", d.join("kv.json").display())).unwrap();
-    let _ns = ChildGuard::spawn(NAMESRV, &["-c", ns_conf.to_str().unwrap()], d, "namesrv");
-    wait_until("the NameServer listens", Duration::from_secs(20), || port_open(ns_port));
-    let ns = format!("127.0.0.1:{ns_port}");
+    let (_ns, ns) = common::start_namesrv(NAMESRV, d);
 
     let mut pods = Vec::new();
     let mut bases = Vec::new();

@@ -174,3 +174,14 @@ pub fn root_or_skip(test: &str) -> bool {
     skip(test, &format!("needs root to mount a tmpfs (euid {euid})"));
     false
 }
+
+/// Starts the `mqnamesrv` binary `bin` on a free port with its files in `dir`, and waits until it
+/// listens; returns the process and its `127.0.0.1:port` address.
+pub fn start_namesrv(bin: &str, dir: &Path) -> (ChildGuard, String) {
+    let port = free_port_block(0, 0);
+    let conf = dir.join("namesrv.conf");
+    std::fs::write(&conf, format!("listenPort={port}\nkvConfigPath={}\n", dir.join("kv.json").display())).unwrap();
+    let ns = ChildGuard::spawn(bin, &["-c", conf.to_str().unwrap()], dir, "namesrv");
+    wait_until("the NameServer listens", Duration::from_secs(20), || port_open(port));
+    (ns, format!("127.0.0.1:{port}"))
+}

@@ -456,6 +456,19 @@ impl ConsumerManager {
         dropped
     }
 
+    /// Consumer connections counted by (group, language, version, consume type), as Apache's
+    /// `rocketmq_consumer_connections` gauge counts them.
+    pub fn connection_counts(&self) -> Vec<(String, LanguageCode, i32, String, usize)> {
+        let mut counts: BTreeMap<(String, &'static str, i32, String), (LanguageCode, usize)> = BTreeMap::new();
+        for (group, info) in self.table.lock().iter() {
+            for c in info.channels.values() {
+                let key = (group.clone(), c.language.name(), c.version, info.consume_type.clone());
+                counts.entry(key).or_insert((c.language, 0)).1 += 1;
+            }
+        }
+        counts.into_iter().map(|((g, _, v, t), (l, n))| (g, l, v, t, n)).collect()
+    }
+
     /// A copy of the group's state.
     pub fn group_info(&self, group: &str) -> Option<ConsumerGroupInfo> {
         self.table.lock().get(group).cloned()
@@ -585,6 +598,16 @@ impl ProducerManager {
     /// Group names.
     pub fn groups(&self) -> Vec<String> {
         self.table.lock().keys().cloned().collect()
+    }
+
+    /// Producer connections counted by (language, version), as Apache's
+    /// `rocketmq_producer_connections` gauge counts them.
+    pub fn connection_counts(&self) -> Vec<(LanguageCode, i32, usize)> {
+        let mut counts: BTreeMap<(&'static str, i32), (LanguageCode, usize)> = BTreeMap::new();
+        for c in self.table.lock().values().flat_map(|g| g.values()) {
+            counts.entry((c.language.name(), c.version)).or_insert((c.language, 0)).1 += 1;
+        }
+        counts.into_iter().map(|((_, v), (l, n))| (l, v, n)).collect()
     }
 }
 

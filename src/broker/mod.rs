@@ -341,6 +341,54 @@ impl Broker {
             let behind: i64 = queues.iter().map(|(q, off)| (store.max_offset_in_queue(topic, *q) - off).max(0)).sum();
             lag.push((group.to_string(), topic.to_string(), behind));
         }
+        let commits = core.meta.offsets.offset_table();
+        let mut inflight = Vec::new();
+        let mut ready = Vec::new();
+        for (key, queues) in core.meta.offsets.pull_offset_table() {
+            let Some((topic, group)) = key.split_once('@') else { continue };
+            let committed = commits.get(&key);
+            let mut pulled_not_committed = 0;
+            let mut not_pulled = 0;
+            for (q, pulled) in &queues {
+                if let Some(c) = committed.and_then(|m| m.get(q)) {
+                    pulled_not_committed += (pulled - c).max(0);
+                }
+                not_pulled += (store.max_offset_in_queue(topic, *q) - pulled).max(0);
+            }
+            inflight.push((group.to_string(), topic.to_string(), pulled_not_committed));
+            ready.push((group.to_string(), topic.to_string(), not_pulled));
+        }
+        inflight.sort();
+        ready.sort();
+        let producer_connections = core
+            .meta
+            .producers
+            .connection_counts()
+            .into_iter()
+            .map(|(l, v, n)| {
+                (l.name().to_ascii_lowercase(), crate::protocol::body::version_desc(v).to_ascii_lowercase(), n as i64)
+            })
+            .collect();
+        let consumer_connections = core
+            .meta
+            .consumers
+            .connection_counts()
+            .into_iter()
+            .map(|(g, l, v, t, n)| {
+                let mode = match t.as_str() {
+                    "CONSUME_ACTIVELY" => "pull",
+                    "CONSUME_POP" => "pop",
+                    _ => "push",
+                };
+                (
+                    g,
+                    l.name().to_ascii_lowercase(),
+                    crate::protocol::body::version_desc(v).to_ascii_lowercase(),
+                    mode.to_string(),
+                    n as i64,
+                )
+            })
+            .collect();
         let a = assess(&self.plan.cleanup.policy().0, &store.sample_disk_usage(&StatvfsProbe));
         let ha: std::collections::HashMap<String, String> = core
             .ha
@@ -368,6 +416,11 @@ impl Broker {
             messages_in: core.stats.topics.stored_snapshot(),
             messages_out: core.stats.topics.delivered_snapshot(),
             consumer_lag: lag,
+            consumer_inflight: inflight,
+            consumer_ready: ready,
+            producer_connections,
+            consumer_connections,
+            dledger: None,
             queues: self.queues.iter().map(|q| (q.name().to_string(), q.len() as u64, q.refused())).collect(),
             rpc_latency: core
                 .stats

@@ -106,6 +106,7 @@ impl PullProcessor {
                 body.extend_from_slice(m);
             }
             core.stats_get(&h.topic, &h.consumer_group, result.messages.len(), result.buffer_total_size);
+            core.meta.offsets.commit_pull_offset(&h.consumer_group, &h.topic, h.queue_id, result.next_begin_offset);
             resp = resp.with_body(body.freeze());
         }
         resp

@@ -54,6 +54,16 @@ pub struct BrokerSample {
     pub messages_out: Vec<(String, String, u64, u64)>,
     /// (group, topic, messages behind the queue ends).
     pub consumer_lag: Vec<(String, String, i64)>,
+    /// (group, topic, messages pulled but not committed).
+    pub consumer_inflight: Vec<(String, String, i64)>,
+    /// (group, topic, messages not pulled yet).
+    pub consumer_ready: Vec<(String, String, i64)>,
+    /// (language, version, connections) of producers.
+    pub producer_connections: Vec<(String, String, i64)>,
+    /// (group, language, version, consume mode, connections) of consumers.
+    pub consumer_connections: Vec<(String, String, String, String, i64)>,
+    /// DLedger role (`leader`, `follower`, `candidate`) and term, for brokers in a Raft group.
+    pub dledger: Option<(String, i64)>,
     /// (queue, requests queued or running, requests answered busy so far).
     pub queues: Vec<(String, u64, u64)>,
     /// (request code label, response code label, sum ms, count, per-bucket counts by upper bound).
@@ -131,6 +141,24 @@ fn is_system(topic: &str) -> String {
     sys.to_string()
 }
 
+/// Apache's `isSystemGroup`: the broker's own groups (`CID_RMQ_SYS_`, `CID_SYS_RMQ_`, ...).
+fn is_system_group(group: &str) -> String {
+    let sys = group.starts_with("CID_RMQ_SYS_")
+        || group.starts_with("CID_SYS_RMQ_")
+        || matches!(
+            group,
+            "TOOLS_CONSUMER"
+                | "FILTERSRV_CONSUMER"
+                | "__MONITOR_CONSUMER"
+                | "CID_ONS-HTTP-PROXY"
+                | "CID_ONSAPI_PERMISSION"
+                | "CID_ONSAPI_OWNER"
+                | "CID_ONSAPI_PULL"
+                | "CID_RMQ_SYS_TRANS"
+        );
+    sys.to_string()
+}
+
 /// One metric family: a name, help, unit, and its series.
 struct Family<M> {
     name: &'static str,
@@ -185,6 +213,14 @@ impl Collector for Scrape {
         let mut out_msgs = Family::new("rocketmq_messages_out", "Messages delivered to consumers", None);
         let mut out_bytes = Family::new("rocketmq_throughput_out", "Bytes delivered to consumers", None);
         let mut lag = Family::new("rocketmq_consumer_lag_messages", "Messages behind the queue ends", None);
+        let mut inflight =
+            Family::new("rocketmq_consumer_inflight_messages", "Messages pulled and not yet committed", None);
+        let mut ready = Family::new("rocketmq_consumer_ready_messages", "Messages not yet pulled", None);
+        let mut producers = Family::new("rocketmq_producer_connections", "Producer connections", None);
+        let mut consumers = Family::new("rocketmq_consumer_connections", "Consumer connections", None);
+        let mut dledger_role =
+            Family::new("rocketmq_container_dledger_role", "The broker's DLedger role (value 1)", None);
+        let mut dledger_term = Family::new("rocketmq_container_dledger_term", "The broker's DLedger term", None);
         let mut perm = Family::new("rocketmq_broker_permission", "Broker permission (6 = read and write)", None);
         let mut topics = Family::new("rocketmq_topic_number", "Topics", None);
         let mut groups = Family::new("rocketmq_consumer_group_number", "Subscription groups", None);
@@ -234,6 +270,43 @@ impl Collector for Scrape {
                 ]);
                 lag.push(labels, gauge(*n));
             }
+            let consumer_labels = |g: &String, t: &String| {
+                with(&[
+                    ("consumer_group", g.clone()),
+                    ("topic", t.clone()),
+                    ("is_retry", t.starts_with("%RETRY%").to_string()),
+                    ("is_system", is_system(t)),
+                ])
+            };
+            for (g, t, n) in &b.consumer_inflight {
+                inflight.push(consumer_labels(g, t), gauge(*n));
+            }
+            for (g, t, n) in &b.consumer_ready {
+                ready.push(consumer_labels(g, t), gauge(*n));
+            }
+            for (lang, version, n) in &b.producer_connections {
+                let labels = with(&[
+                    ("language", lang.clone()),
+                    ("version", version.clone()),
+                    ("protocol_type", "remoting".into()),
+                ]);
+                producers.push(labels, gauge(*n));
+            }
+            for (g, lang, version, mode, n) in &b.consumer_connections {
+                let labels = with(&[
+                    ("consumer_group", g.clone()),
+                    ("language", lang.clone()),
+                    ("version", version.clone()),
+                    ("consume_mode", mode.clone()),
+                    ("protocol_type", "remoting".into()),
+                    ("is_system", is_system_group(g)),
+                ]);
+                consumers.push(labels, gauge(*n));
+            }
+            if let Some((r, term)) = &b.dledger {
+                dledger_role.push(with(&[("role", r.clone())]), gauge(1));
+                dledger_term.push(l.clone(), gauge(*term));
+            }
             for (q, len, refused) in &b.queues {
                 watermark.push(with(&[("processor", q.clone())]), gauge(*len as i64));
                 busy.push(with(&[("processor", q.clone())]), counter(*refused));
@@ -268,6 +341,12 @@ impl Collector for Scrape {
         out_msgs.encode(e)?;
         out_bytes.encode(e)?;
         lag.encode(e)?;
+        inflight.encode(e)?;
+        ready.encode(e)?;
+        producers.encode(e)?;
+        consumers.encode(e)?;
+        dledger_role.encode(e)?;
+        dledger_term.encode(e)?;
         perm.encode(e)?;
         topics.encode(e)?;
         groups.encode(e)?;

@@ -15,6 +15,19 @@ use crate::util::now_millis;
 pub const V3_0_11: i32 = 37;
 /// `MQVersion.Version.V4_9_4`: from this version on route data is sent as standard JSON.
 pub const V4_9_4: i32 = 401;
+
+/// `MQVersion.getVersionDesc`: the name of a client's `version` number (`479` -> `V5_3_3`).
+/// From `V3_0_1_SNAPSHOT` (14) on, Apache's enum lists each release after its snapshot, in order
+/// up to `V9_9_9`; older and unknown numbers are shown as the number.
+pub fn version_desc(version: i32) -> String {
+    if !(14..14 + 2 * 699).contains(&version) {
+        return if version >= 14 + 2 * 699 { "HIGHER_VERSION".into() } else { version.to_string() };
+    }
+    let n = (version - 14) / 2 + 1;
+    let (x, y, z) = (3 + n / 100, n / 10 % 10, n % 10);
+    let snapshot = if (version - 14) % 2 == 0 { "_SNAPSHOT" } else { "" };
+    format!("V{x}_{y}_{z}{snapshot}")
+}
 /// `MQVersion.Version.V5_0_0`: from this version on a compressed register body has a mapping section.
 pub const V5_0_0: i32 = 413;
 
@@ -435,6 +448,16 @@ pub struct GetBrokerMemberGroupResponseBody {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn version_desc_names_apache_versions() {
+        assert_eq!(version_desc(479), "V5_3_3");
+        assert_eq!(version_desc(V4_9_4), "V4_9_4");
+        assert_eq!(version_desc(14), "V3_0_1_SNAPSHOT");
+        assert_eq!(version_desc(1411), "V9_9_9");
+        assert_eq!(version_desc(1412), "HIGHER_VERSION");
+        assert_eq!(version_desc(3), "3");
+    }
+
     use super::*;
 
     fn sample() -> RegisterBrokerBody {

@@ -41,6 +41,10 @@ pub struct ConsumerOffsetManager {
     /// Offsets reset by INVOKE_BROKER_TO_RESET_OFFSET, not yet taken by a pull: `topic@group` ->
     /// queue -> offset.
     resets: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
+    /// Where each group's last successful pull of each queue left off (`topic@group` -> queue ->
+    /// next offset), in memory only, as Apache's `pullOffsetTable`: the in-flight and ready gauges
+    /// compare it with the committed offsets and the queue ends.
+    pulls: Mutex<HashMap<String, BTreeMap<i32, i64>>>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -93,6 +97,7 @@ impl ConsumerOffsetManager {
             write: Mutex::new(()),
             commits: AtomicU64::new(0),
             resets: Mutex::new(HashMap::new()),
+            pulls: Mutex::new(HashMap::new()),
         })
     }
 
@@ -160,6 +165,16 @@ impl ConsumerOffsetManager {
         off
     }
 
+    /// Records where `group`'s last pull of the queue left off (Apache's `commitPullOffset`).
+    pub fn commit_pull_offset(&self, group: &str, topic: &str, queue_id: i32, next_offset: i64) {
+        self.pulls.lock().entry(key(topic, group)).or_default().insert(queue_id, next_offset);
+    }
+
+    /// The pull offsets (`topic@group` -> queue -> next offset).
+    pub fn pull_offset_table(&self) -> HashMap<String, BTreeMap<i32, i64>> {
+        self.pulls.lock().clone()
+    }
+
     /// The committed offset, or -1 if none.
     pub fn query_offset(&self, group: &str, topic: &str, queue_id: i32) -> i64 {
         self.state.read().table.get(&key(topic, group)).and_then(|m| m.get(&queue_id).copied()).unwrap_or(-1)
@@ -175,6 +190,7 @@ impl ConsumerOffsetManager {
         let mut st = self.state.write();
         let before = st.table.len();
         st.table.retain(|k, _| split_key(k).map(|(t, _)| t != topic).unwrap_or(true));
+        self.pulls.lock().retain(|k, _| split_key(k).map(|(t, _)| t != topic).unwrap_or(true));
         let removed = st.table.len() != before;
         if removed {
             st.data_version.next();
@@ -187,6 +203,7 @@ impl ConsumerOffsetManager {
         let mut st = self.state.write();
         let before = st.table.len();
         st.table.retain(|k, _| split_key(k).map(|(_, g)| g != group).unwrap_or(true));
+        self.pulls.lock().retain(|k, _| split_key(k).map(|(_, g)| g != group).unwrap_or(true));
         let removed = st.table.len() != before;
         if removed {
             st.data_version.next();

@@ -515,6 +515,22 @@ mod tests {
     }
 
     #[test]
+    fn transaction_keys_have_apache_defaults_and_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "b.conf", "brokerName=b\n");
+        let c = load_broker_config(&p).unwrap().config;
+        assert_eq!((c.transaction_time_out, c.transaction_check_max, c.transaction_check_interval), (6000, 15, 30_000));
+        assert!(!c.reject_transaction_message);
+        let p = write(dir.path(), "t.conf", "brokerName=b\ntransactionCheckInterval=1000\ntransactionCheckMax=3\n");
+        let c = load_broker_config(&p).unwrap().config;
+        assert_eq!((c.transaction_check_interval, c.transaction_check_max), (1000, 3));
+        let p = write(dir.path(), "z.conf", "brokerName=b\ntransactionCheckInterval=0\n");
+        assert!(load_broker_config(&p).unwrap_err().to_string().contains("transactionCheckInterval"));
+        let p = write(dir.path(), "m.conf", "brokerName=b\ntransactionCheckMax=0\n");
+        assert!(load_broker_config(&p).unwrap_err().to_string().contains("transactionCheckMax"));
+    }
+
+    #[test]
     fn runtime_overlay_applies_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "b.conf", "brokerClusterName=C\nbrokerName=b\nslaveTimeout=1000\n");

@@ -111,18 +111,23 @@ impl OpView {
                         Vec::new()
                     }
                 };
-                let set: BTreeSet<i64> = offsets.into_iter().filter(|o| *o >= half_start).collect();
-                if set.is_empty() {
-                    self.done.push(*op_off);
-                } else {
-                    for o in &set {
-                        self.remove.insert(*o, *op_off);
-                    }
-                    self.offsets_kept += set.len();
-                    self.pending.insert(*op_off, set);
-                }
+                self.add(*op_off, offsets, half_start);
             }
             self.next = r.next_begin_offset;
+        }
+    }
+
+    /// Accounts for one op record resolving `offsets`; offsets below the scan start are done with.
+    fn add(&mut self, op_off: i64, offsets: Vec<i64>, half_start: i64) {
+        let set: BTreeSet<i64> = offsets.into_iter().filter(|o| *o >= half_start).collect();
+        if set.is_empty() {
+            self.done.push(op_off);
+        } else {
+            for o in &set {
+                self.remove.insert(*o, op_off);
+            }
+            self.offsets_kept += set.len();
+            self.pending.insert(op_off, set);
         }
     }
 
@@ -396,5 +401,28 @@ impl TransactionCheckService {
             Err(_) => warn!(group, "check transaction failed: the producer connection is full"),
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn op_progress_moves_only_past_fully_used_op_records() {
+        // Half scan starts at 5. Op 0 (merged, Apache's batch form) resolves 5 and 6, op 1
+        // resolves 2 (below the start: done at once), op 2 resolves 9.
+        let mut ops = OpView::new(0);
+        ops.add(0, vec![5, 6], 5);
+        ops.add(1, vec![2], 5);
+        ops.add(2, vec![9], 5);
+        assert!(ops.take(5));
+        assert_eq!(ops.new_offset(0), 0, "op 0 still has half 6 to account for");
+        assert!(!ops.take(7));
+        assert!(ops.take(6));
+        assert_eq!(ops.new_offset(0), 2, "ops 0 and 1 are done; op 2 waits for half 9");
+        assert!(ops.take(9));
+        assert_eq!(ops.new_offset(0), 3);
+        assert!(!ops.take(9), "each half offset is taken once");
     }
 }

@@ -205,7 +205,9 @@ async fn commit_reaches_the_consumer_and_rollback_never_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_state_is_checked_back_and_committed_by_the_producer() {
-    let (_dir, container, broker) = start("transactionCheckInterval=200\ntransactionTimeOut=300\n").await;
+    // A pass a second: the producer's answer has a second to arrive before the copy would be
+    // checked again (as in Apache, a late answer means another check).
+    let (_dir, container, broker) = start("transactionCheckInterval=1000\ntransactionTimeOut=300\n").await;
     let (client, mut inbox) = producer();
     heartbeat(&client, &broker, "tx-pg").await;
     common::rmq::create_topic(&client, &broker, "TxTopic").await;

@@ -250,7 +250,20 @@ impl TransactionCheckService {
                     break;
                 }
                 Ok(r) => match message::decode_record(&r.messages[0], false) {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        // Entries the store skipped (file fillers) move the scan with them.
+                        if let Some(at) = r.queue_offsets.first().filter(|at| **at > i) {
+                            i = *at;
+                            new_offset = i;
+                            if ops.take(i) {
+                                stats.resolved += 1;
+                                i += 1;
+                                new_offset = i;
+                                continue;
+                            }
+                        }
+                        m
+                    }
                     Err(e) => {
                         warn!(offset = i, error = %e, "undecodable half message skipped");
                         i += 1;
@@ -407,6 +420,101 @@ impl TransactionCheckService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::transaction::{op_message, to_half, TxCheckConfig, CHECK_MAX_TIME_TOPIC};
+    use crate::remoting::{BoxFuture, ConnectionHandle};
+    use crate::store::{MessageInner, MessageStore, MessageStoreConfig, PutMessageResult};
+    use std::net::SocketAddr;
+
+    /// A host with a store and nothing else: no broker, no producer online.
+    struct StoreOnly {
+        store: Arc<MessageStore>,
+        progress: parking_lot::Mutex<HashMap<String, i64>>,
+    }
+
+    impl TxHost for StoreOnly {
+        fn store(&self) -> &Arc<MessageStore> {
+            &self.store
+        }
+        fn put(&self, m: MessageInner) -> BoxFuture<'_, PutMessageResult> {
+            Box::pin(self.store.put_message(m))
+        }
+        fn check_config(&self) -> TxCheckConfig {
+            TxCheckConfig { timeout_ms: 0, check_max: 2, interval_ms: 10, file_reserved_ms: i64::MAX }
+        }
+        fn should_check(&self) -> bool {
+            true
+        }
+        fn progress(&self, topic: &str, _queue_id: i32) -> i64 {
+            *self.progress.lock().get(topic).unwrap_or(&-1)
+        }
+        fn set_progress(&self, topic: &str, _queue_id: i32, offset: i64) {
+            self.progress.lock().insert(topic.to_string(), offset);
+        }
+        fn half_queue_nums(&self) -> i32 {
+            1
+        }
+        fn producer_channel(&self, _group: &str) -> Option<ConnectionHandle> {
+            None
+        }
+        fn broker_name(&self) -> String {
+            "b".into()
+        }
+        fn store_host(&self) -> SocketAddr {
+            "127.0.0.1:10911".parse().unwrap()
+        }
+        fn ensure_check_max_time_topic(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// Waits until the queues reach the given ends and the clock has moved past the last store.
+    async fn settle(store: &MessageStore, ends: &[(&str, i64)]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stored_at = crate::util::now_millis();
+        while ends.iter().any(|(t, n)| store.max_offset_in_queue(t, 0) < *n) || crate::util::now_millis() <= stored_at {
+            assert!(Instant::now() < deadline, "the store dispatches within 10 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_over_a_bare_store_resolves_checks_and_discards() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = MessageStoreConfig::with_root(dir.path());
+        cfg.mapped_file_size_commit_log = 1 << 20;
+        cfg.mapped_file_size_consume_queue = 20 * 100;
+        cfg.max_hash_slot_num = 64;
+        cfg.max_index_num = 200;
+        let store = Arc::new(MessageStore::open(cfg).unwrap());
+        let host = Arc::new(StoreOnly { store: store.clone(), progress: Default::default() });
+        for key in ["K0", "K1"] {
+            let mut m = MessageInner::new("Real", 0, &b"x"[..]);
+            m.born_timestamp -= 10_000;
+            m.set_properties([("TRAN_MSG", "true"), ("PGROUP", "pg"), ("UNIQ_KEY", key)]);
+            to_half(&mut m);
+            assert!(store.put_message(m).await.is_ok());
+        }
+        assert!(store.put_message(op_message(0, &[0], host.store_host())).await.is_ok());
+        settle(&store, &[(HALF_TOPIC, 2), (OP_TOPIC, 1)]).await;
+        let service = TransactionCheckService::new(host.clone());
+
+        // Half 0 has its op record; half 1 gets a copy with one check (nobody to ask).
+        let s = service.check_once().await;
+        assert_eq!((s.resolved, s.no_producer, s.discarded), (1, 1, 0));
+        assert_eq!((host.progress(HALF_TOPIC, 0), host.progress(OP_TOPIC, 0)), (2, 1));
+        settle(&store, &[(HALF_TOPIC, 3)]).await;
+        // The copy is checked again; the second copy has reached transactionCheckMax and, as in
+        // Apache (the discard test comes before the freshness test), is discarded in the same pass.
+        let s = service.check_once().await;
+        assert_eq!((s.no_producer, s.discarded), (1, 1));
+        assert_eq!(host.progress(HALF_TOPIC, 0), 4);
+        settle(&store, &[(CHECK_MAX_TIME_TOPIC, 1)]).await;
+        let r = store.get_message(CHECK_MAX_TIME_TOPIC, 0, 0, 1, usize::MAX, |_| true).unwrap();
+        let m = message::decode_record(&r.messages[0], false).unwrap();
+        assert_eq!((m.uniq_key(), m.property(prop::CHECK_TIMES)), (Some("K1"), Some("2")));
+        assert_eq!(service.check_once().await, PassStats::default(), "nothing left");
+        store.shutdown().unwrap();
+    }
 
     #[test]
     fn op_progress_moves_only_past_fully_used_op_records() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rmqc::namesrv::{NameServer, NamesrvConfig};
+use rmqc::remoting::tls::TlsConfig;
 use rmqc::remoting::RemotingServer;
 
 /// Command line of `mqnamesrv`, as Apache's.
@@ -24,15 +25,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (config, warnings) = match &args.config_file {
-        Some(path) => match NamesrvConfig::load(path) {
+    let (config, tls, warnings) = match &args.config_file {
+        Some(path) => match NamesrvConfig::load_with_tls(path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         },
-        None => (NamesrvConfig::default(), Vec::new()),
+        None => (NamesrvConfig::default(), TlsConfig::default(), Vec::new()),
     };
     if args.print_config {
         print!("{}", config.to_properties());
@@ -56,11 +57,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, tls))
 }
 
-async fn run(config: NamesrvConfig) -> ExitCode {
-    let server = RemotingServer::new(config.server_config());
+async fn run(config: NamesrvConfig, tls: TlsConfig) -> ExitCode {
+    let tls = match tls.server() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("The Name Server failed to start: TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = RemotingServer::new(rmqc::remoting::ServerConfig { tls, ..config.server_config() });
     let bind = server.config().bind_address;
     let ns = match NameServer::start(config, &server).await {
         Ok(ns) => ns,

@@ -3,6 +3,7 @@
 
 pub mod route;
 pub mod send;
+pub mod tls;
 pub mod uniq;
 
 pub use route::parse_namesrv_list;

@@ -148,7 +148,14 @@ impl LoadedContainerConfig {
 
     /// The built-in default: the container port only, no brokers (unless `-b` lists some).
     pub fn defaults(broker_override: Option<&str>, namesrv_override: Option<&str>) -> Result<Self, ConfigError> {
-        Self::finish(ContainerConfig::default(), TlsConfig::default(), None, Vec::new(), broker_override, namesrv_override)
+        Self::finish(
+            ContainerConfig::default(),
+            TlsConfig::default(),
+            None,
+            Vec::new(),
+            broker_override,
+            namesrv_override,
+        )
     }
 
     fn finish(

@@ -90,7 +90,8 @@ impl BrokerContainer {
         let c = loaded.config.clone();
         let bind: IpAddr = c.bind_address.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let tls_server = loaded.tls.server()?;
-        let client = RemotingClient::new(crate::remoting::ClientConfig { tls: loaded.tls.client()?, ..Default::default() });
+        let client =
+            RemotingClient::new(crate::remoting::ClientConfig { tls: loaded.tls.client()?, ..Default::default() });
         let server = RemotingServer::new(ServerConfig {
             bind_address: bind,
             max_connections: c.server_max_connections,

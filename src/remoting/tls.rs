@@ -11,6 +11,7 @@
 //! NameServer's) config file, and from the file `tls.config.file` names.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -145,7 +146,8 @@ fn provider() -> Arc<CryptoProvider> {
 
 fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let file_err = |source| TlsError::File { what, path: path.to_path_buf(), source };
-    let certs = CertificateDer::pem_file_iter(path).map_err(file_err)?.collect::<Result<Vec<_>, _>>().map_err(file_err)?;
+    let certs =
+        CertificateDer::pem_file_iter(path).map_err(file_err)?.collect::<Result<Vec<_>, _>>().map_err(file_err)?;
     if certs.is_empty() {
         return Err(TlsError::Empty { what, path: path.to_path_buf() });
     }
@@ -247,8 +249,9 @@ impl TlsConfig {
                 .into());
         }
         if self.handshake_timeout_millis == 0 || self.handshake_concurrency == 0 {
-            return Err("tls.server.handshakeTimeoutMillis and tls.server.handshakeConcurrency must be at least 1"
-                .into());
+            return Err(
+                "tls.server.handshakeTimeoutMillis and tls.server.handshakeConcurrency must be at least 1".into()
+            );
         }
         Ok(())
     }
@@ -273,6 +276,8 @@ impl TlsConfig {
             config: self.clone(),
             stamps: parking_lot::Mutex::new(stamps),
             files,
+            reloaded: AtomicU64::new(0),
+            reload_failed: AtomicU64::new(0),
         })))
     }
 
@@ -381,6 +386,8 @@ pub struct TlsServer {
     config: TlsConfig,
     files: Vec<PathBuf>,
     stamps: parking_lot::Mutex<Stamps>,
+    reloaded: AtomicU64,
+    reload_failed: AtomicU64,
 }
 
 impl std::fmt::Debug for TlsServer {
@@ -443,10 +450,18 @@ impl TlsServer {
                 match tokio::time::timeout(timeout, handshake).await {
                     Ok(Ok(s)) => Ok(Negotiated::Tls(Box::new(s))),
                     Ok(Err(e)) => Err(Refusal::Refused(format!("TLS handshake failed: {e}"))),
-                    Err(_) => Err(Refusal::Refused(format!("TLS handshake not done within {} ms", timeout.as_millis()))),
+                    Err(_) => {
+                        Err(Refusal::Refused(format!("TLS handshake not done within {} ms", timeout.as_millis())))
+                    }
                 }
             }
         }
+    }
+
+    /// How many times changed files were loaded, and how many times they could not be (the previous
+    /// certificate was kept).
+    pub fn reloads(&self) -> (u64, u64) {
+        (self.reloaded.load(Ordering::Relaxed), self.reload_failed.load(Ordering::Relaxed))
     }
 
     /// Checks the files once; if any changed, builds a new acceptor from them. A file that cannot
@@ -464,10 +479,12 @@ impl TlsServer {
         match build_acceptor(&self.config) {
             Ok(a) => {
                 self.acceptor.store(Arc::new(a));
+                self.reloaded.fetch_add(1, Ordering::Relaxed);
                 info!(files = ?self.files, "TLS certificate reloaded; new connections use it");
                 true
             }
             Err(e) => {
+                self.reload_failed.fetch_add(1, Ordering::Relaxed);
                 error!(error = %e, "TLS certificate files changed but cannot be used; keeping the previous certificate");
                 false
             }

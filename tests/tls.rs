@@ -501,3 +501,28 @@ async fn ha_replication_over_tls() {
     c2.shutdown().await;
     c1.shutdown().await;
 }
+
+#[test]
+fn bad_tls_settings_stop_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, _, _) = write_container(dir.path(), &[]);
+    let base = std::fs::read_to_string(&conf).unwrap();
+    for (extra, expect) in [
+        ("tls.server.mode=enforcing\n", "tls.server.certPath"),
+        ("tls.server.mode=strict\n", "tls.server.mode"),
+        ("tls.enable=true\n", "tls.client.trustCertPath"),
+        ("tls.server.certPath=a.pem\n", "tls.server.keyPath"),
+        ("tls.server.certPath=a.pem\ntls.server.keyPath=a.key\ntls.server.keyPassword=x\n", "encrypted"),
+        ("tls.server.certPath=a.pem\ntls.server.keyPath=a.key\ntls.server.need.client.auth=require\n", "trustCertPath"),
+    ] {
+        std::fs::write(&conf, format!("{base}{extra}")).unwrap();
+        let e = LoadedContainerConfig::load(&conf, None, None).unwrap_err().to_string();
+        assert!(e.contains(expect), "{extra}: {e}");
+    }
+    // Files that cannot be read stop the container's start, naming the key and the file.
+    std::fs::write(&conf, format!("{base}tls.server.certPath=missing.pem\ntls.server.keyPath=missing.key\n")).unwrap();
+    let loaded = LoadedContainerConfig::load(&conf, None, None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let e = rt.block_on(BrokerContainer::start(loaded, false, None)).err().unwrap().to_string();
+    assert!(e.contains("tls.server.certPath") && e.contains("missing.pem"), "{e}");
+}

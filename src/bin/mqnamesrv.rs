@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use rmqc::namesrv::{NameServer, NamesrvConfig};
-use rmqc::remoting::tls::TlsConfig;
+use rmqc::remoting::tls::{TlsConfig, TlsServer};
 use rmqc::remoting::RemotingServer;
 
 /// Command line of `mqnamesrv`, as Apache's.
@@ -50,6 +51,14 @@ fn main() -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    // Read the certificate files before the runtime starts.
+    let tls = match tls.server() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("The Name Server failed to start: TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -60,14 +69,7 @@ fn main() -> ExitCode {
     runtime.block_on(run(config, tls))
 }
 
-async fn run(config: NamesrvConfig, tls: TlsConfig) -> ExitCode {
-    let tls = match tls.server() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("The Name Server failed to start: TLS: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+async fn run(config: NamesrvConfig, tls: Option<Arc<TlsServer>>) -> ExitCode {
     let server = RemotingServer::new(rmqc::remoting::ServerConfig { tls, ..config.server_config() });
     let bind = server.config().bind_address;
     let ns = match NameServer::start(config, &server).await {

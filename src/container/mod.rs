@@ -89,9 +89,13 @@ impl BrokerContainer {
     ) -> Result<Self, ContainerError> {
         let c = loaded.config.clone();
         let bind: IpAddr = c.bind_address.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let tls_server = loaded.tls.server()?;
-        let client =
-            RemotingClient::new(crate::remoting::ClientConfig { tls: loaded.tls.client()?, ..Default::default() });
+        // The certificate files are read on the blocking pool.
+        let tls = loaded.tls.clone();
+        let (tls_server, tls_client) = tokio::task::spawn_blocking(move || (tls.server(), tls.client()))
+            .await
+            .map_err(|e| crate::remoting::tls::TlsError::Invalid(format!("TLS set-up task failed: {e}")))?;
+        let client = RemotingClient::new(crate::remoting::ClientConfig { tls: tls_client?, ..Default::default() });
+        let tls_server = tls_server?;
         let server = RemotingServer::new(ServerConfig {
             bind_address: bind,
             max_connections: c.server_max_connections,

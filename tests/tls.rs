@@ -28,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MQADMIN: &str = env!("CARGO_BIN_EXE_mqadmin");
 const NAMESRV: &str = env!("CARGO_BIN_EXE_mqnamesrv");
+const MQBENCH: &str = env!("CARGO_BIN_EXE_mqbench");
 
 /// A test CA that signs leaf certificates.
 struct Ca {
@@ -246,6 +247,16 @@ async fn container_admin_port_over_tls_with_mqadmin() {
     round_trip(&client, &format!("127.0.0.1:{bport}"), "AddedTopic", 2).await;
     let r = route_code(&client, &format!("127.0.0.1:{ns}"), "TestCluster").await.unwrap();
     assert!(String::from_utf8_lossy(&r.body).contains(&format!("127.0.0.1:{bport}")));
+
+    // mqbench over TLS: routes from the NameServer, the topic created and messages sent on the broker.
+    let bench = tokio::task::spawn_blocking(move || {
+        let ns = format!("127.0.0.1:{ns}");
+        run(MQBENCH, &["--tls", "--tlsTrustCertPath", &ca_arg, "producer", "-n", &ns, "-q", "50", "-w", "4", "--json"])
+    })
+    .await
+    .unwrap();
+    assert!(bench.status.success(), "mqbench over TLS: {}", text(&bench));
+    assert!(text(&bench).contains("\"sent\":50"), "{}", text(&bench));
     client.shutdown().await;
     container.shutdown().await;
 }

@@ -97,7 +97,7 @@ pub(super) async fn consume_queue(run: Arc<ConsumeRun>, q: Queue, from_start: bo
 /// its first message: a queue that appears during the run is new); latency is consume time minus
 /// born time.
 pub async fn run_consumer(opts: ConsumerOptions, mut on_event: impl FnMut(Event)) -> Result<Summary, BenchError> {
-    let client = RemotingClient::default();
+    let client = RemotingClient::new(ClientConfig { tls: opts.tls.clone(), ..Default::default() });
     let qs = initial_queues(&client, &opts.namesrv, &opts.topic, None, true).await?;
     let routes = RouteFollower::new(&opts.topic, &opts.namesrv, None, true, opts.route_refresh, qs);
     let stats = Arc::new(Stats::new());

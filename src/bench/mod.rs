@@ -32,7 +32,8 @@ use crate::protocol::codes::{request, response, response_name};
 use crate::protocol::header::PullMessageRequestHeader;
 use crate::protocol::message::{decode_records, encode_batch_body, encode_properties, BatchItem};
 use crate::protocol::perm;
-use crate::remoting::{RemotingClient, RemotingCommand, RemotingError};
+use crate::remoting::tls::TlsClient;
+use crate::remoting::{ClientConfig, RemotingClient, RemotingCommand, RemotingError};
 
 mod consumer;
 mod producer;
@@ -103,6 +104,8 @@ pub struct ProducerOptions {
     pub route_refresh: Duration,
     /// At most this many requests per second overall, spread evenly (None: as fast as answered).
     pub rate: Option<u64>,
+    /// TLS to the NameServers and brokers (None: plain).
+    pub tls: Option<TlsClient>,
 }
 
 /// Spreads requests evenly at a fixed rate across every worker: request `k` (counted from 0) may
@@ -151,6 +154,8 @@ pub struct ConsumerOptions {
     pub report_every: Duration,
     /// How often the topic's route is read again ([`DEFAULT_ROUTE_REFRESH`]).
     pub route_refresh: Duration,
+    /// TLS to the NameServers and brokers (None: plain).
+    pub tls: Option<TlsClient>,
 }
 
 /// What a run tells while it goes.

@@ -4,7 +4,7 @@ use super::*;
 
 /// Runs the producer; `on_event` receives one progress line per report period and the notices.
 pub async fn run_producer(opts: ProducerOptions, mut on_event: impl FnMut(Event)) -> Result<Summary, BenchError> {
-    let client = RemotingClient::default();
+    let client = RemotingClient::new(ClientConfig { tls: opts.tls.clone(), ..Default::default() });
     let qs = initial_queues(&client, &opts.namesrv, &opts.topic, opts.broker_name.as_deref(), false).await?;
     let routes =
         RouteFollower::new(&opts.topic, &opts.namesrv, opts.broker_name.as_deref(), false, opts.route_refresh, qs);

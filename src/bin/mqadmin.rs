@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use rmqc::admin::{cluster, consumer, container, message, topic, Admin, AdminError};
-use rmqc::remoting::RemotingClient;
+use rmqc::client::tls::TlsArgs;
+use rmqc::remoting::{ClientConfig, RemotingClient};
 
 /// RocketMQ admin tool for the BrokerContainer.
 #[derive(Parser, Debug)]
@@ -14,6 +15,8 @@ use rmqc::remoting::RemotingClient;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// The NameServer list every command accepts.
@@ -351,8 +354,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let tls = match cli.tls.client() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mqadmin: TLS: {e}");
+            return ExitCode::from(1);
+        }
+    };
     rt.block_on(async {
-        let client = RemotingClient::default();
+        let client = RemotingClient::new(ClientConfig { tls, ..Default::default() });
         let result = run(&client, cli.command).await;
         client.shutdown().await;
         match result {

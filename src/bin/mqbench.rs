@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rmqc::bench::{self, ConsumerOptions, Event, ProducerOptions, SendMode, Summary};
+use rmqc::client::tls::TlsArgs;
 
 /// Throughput and latency of a RocketMQ-compatible cluster, like Apache's benchmark tool with
 /// percentiles added.
@@ -13,6 +14,8 @@ use rmqc::bench::{self, ConsumerOptions, Event, ProducerOptions, SendMode, Summa
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -113,6 +116,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let tls = match cli.tls.client() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mqbench: TLS: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let (result, json) = rt.block_on(async {
         match cli.command {
             Command::Producer {
@@ -151,6 +161,7 @@ fn main() -> ExitCode {
                     report_every: Duration::from_secs(interval.max(1)),
                     route_refresh: Duration::from_millis(route_refresh_ms),
                     rate,
+                    tls,
                 };
                 (bench::run_producer(opts, print_event).await, json)
             }
@@ -175,6 +186,7 @@ fn main() -> ExitCode {
                     duration,
                     report_every: Duration::from_secs(interval.max(1)),
                     route_refresh: Duration::from_millis(route_refresh_ms),
+                    tls,
                 };
                 (bench::run_consumer(opts, print_event).await, json)
             }

@@ -43,8 +43,10 @@ fn main() -> ExitCode {
         }
     };
     if args.print_config || args.print_important {
-        let important = ["listenPort", "namesrvAddr", "brokerConfigPaths", "embeddedNamesrvEnable", "logRoot"];
-        for (k, v) in loaded.config.entries() {
+        let important =
+            ["listenPort", "namesrvAddr", "brokerConfigPaths", "embeddedNamesrvEnable", "logRoot", "tls.server.mode"];
+        let tls = loaded.tls.entries();
+        for (k, v) in loaded.config.entries().into_iter().chain(tls) {
             if args.print_config || important.contains(&k) {
                 println!("{k}={v}");
             }

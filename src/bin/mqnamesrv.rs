@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use rmqc::namesrv::{NameServer, NamesrvConfig};
+use rmqc::remoting::tls::{TlsConfig, TlsServer};
 use rmqc::remoting::RemotingServer;
 
 /// Command line of `mqnamesrv`, as Apache's.
@@ -24,15 +26,15 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (config, warnings) = match &args.config_file {
-        Some(path) => match NamesrvConfig::load(path) {
+    let (config, tls, warnings) = match &args.config_file {
+        Some(path) => match NamesrvConfig::load_with_tls(path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         },
-        None => (NamesrvConfig::default(), Vec::new()),
+        None => (NamesrvConfig::default(), TlsConfig::default(), Vec::new()),
     };
     if args.print_config {
         print!("{}", config.to_properties());
@@ -49,6 +51,14 @@ fn main() -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    // Read the certificate files before the runtime starts.
+    let tls = match tls.server() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("The Name Server failed to start: TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -56,11 +66,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, tls))
 }
 
-async fn run(config: NamesrvConfig) -> ExitCode {
-    let server = RemotingServer::new(config.server_config());
+async fn run(config: NamesrvConfig, tls: Option<Arc<TlsServer>>) -> ExitCode {
+    let server = RemotingServer::new(rmqc::remoting::ServerConfig { tls, ..config.server_config() });
     let bind = server.config().bind_address;
     let ns = match NameServer::start(config, &server).await {
         Ok(ns) => ns,

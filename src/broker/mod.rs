@@ -275,12 +275,20 @@ impl Broker {
         // also replicates from its master and copies its metadata.
         if let Some(listener) = self.ha_listener.lock().take() {
             self.tasks.spawn(
-                ha::serve_ha_port(core.clone(), listener, self.tasks.clone(), cancel.clone(), self.span.clone())
-                    .instrument(self.span.clone()),
+                ha::serve_ha_port(
+                    core.clone(),
+                    listener,
+                    self.env.server.config().tls.clone(),
+                    self.tasks.clone(),
+                    cancel.clone(),
+                    self.span.clone(),
+                )
+                .instrument(self.span.clone()),
             );
         }
         if core.config().broker_role == config::BrokerRole::Slave {
-            self.tasks.spawn(ha::run_ha_client(core.clone(), cancel.clone()).instrument(self.span.clone()));
+            let tls = self.env.client.config().tls.clone();
+            self.tasks.spawn(ha::run_ha_client(core.clone(), tls, cancel.clone()).instrument(self.span.clone()));
             self.tasks.spawn(
                 slave_sync::run_slave_sync(
                     core.clone(),

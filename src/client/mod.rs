@@ -3,6 +3,7 @@
 
 pub mod route;
 pub mod send;
+pub mod tls;
 pub mod transaction;
 pub mod uniq;
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{resolve_relative, ConfigError, Configurable, RawConfig};
 use crate::config_struct;
+use crate::remoting::tls::TlsConfig;
 
 config_struct! {
     /// Container settings.
@@ -95,6 +96,9 @@ pub struct LoadedContainerConfig {
     pub runtime_dir: Option<PathBuf>,
     /// Unknown keys and other notes.
     pub warnings: Vec<String>,
+    /// TLS for every port of the container and its outbound connections (`tls.*`, Apache's keys),
+    /// with `tls.config.file` applied and paths resolved.
+    pub tls: TlsConfig,
 }
 
 impl LoadedContainerConfig {
@@ -106,7 +110,8 @@ impl LoadedContainerConfig {
     ) -> Result<Self, ConfigError> {
         let raw = RawConfig::load(path)?;
         let mut config = ContainerConfig::default();
-        let mut warnings = raw.apply(&mut [&mut config as &mut dyn Configurable])?;
+        let mut tls = TlsConfig::default();
+        let mut warnings = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut tls])?;
         if let Some(dir) = config.runtime_config_dir.as_deref().filter(|d| !d.trim().is_empty()) {
             // Changes made at runtime apply over the file (values still resolve against the file).
             let overlay = resolve_relative(path, dir).join(CONTAINER_OVERLAY_FILE);
@@ -121,7 +126,7 @@ impl LoadedContainerConfig {
                 warnings.extend(raw.apply(&mut [&mut config as &mut dyn Configurable])?);
             }
         }
-        Self::finish(config, Some(path), warnings, broker_override, namesrv_override)
+        Self::finish(config, tls, Some(path), warnings, broker_override, namesrv_override)
     }
 
     /// The file runtime changes of the container are written to: the overlay in `runtimeConfigDir`,
@@ -143,11 +148,19 @@ impl LoadedContainerConfig {
 
     /// The built-in default: the container port only, no brokers (unless `-b` lists some).
     pub fn defaults(broker_override: Option<&str>, namesrv_override: Option<&str>) -> Result<Self, ConfigError> {
-        Self::finish(ContainerConfig::default(), None, Vec::new(), broker_override, namesrv_override)
+        Self::finish(
+            ContainerConfig::default(),
+            TlsConfig::default(),
+            None,
+            Vec::new(),
+            broker_override,
+            namesrv_override,
+        )
     }
 
     fn finish(
         mut config: ContainerConfig,
+        mut tls: TlsConfig,
         path: Option<&Path>,
         warnings: Vec<String>,
         broker_override: Option<&str>,
@@ -162,6 +175,8 @@ impl LoadedContainerConfig {
             config.broker_config_paths = Some(b.to_string());
         }
         config.validate().map_err(invalid)?;
+        tls.resolve(path)?;
+        tls.validate().map_err(invalid)?;
         if config.embedded_namesrv_enable && config.namesrv_addr.is_none() {
             config.namesrv_addr = Some(format!("127.0.0.1:{}", config.embedded_namesrv_port));
         }
@@ -192,6 +207,7 @@ impl LoadedContainerConfig {
             allowed_dirs: dirs,
             runtime_dir,
             warnings,
+            tls,
         })
     }
 }

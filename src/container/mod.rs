@@ -51,6 +51,9 @@ pub enum ContainerError {
     /// A broker listed in the config did not start.
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    /// The TLS certificate, key or trust files cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::remoting::tls::TlsError),
 }
 
 struct Shared {
@@ -86,6 +89,13 @@ impl BrokerContainer {
     ) -> Result<Self, ContainerError> {
         let c = loaded.config.clone();
         let bind: IpAddr = c.bind_address.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        // The certificate files are read on the blocking pool.
+        let tls = loaded.tls.clone();
+        let (tls_server, tls_client) = tokio::task::spawn_blocking(move || (tls.server(), tls.client()))
+            .await
+            .map_err(|e| crate::remoting::tls::TlsError::Invalid(format!("TLS set-up task failed: {e}")))?;
+        let client = RemotingClient::new(crate::remoting::ClientConfig { tls: tls_client?, ..Default::default() });
+        let tls_server = tls_server?;
         let server = RemotingServer::new(ServerConfig {
             bind_address: bind,
             max_connections: c.server_max_connections,
@@ -93,6 +103,7 @@ impl BrokerContainer {
             channel_max_idle: std::time::Duration::from_secs(c.server_channel_max_idle_time_seconds),
             frame_read_timeout: std::time::Duration::from_millis(c.server_frame_read_timeout_millis),
             max_inflight_per_connection: c.server_max_inflight_per_connection,
+            tls: tls_server,
             ..Default::default()
         });
         let mut planned = Vec::new();
@@ -101,7 +112,7 @@ impl BrokerContainer {
         }
         let namesrvs: NamesrvList =
             Arc::new(ArcSwap::from_pointee(parse_namesrv_list(c.namesrv_addr.as_deref().unwrap_or(""))));
-        let env = BrokerEnv { server: server.clone(), client: RemotingClient::default(), namesrvs };
+        let env = BrokerEnv { server: server.clone(), client, namesrvs };
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(c.clone()),
             loaded: loaded.clone(),

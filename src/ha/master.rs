@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,7 @@ use tracing::{error, info, warn, Instrument};
 
 use super::wire::*;
 use super::HaHost;
+use crate::remoting::tls::{Negotiated, Refusal, TlsServer};
 use crate::store::MessageStore;
 
 /// Most bytes the master writes to a slave in one go (several packets).
@@ -79,14 +79,17 @@ impl HaMaster {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Accepts slaves on the HA port until cancelled; each connection runs as a task of `tasks`.
+/// Accepts slaves on the HA port until cancelled; each connection runs as a task of `tasks`. With
+/// `tls`, a connection negotiates TLS first as the remoting ports do (`tls.server.mode`).
 pub async fn serve_ha_port<H: HaHost>(
     core: Arc<H>,
     listener: TcpListener,
+    tls: Option<Arc<TlsServer>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
     span: tracing::Span,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(tls.as_ref().map_or(1, |t| t.handshake_concurrency())));
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -96,7 +99,34 @@ pub async fn serve_ha_port<H: HaHost>(
             Ok((stream, peer)) => {
                 info!(slave = %peer, "HA connection accepted");
                 let (core, cancel) = (core.clone(), cancel.clone());
-                tasks.spawn(serve_slave(core, stream, peer, cancel).instrument(span.clone()));
+                let (tls, handshakes) = (tls.clone(), handshakes.clone());
+                tasks.spawn(
+                    async move {
+                        let _ = stream.set_nodelay(true);
+                        let Some(tls) = tls else {
+                            let (rd, wr) = stream.into_split();
+                            return serve_slave(core, rd, wr, peer, cancel).await;
+                        };
+                        let negotiated = tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            r = tls.negotiate(stream, HOUSEKEEPING, &handshakes) => r,
+                        };
+                        match negotiated {
+                            Ok(Negotiated::Plain(s)) => {
+                                let (rd, wr) = s.into_split();
+                                serve_slave(core, rd, wr, peer, cancel).await
+                            }
+                            Ok(Negotiated::Tls(s)) => {
+                                let (rd, wr) = tokio::io::split(*s);
+                                serve_slave(core, rd, wr, peer, cancel).await
+                            }
+                            Err(Refusal::Quiet(why) | Refusal::Refused(why)) => {
+                                warn!(slave = %peer, "HA connection closed: {why}")
+                            }
+                        }
+                    }
+                    .instrument(span.clone()),
+                );
             }
             Err(e) => {
                 warn!(error = %e, "HA accept failed");
@@ -109,12 +139,15 @@ pub async fn serve_ha_port<H: HaHost>(
     }
 }
 
-async fn serve_slave<H: HaHost>(core: Arc<H>, stream: TcpStream, peer: SocketAddr, cancel: CancellationToken) {
-    let _ = stream.set_nodelay(true);
+async fn serve_slave<H, R, W>(core: Arc<H>, rd: R, wr: W, peer: SocketAddr, cancel: CancellationToken)
+where
+    H: HaHost,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let conn = Arc::new(SlaveConn { peer, ack: AtomicI64::new(-1), ahead: AtomicBool::new(false) });
     let ha = &core.ha().master;
     ha.add(conn.clone());
-    let (rd, wr) = stream.into_split();
     let (first_tx, first_rx) = watch::channel(None);
     let why = tokio::select! {
         _ = cancel.cancelled() => "broker shutting down".to_string(),
@@ -126,7 +159,7 @@ async fn serve_slave<H: HaHost>(core: Arc<H>, stream: TcpStream, peer: SocketAdd
 }
 
 async fn read_reports(
-    mut rd: OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin,
     conn: &SlaveConn,
     ha: &HaMaster,
     first: watch::Sender<Option<i64>>,
@@ -154,7 +187,7 @@ async fn read_reports(
 }
 
 async fn write_transfer(
-    mut wr: OwnedWriteHalf,
+    mut wr: impl AsyncWrite + Unpin,
     conn: &SlaveConn,
     store: Arc<MessageStore>,
     mut first: watch::Receiver<Option<i64>>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use super::wire::*;
 use super::HaHost;
+use crate::remoting::tls::TlsClient;
 use crate::store::MessageStore;
 
 /// Slave-side replication state.
@@ -88,7 +89,9 @@ impl HaSlave {
 
 /// Replicates from the master whose HA address the NameServer gave, reconnecting after failures,
 /// until cancelled.
-pub async fn run_ha_client<H: HaHost>(core: Arc<H>, cancel: CancellationToken) {
+///
+/// With `tls` the connection to the master runs TLS (the broker's `tls.enable` client settings).
+pub async fn run_ha_client<H: HaHost>(core: Arc<H>, tls: Option<TlsClient>, cancel: CancellationToken) {
     let slave = &core.ha().slave;
     let mut failures = 0u32;
     loop {
@@ -104,16 +107,33 @@ pub async fn run_ha_client<H: HaHost>(core: Arc<H>, cancel: CancellationToken) {
             }
             continue;
         };
+        let connect = async {
+            let stream = TcpStream::connect(&addr).await?;
+            let _ = stream.set_nodelay(true);
+            Ok::<_, std::io::Error>(match &tls {
+                None => HaStream::Plain(stream),
+                Some(t) => HaStream::Tls(Box::new(t.connect(&addr, stream).await?)),
+            })
+        };
         let connected = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(&addr)) => r,
+            r = tokio::time::timeout(Duration::from_secs(3), connect) => r,
         };
         match connected {
             Ok(Ok(stream)) => {
                 failures = 0;
                 slave.connected.store(true, Ordering::Release);
-                info!(master = %addr, "HA connected to master");
-                let r = replicate(&core, stream, &cancel).await;
+                info!(master = %addr, tls = matches!(stream, HaStream::Tls(_)), "HA connected to master");
+                let r = match stream {
+                    HaStream::Plain(s) => {
+                        let (rd, wr) = s.into_split();
+                        replicate(&core, rd, wr, &cancel).await
+                    }
+                    HaStream::Tls(s) => {
+                        let (rd, wr) = tokio::io::split(*s);
+                        replicate(&core, rd, wr, &cancel).await
+                    }
+                };
                 slave.connected.store(false, Ordering::Release);
                 match r {
                     Ok(()) => break,
@@ -138,12 +158,21 @@ pub async fn run_ha_client<H: HaHost>(core: Arc<H>, cancel: CancellationToken) {
     }
 }
 
+/// The slave's connection to its master, before it is split.
+enum HaStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// One HA session; `Ok` when cancelled, `Err(reason)` when the connection must be dropped.
-async fn replicate<H: HaHost>(core: &Arc<H>, stream: TcpStream, cancel: &CancellationToken) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
+async fn replicate<H, R, W>(core: &Arc<H>, mut rd: R, mut wr: W, cancel: &CancellationToken) -> Result<(), String>
+where
+    H: HaHost,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let store = core.store().clone();
     let slave = &core.ha().slave;
-    let (mut rd, mut wr) = stream.into_split();
     let mut reported = store.commit_log_max_offset();
     wr.write_all(&encode_report(reported)).await.map_err(|e| format!("report failed: {e}"))?;
     let mut last_report_at = Instant::now();

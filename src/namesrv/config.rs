@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{home_dir, Configurable, RawConfig};
 use crate::config_struct;
+use crate::remoting::tls::TlsConfig;
 
 fn default_store_path(file: &str) -> String {
     home_dir().join("namesrv").join(file).to_string_lossy().into_owned()
@@ -90,9 +91,18 @@ impl NamesrvConfig {
     /// Reads a config file (properties, or TOML for `.toml`) over the defaults. Returns the config and the
     /// warnings (unknown keys). Relative paths in the file resolve against its directory.
     pub fn load(path: &Path) -> Result<(Self, Vec<String>), crate::config::ConfigError> {
+        Self::load_with_tls(path).map(|(c, _, w)| (c, w))
+    }
+
+    /// Like [`NamesrvConfig::load`], with the TLS settings of the file (`tls.*`; `tls.config.file`
+    /// applied, paths resolved, validated).
+    pub fn load_with_tls(path: &Path) -> Result<(Self, TlsConfig, Vec<String>), crate::config::ConfigError> {
         let raw = RawConfig::load(path)?;
         let mut cfg = NamesrvConfig::default();
-        let warnings = raw.apply(&mut [&mut cfg as &mut dyn Configurable])?;
+        let mut tls = TlsConfig::default();
+        let warnings = raw.apply(&mut [&mut cfg as &mut dyn Configurable, &mut tls])?;
+        tls.resolve(Some(path))?;
+        tls.validate().map_err(|reason| crate::config::ConfigError::Invalid { path: path.to_path_buf(), reason })?;
         if raw.get("kvConfigPath").is_some() {
             cfg.kv_config_path = crate::config::resolve_relative(path, &cfg.kv_config_path).to_string_lossy().into();
         }
@@ -100,7 +110,7 @@ impl NamesrvConfig {
             cfg.config_store_path =
                 crate::config::resolve_relative(path, &cfg.config_store_path).to_string_lossy().into();
         }
-        Ok((cfg, warnings))
+        Ok((cfg, tls, warnings))
     }
 
     /// The KV config file, `~/` expanded.

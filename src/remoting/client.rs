@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -18,6 +19,7 @@ use tracing::{debug, Instrument};
 use super::codec::{RemotingCodec, DEFAULT_MAX_FRAME_LENGTH};
 use super::command::{RemotingCommand, SerializeType};
 use super::server::write_loop;
+use super::tls::TlsClient;
 use super::RemotingError;
 
 /// Client settings (Apache's `NettyClientConfig`, as far as it applies).
@@ -31,6 +33,8 @@ pub struct ClientConfig {
     pub max_frame_length: usize,
     /// Requests queued per connection before senders wait.
     pub write_queue: usize,
+    /// TLS for every connection (Apache's `useTLS` / `tls.enable`); None = plain frames.
+    pub tls: Option<TlsClient>,
 }
 
 impl Default for ClientConfig {
@@ -40,6 +44,7 @@ impl Default for ClientConfig {
             serialize_type: SerializeType::Json,
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             write_queue: 1024,
+            tls: None,
         }
     }
 }
@@ -107,6 +112,11 @@ impl RemotingClient {
                 tasks: TaskTracker::new(),
             }),
         }
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
     }
 
     /// Sends `request` to `addr` (`host:port`) and waits up to `timeout` for the response.
@@ -191,15 +201,35 @@ impl RemotingClient {
                 return Ok(c.clone());
             }
         }
-        let stream = tokio::time::timeout(self.inner.config.connect_timeout, TcpStream::connect(addr))
+        let connect_timeout = self.inner.config.connect_timeout;
+        let timed_out = |_| RemotingError::Connect {
+            addr: addr.to_string(),
+            reason: format!("timed out after {} ms", connect_timeout.as_millis()),
+        };
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
             .await
-            .map_err(|_| RemotingError::Connect {
-                addr: addr.to_string(),
-                reason: format!("timed out after {} ms", self.inner.config.connect_timeout.as_millis()),
-            })?
+            .map_err(timed_out)?
             .map_err(|e| RemotingError::Connect { addr: addr.to_string(), reason: e.to_string() })?;
         let _ = stream.set_nodelay(true);
-        let conn = self.start_connection(addr, stream);
+        let conn = match &self.inner.config.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                self.start_connection(addr, rd, wr)
+            }
+            Some(tls) => {
+                // The handshake shares the connect timeout.
+                let stream = tokio::time::timeout_at(deadline, tls.connect(addr, stream))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(|e| RemotingError::Connect {
+                        addr: addr.to_string(),
+                        reason: format!("TLS handshake failed: {e}"),
+                    })?;
+                let (rd, wr) = tokio::io::split(stream);
+                self.start_connection(addr, rd, wr)
+            }
+        };
         let mut conns = self.inner.conns.lock();
         if let Some(existing) = conns.get(addr) {
             if !existing.closed.is_cancelled() {
@@ -212,8 +242,11 @@ impl RemotingClient {
         Ok(conn)
     }
 
-    fn start_connection(&self, addr: &str, stream: TcpStream) -> Arc<ClientConn> {
-        let (rd, wr) = stream.into_split();
+    fn start_connection<R, W>(&self, addr: &str, rd: R, wr: W) -> Arc<ClientConn>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let codec = RemotingCodec::with_max_frame_length(self.inner.config.max_frame_length);
         let (tx, rx) = mpsc::channel(self.inner.config.write_queue);
         let closed = self.inner.shutdown.child_token();

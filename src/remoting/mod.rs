@@ -11,6 +11,7 @@ pub mod connection;
 pub mod header;
 pub mod processor;
 pub mod server;
+pub mod tls;
 
 pub use admission::Admission;
 pub use client::{ClientConfig, RemotingClient, ServerRequest};

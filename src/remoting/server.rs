@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures::{FutureExt, SinkExt};
 use parking_lot::Mutex;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -28,6 +28,7 @@ use super::command::RemotingCommand;
 use super::connection::ConnInner;
 pub use super::connection::ConnectionHandle;
 pub use super::processor::{BoxFuture, ChannelEventListener, FnProcessor, ProcessorTable, RequestProcessor};
+use super::tls::{Negotiated, Refusal, TlsServer};
 use super::RemotingError;
 use crate::protocol::codes::response;
 
@@ -76,6 +77,8 @@ pub struct ServerConfig {
     pub write_queue: usize,
     /// How long closing a port waits for in-flight requests before it drops them.
     pub close_grace: Duration,
+    /// TLS on every port (`tls.server.*`); None serves plain frames only.
+    pub tls: Option<Arc<TlsServer>>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             write_queue: 1024,
             close_grace: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -110,6 +114,8 @@ struct ServerInner {
     refusal_log_next: AtomicU64,
     /// Refusals not logged since the last warning.
     refusal_suppressed: AtomicU64,
+    /// The server's own background tasks (the TLS certificate reloader).
+    tasks: TaskTracker,
 }
 
 /// What an accepted connection holds while open: its global slot and its per-address slot.
@@ -182,6 +188,8 @@ struct PortState {
     hard: CancellationToken,
     tasks: TaskTracker,
     live: Mutex<HashMap<u64, ConnectionHandle>>,
+    /// TLS handshakes in progress on this port (`tls.server.handshakeConcurrency`).
+    handshakes: Arc<Semaphore>,
 }
 
 /// The shared transport: owns every port's accept loop and connections. Cheap to clone.
@@ -201,6 +209,15 @@ impl RemotingServer {
     pub fn new(config: ServerConfig) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let inflight_bytes = Arc::new(Semaphore::new(config.max_inflight_bytes));
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        if let Some(tls) = &config.tls {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                tls.spawn_reloader(&tasks, shutdown.child_token());
+            } else {
+                warn!("no async runtime: TLS certificate files will not be reloaded");
+            }
+        }
         RemotingServer {
             inner: Arc::new(ServerInner {
                 config,
@@ -209,10 +226,11 @@ impl RemotingServer {
                 per_address: Mutex::new(HashMap::new()),
                 inflight_bytes,
                 next_conn_id: AtomicU64::new(1),
-                shutdown: CancellationToken::new(),
+                shutdown,
                 epoch: std::time::Instant::now(),
                 refusal_log_next: AtomicU64::new(0),
                 refusal_suppressed: AtomicU64::new(0),
+                tasks,
             }),
         }
     }
@@ -267,6 +285,9 @@ impl RemotingServer {
             hard: CancellationToken::new(),
             tasks: TaskTracker::new(),
             live: Mutex::new(HashMap::new()),
+            handshakes: Arc::new(Semaphore::new(
+                self.inner.config.tls.as_ref().map_or(1, |t| t.handshake_concurrency()),
+            )),
         });
         {
             let mut ports = self.inner.ports.lock();
@@ -304,6 +325,8 @@ impl RemotingServer {
         for st in states {
             self.close_port(&st).await;
         }
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
     }
 
     async fn close_port(&self, st: &Arc<PortState>) {
@@ -339,7 +362,7 @@ impl RemotingServer {
                     let id = self.inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", port = st.port, %peer, id);
                     st.tasks.spawn(
-                        async move { server.serve_connection(stream, peer, id, st2, slot).await }.instrument(span),
+                        async move { server.start_connection(stream, peer, id, st2, slot).await }.instrument(span),
                     );
                 }
                 Err(e) => {
@@ -381,7 +404,9 @@ impl RemotingServer {
         None
     }
 
-    fn refused(&self, peer: SocketAddr, port: u16, key: &'static str, limit: usize) {
+    /// Whether a refusal may be logged now (at most once per period); if so, how many were not logged
+    /// since the last time. Otherwise counts this one as not logged.
+    fn refusal_log_slot(&self) -> Option<u64> {
         let inner = &self.inner;
         let now = inner.epoch.elapsed().as_millis() as u64;
         let next = inner.refusal_log_next.load(Ordering::Relaxed);
@@ -391,7 +416,23 @@ impl RemotingServer {
                 .compare_exchange(next, now + REFUSAL_LOG_PERIOD_MS, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
-            let also_refused = inner.refusal_suppressed.swap(0, Ordering::AcqRel);
+            Some(inner.refusal_suppressed.swap(0, Ordering::AcqRel))
+        } else {
+            inner.refusal_suppressed.fetch_add(1, Ordering::AcqRel);
+            None
+        }
+    }
+
+    /// Logs (rate-limited, with the connection caps' refusals) why a connection was closed at TLS
+    /// negotiation.
+    fn refused_tls(&self, peer: SocketAddr, port: u16, why: &str) {
+        if let Some(also_refused) = self.refusal_log_slot() {
+            warn!(%peer, port, also_refused, "connection closed: {why} ({also_refused} other connections refused since the last warning)");
+        }
+    }
+
+    fn refused(&self, peer: SocketAddr, port: u16, key: &'static str, limit: usize) {
+        if let Some(also_refused) = self.refusal_log_slot() {
             warn!(
                 %peer,
                 port,
@@ -401,15 +442,49 @@ impl RemotingServer {
                 "connection closed at once: {key}={limit} reached ({also_refused} other connections refused \
                  since the last warning)"
             );
-        } else {
-            inner.refusal_suppressed.fetch_add(1, Ordering::AcqRel);
         }
     }
 
-    async fn serve_connection(self, stream: TcpStream, peer: SocketAddr, id: u64, st: Arc<PortState>, _slot: ConnSlot) {
+    /// Negotiates TLS if this server serves it (off the accept loop), then serves the connection.
+    async fn start_connection(self, stream: TcpStream, peer: SocketAddr, id: u64, st: Arc<PortState>, slot: ConnSlot) {
+        let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::new(self.inner.config.bind_address, st.port));
+        let Some(tls) = self.inner.config.tls.clone() else {
+            let (rd, wr) = stream.into_split();
+            return self.serve_connection(rd, wr, local, peer, id, st, slot).await;
+        };
+        let negotiated = tokio::select! {
+            _ = st.soft.cancelled() => return,
+            r = tls.negotiate(stream, self.inner.config.channel_max_idle, &st.handshakes) => r,
+        };
+        match negotiated {
+            Ok(Negotiated::Plain(stream)) => {
+                let (rd, wr) = stream.into_split();
+                self.serve_connection(rd, wr, local, peer, id, st, slot).await
+            }
+            Ok(Negotiated::Tls(stream)) => {
+                let (rd, wr) = tokio::io::split(*stream);
+                self.serve_connection(rd, wr, local, peer, id, st, slot).await
+            }
+            Err(Refusal::Quiet(why)) => debug!(%peer, port = st.port, "connection closed: {why}"),
+            Err(Refusal::Refused(why)) => self.refused_tls(peer, st.port, &why),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_connection<R, W>(
+        self,
+        mut rd: R,
+        wr: W,
+        local: SocketAddr,
+        peer: SocketAddr,
+        id: u64,
+        st: Arc<PortState>,
+        _slot: ConnSlot,
+    ) where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let config = &self.inner.config;
-        let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::new(config.bind_address, st.port));
-        let (mut rd, wr) = stream.into_split();
         let codec = RemotingCodec::with_max_frame_length(config.max_frame_length);
         let (tx, rx) = mpsc::channel::<RemotingCommand>(config.write_queue);
         let closed = CancellationToken::new();

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rmqc::config::Configurable;
 use rmqc::container::config::LoadedContainerConfig;
 use rmqc::container::BrokerContainer;
 
@@ -44,7 +43,7 @@ fn main() -> ExitCode {
     };
     if args.print_config || args.print_important {
         let important = ["listenPort", "namesrvAddr", "brokerConfigPaths", "embeddedNamesrvEnable", "logRoot"];
-        for (k, v) in loaded.config.entries() {
+        for (k, v) in loaded.shown_entries(&loaded.config) {
             if args.print_config || important.contains(&k) {
                 println!("{k}={v}");
             }

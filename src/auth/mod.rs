@@ -140,7 +140,7 @@ impl AuthGuard {
         if user.user_status == UserStatus::Disable {
             return fail(format!("User:{ak} is disabled."));
         }
-        let Some(sig) = fields.signature else { return fail("signature cannot be null.".into()) };
+        let Some(sig) = fields.signature else { return fail("check signature failed.".into()) };
         let expected = signature::sign(user.password.as_bytes(), req, req.version <= signature::V4_9_3);
         if !signature::signature_matches(&expected, sig) {
             return fail("check signature failed.".into());
@@ -352,5 +352,77 @@ mod tests {
         let t = Resource::literal(ResourceType::Topic, "a");
         assert_eq!(evaluate(&a, &t, &[Action::Sub], "10.1.1.1".parse().unwrap()), Some(Decision::Allow));
         assert_eq!(evaluate(&a, &t, &[Action::Sub], "127.0.0.1".parse().unwrap()), Some(Decision::Deny));
+    }
+
+    mod signature_fuzz {
+        use super::super::*;
+        use crate::auth::model::{User, UserStatus, UserType};
+        use proptest::prelude::*;
+
+        fn guard() -> AuthGuard {
+            let dir = std::env::temp_dir().join(format!("rmqc-auth-fuzz-{}", std::process::id()));
+            let store = AuthStore::open(&dir).unwrap();
+            // Kept in memory only: a failed write leaves the store as it was, so write nothing.
+            let settings = AuthSettings { authentication: true, authorization: true, ..Default::default() };
+            let g = AuthGuard::new(settings, Arc::new(store), "C");
+            *g.store.users_for_tests() = [(
+                "u".to_string(),
+                User {
+                    username: "u".into(),
+                    password: "secret".into(),
+                    user_type: UserType::Super,
+                    user_status: UserStatus::Enable,
+                },
+            )]
+            .into_iter()
+            .collect();
+            g
+        }
+
+        fn field() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,40}",
+                Just(String::new()),
+                (0usize..20_000).prop_map(|n| "A".repeat(n)),
+                Just("u".to_string()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+            /// Malformed, oversized and random fields never panic and never pass, unless the
+            /// request really is signed with the user's secret.
+            #[test]
+            fn random_fields_never_panic_nor_pass(
+                ak in field(),
+                sig in field(),
+                token in proptest::option::of(field()),
+                extra in proptest::collection::btree_map(".{0,12}", ".{0,64}", 0..8),
+                body in proptest::collection::vec(any::<u8>(), 0..512),
+                code in any::<i32>(),
+                version in any::<i32>(),
+                sign_it in any::<bool>(),
+            ) {
+                let g = guard();
+                let mut req = RemotingCommand::request(code);
+                req.version = version;
+                req.ext_fields = extra;
+                req.body = bytes::Bytes::from(body);
+                req.ext_fields.insert(signature::ACCESS_KEY.into(), ak.clone());
+                req.ext_fields.insert(signature::SIGNATURE.into(), sig);
+                if let Some(t) = token {
+                    req.ext_fields.insert(signature::SECURITY_TOKEN.into(), t);
+                }
+                let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+                if sign_it && ak == "u" {
+                    signature::Credentials::new("u", "secret").sign_request(&mut req);
+                    let fits = req.ext_fields.get(signature::SECURITY_TOKEN).is_none_or(|t| t.len() <= signature::MAX_SECURITY_TOKEN_LEN);
+                    prop_assert_eq!(g.check(peer, &req).is_ok(), fits);
+                } else {
+                    // A random signature matches only by a 2^-160 chance.
+                    prop_assert!(g.check(peer, &req).is_err());
+                }
+            }
+        }
     }
 }

@@ -332,6 +332,12 @@ impl AuthStore {
         })
     }
 
+    /// The user table, to fill a store without writing files (tests only).
+    #[cfg(test)]
+    pub(crate) fn users_for_tests(&self) -> parking_lot::RwLockWriteGuard<'_, BTreeMap<String, User>> {
+        self.users.write()
+    }
+
     /// True if `username` is a Super user.
     pub fn is_super(&self, username: &str) -> bool {
         self.user(username).is_some_and(|u| u.user_type == UserType::Super)

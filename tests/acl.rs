@@ -227,6 +227,23 @@ async fn container_admin_port_needs_a_super_user_and_mqadmin_users_and_acls_roun
     assert!(!out.contains("Topic:foo") && out.contains("Group:g"), "{out}");
     // The container's store has them (shared), in its authConfigPath.
     assert!(read(&d.join("cauth").join("acls.json")).contains("Group:g"));
+    // copyUser / copyAcl to a broker with its own store.
+    let (cfile, c2port) = write_broker(
+        d,
+        "acl-c",
+        "authenticationEnabled=true\ninitAuthenticationUser={\"username\":\"root\",\"password\":\"root-secret\"}\n",
+    );
+    ok(&["addBroker", "-c", &caddr, "-b", d.join(&cfile).to_str().unwrap()]);
+    wait_until("acl-c listens", Duration::from_secs(30), || port_open(c2port));
+    let c2addr = format!("127.0.0.1:{c2port}");
+    assert!(ok(&["getUser", "-b", &c2addr, "-u", "alice"]).contains("not found"));
+    ok(&["copyUser", "-f", &baddr, "-t", &c2addr, "-u", "alice"]);
+    ok(&["copyAcl", "-f", &baddr, "-t", &c2addr, "-s", "User:alice"]);
+    assert!(ok(&["getUser", "-b", &c2addr, "-u", "alice"]).contains("disable"));
+    assert!(ok(&["getAcl", "-b", &c2addr, "-s", "User:alice"]).contains("Group:g"));
+    assert!(!read(&d.join("store").join("acl-c").join("config").join("users.json")).is_empty());
+    ok(&["removeBroker", "-c", &caddr, "-b", "TestCluster:acl-c:0"]);
+
     ok(&["deleteUser", "-b", &baddr, "-u", "alice"]);
     assert!(ok(&["getUser", "-b", &baddr, "-u", "alice"]).contains("not found"));
     // Unsigned admin requests to the broker are refused.
@@ -248,13 +265,18 @@ async fn container_admin_port_needs_a_super_user_and_mqadmin_users_and_acls_roun
     assert!(audit.contains("container admin request code=902"), "{audit}");
 }
 
-fn ha_conf(dir: &Path, id: i64, port: u16) -> String {
+fn ha_conf(dir: &Path, id: i64, port: u16, inner: bool) -> String {
+    let inner = if inner {
+        r#"innerClientAuthenticationCredentials={"accessKey":"inner","secretKey":"inner-secret"}"#
+    } else {
+        ""
+    };
     let role = if id == 0 { "ASYNC_MASTER" } else { "SLAVE" };
     let file = format!("acl-ha-{id}.conf");
     std::fs::write(
         dir.join(&file),
         format!(
-            "brokerClusterName=AclHa\nbrokerName=acl-ha\nbrokerId={id}\nbrokerRole={role}\nlistenPort={port}\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\nmappedFileSizeConsumeQueue=6000\nmaxHashSlotNum=1000\nmaxIndexNum=4000\nauthenticationEnabled=true\nauthorizationEnabled=true\n{ADMIN_USER}\ninnerClientAuthenticationCredentials={{\"accessKey\":\"inner\",\"secretKey\":\"inner-secret\"}}\n",
+            "brokerClusterName=AclHa\nbrokerName=acl-ha\nbrokerId={id}\nbrokerRole={role}\nlistenPort={port}\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxMessageSize=65536\nmappedFileSizeConsumeQueue=6000\nmaxHashSlotNum=1000\nmaxIndexNum=4000\nauthenticationEnabled=true\nauthorizationEnabled=true\n{ADMIN_USER}\n{inner}\n",
             dir.join(format!("store-{id}")).display()
         ),
     )
@@ -267,15 +289,19 @@ async fn registration_and_slave_replication_work_with_inner_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mport = free_port_block(2, 1);
-    let sport = loop {
+    let other = |taken: &[u16]| loop {
         let p = free_port_block(2, 1);
-        if p.abs_diff(mport) > 4 {
+        if taken.iter().all(|t| p.abs_diff(*t) > 4) {
             break p;
         }
     };
-    let m = ha_conf(d, 0, mport);
-    let s = ha_conf(d, 1, sport);
-    let (conf, _cport, ns) = write_container(d, &[&m, &s]);
+    let sport = other(&[mport]);
+    let uport = other(&[mport, sport]);
+    let m = ha_conf(d, 0, mport, true);
+    let s = ha_conf(d, 1, sport, true);
+    // A second slave without inner credentials: the master refuses its metadata sync.
+    let u = ha_conf(d, 2, uport, false);
+    let (conf, _cport, ns) = write_container(d, &[&m, &s, &u]);
     let _c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
     wait_until("both brokers listen", Duration::from_secs(30), || port_open(mport) && port_open(sport));
     let (maddr, saddr) = (format!("127.0.0.1:{mport}"), format!("127.0.0.1:{sport}"));
@@ -303,7 +329,10 @@ async fn registration_and_slave_replication_work_with_inner_credentials() {
     })
     .await;
     wait_max_offset(&admin, &saddr, "AclHaTopic", 0, 1).await;
-    // The master never refused the slave.
-    let audit = read(&d.join("logs").join("AclHa_acl-ha_0").join("auth_audit.log"));
-    assert!(!audit.contains("User:inner"), "{audit}");
+    // The master never refused the signed slave, and refused the unsigned one.
+    let audit = d.join("logs").join("AclHa_acl-ha_0").join("auth_audit.log");
+    wait_until("the unsigned slave's sync is refused", Duration::from_secs(30), || {
+        read(&audit).contains("User: is authenticated failed with Signature = . code=28")
+    });
+    assert!(!read(&audit).contains("User:inner"), "{}", read(&audit));
 }

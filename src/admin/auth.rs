@@ -235,3 +235,56 @@ pub async fn list_acls(
     }
     Ok(out)
 }
+
+/// `copyUser`: copies users (all when `usernames` is None) from one broker to another, creating
+/// or updating them there.
+pub async fn copy_users(admin: &Admin, from: &str, to: &str, usernames: Option<&str>) -> Result<String, AdminError> {
+    let req = RemotingCommand::request(request::AUTH_LIST_USER).with_ext("filter", "");
+    let r = admin.call(from, req).await?;
+    let users: Vec<UserInfo> = if r.body.is_empty() {
+        Vec::new()
+    } else {
+        crate::json::from_slice_lenient(&r.body)
+            .map_err(|e| AdminError::BadAnswer { addr: from.into(), reason: e.to_string() })?
+    };
+    let wanted = split(usernames);
+    let mut out = String::new();
+    for u in users {
+        let Some(name) = u.username.clone() else { continue };
+        if wanted.as_ref().is_some_and(|w| !w.contains(&name)) {
+            continue;
+        }
+        let get = RemotingCommand::request(request::AUTH_GET_USER).with_ext("username", &name);
+        let exists = !admin.call(to, get).await?.body.is_empty();
+        let code = if exists { request::AUTH_UPDATE_USER } else { request::AUTH_CREATE_USER };
+        let req = with_json(RemotingCommand::request(code).with_ext("username", &name), &u)?;
+        admin.call(to, req).await?;
+        out.push_str(&format!("copy user {name} from {from} to {to} success.\n"));
+    }
+    Ok(out)
+}
+
+/// `copyAcl`: copies ACLs (all when `subjects` is None) from one broker to another (merged there).
+pub async fn copy_acls(admin: &Admin, from: &str, to: &str, subjects: Option<&str>) -> Result<String, AdminError> {
+    let req =
+        RemotingCommand::request(request::AUTH_LIST_ACL).with_ext("subjectFilter", "").with_ext("resourceFilter", "");
+    let r = admin.call(from, req).await?;
+    let acls: Vec<AclInfo> = if r.body.is_empty() {
+        Vec::new()
+    } else {
+        crate::json::from_slice_lenient(&r.body)
+            .map_err(|e| AdminError::BadAnswer { addr: from.into(), reason: e.to_string() })?
+    };
+    let wanted = split(subjects);
+    let mut out = String::new();
+    for a in acls {
+        let Some(subject) = a.subject.clone() else { continue };
+        if wanted.as_ref().is_some_and(|w| !w.contains(&subject)) {
+            continue;
+        }
+        let req = with_json(RemotingCommand::request(request::AUTH_UPDATE_ACL).with_ext("subject", &subject), &a)?;
+        admin.call(to, req).await?;
+        out.push_str(&format!("copy acl {subject} from {from} to {to} success.\n"));
+    }
+    Ok(out)
+}

@@ -168,6 +168,36 @@ enum Command {
         #[arg(short = 's', long = "subject")]
         subject: String,
     },
+    /// Copy users from one broker to another.
+    #[command(name = "copyUser")]
+    CopyUser {
+        #[command(flatten)]
+        ns: Ns,
+        /// Source broker address.
+        #[arg(short = 'f', long = "fromBroker")]
+        from: String,
+        /// Target broker address.
+        #[arg(short = 't', long = "toBroker")]
+        to: String,
+        /// Usernames, comma-separated (default: all).
+        #[arg(short = 'u', long = "usernames")]
+        usernames: Option<String>,
+    },
+    /// Copy ACLs from one broker to another.
+    #[command(name = "copyAcl")]
+    CopyAcl {
+        #[command(flatten)]
+        ns: Ns,
+        /// Source broker address.
+        #[arg(short = 'f', long = "fromBroker")]
+        from: String,
+        /// Target broker address.
+        #[arg(short = 't', long = "toBroker")]
+        to: String,
+        /// Subjects, comma-separated (default: all).
+        #[arg(short = 's', long = "subjects")]
+        subjects: Option<String>,
+    },
     /// List ACLs.
     #[command(name = "listAcl")]
     ListAcl {
@@ -555,6 +585,12 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError
         }
         Command::DeleteAcl { t, subject, resources } => {
             auth::delete_acl(&admin_with(client, &t.ns), &target(&t), &subject, resources.as_deref()).await
+        }
+        Command::CopyUser { ns, from, to, usernames } => {
+            auth::copy_users(&admin_with(client, &ns), &from, &to, usernames.as_deref()).await
+        }
+        Command::CopyAcl { ns, from, to, subjects } => {
+            auth::copy_acls(&admin_with(client, &ns), &from, &to, subjects.as_deref()).await
         }
         Command::GetAcl { t, subject } => auth::get_acl(&admin_with(client, &t.ns), &target(&t), &subject).await,
         Command::ListAcl { t, subject, resource } => {

@@ -1,5 +1,6 @@
 //! A RocketMQ-compatible BrokerContainer (RIP-31).
 pub mod admin;
+pub mod auth;
 pub mod bench;
 pub mod broker;
 pub mod client;

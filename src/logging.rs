@@ -3,7 +3,8 @@
 //! Every task of a hosted broker runs inside a span carrying a `broker` field (its identity,
 //! `Cluster_BrokerName_Id`). The [`LogRouter`] layer finds that field on the event's span scope and
 //! writes the line to `<logRoot>/<identity>/<file>.log`, where the file follows the event's target:
-//! `store.log` for the store, `remoting.log` for the transport, `broker.log` for everything else.
+//! `store.log` for the store, `remoting.log` for the transport, `auth_audit.log` for access-control
+//! refusals (target `audit`), `broker.log` for everything else.
 //! Lines outside any broker span are the container's own and go to `<logRoot>/BrokerContainer/`.
 //! Files roll by size and by day into `otherdays/`.
 
@@ -268,7 +269,10 @@ where
         let identity = identity.unwrap_or_else(|| Arc::from(CONTAINER_LOG_DIR));
         let meta = event.metadata();
         let target = meta.target();
-        let file = if target.contains("::store") {
+        let file = if target == "audit" {
+            // Apache's RocketmqAuthAudit logger.
+            "auth_audit"
+        } else if target.contains("::store") {
             "store"
         } else if target.contains("::remoting") {
             "remoting"

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use rmqc::admin::{cluster, consumer, container, message, topic, Admin, AdminError};
+use rmqc::admin::{auth, cluster, consumer, container, message, topic, Admin, AdminError};
 use rmqc::client::tls::TlsArgs;
 use rmqc::remoting::{ClientConfig, RemotingClient};
 
@@ -13,10 +13,29 @@ use rmqc::remoting::{ClientConfig, RemotingClient};
 #[derive(Parser, Debug)]
 #[command(name = "mqadmin", version)]
 struct Cli {
+    /// Access key (ACL 2.0 username) to sign every request with; give it before the command.
+    #[arg(short = 'a', long = "accessKey", env = "ROCKETMQ_ACCESS_KEY")]
+    access_key: Option<String>,
+    /// Secret key (the user's password) to sign with; give it before the command.
+    #[arg(short = 's', long = "secretKey", env = "ROCKETMQ_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+/// Where a user or ACL command goes.
+#[derive(Args, Debug, Clone, Default)]
+struct AuthTarget {
+    #[command(flatten)]
+    ns: Ns,
+    /// Broker (or container admin) address, host:port.
+    #[arg(short = 'b', long = "brokerAddr")]
+    broker_addr: Option<String>,
+    /// Every master of this cluster.
+    #[arg(short = 'c', long = "clusterName")]
+    cluster: Option<String>,
 }
 
 /// The NameServer list every command accepts.
@@ -29,6 +48,171 @@ struct Ns {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create an ACL 2.0 user.
+    #[command(name = "createUser")]
+    CreateUser {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Username (access key).
+        #[arg(short = 'u', long = "username")]
+        username: String,
+        /// Password (secret key).
+        #[arg(short = 'p', long = "password")]
+        password: String,
+        /// Super or Normal (default Normal).
+        #[arg(short = 't', long = "userType")]
+        user_type: Option<String>,
+    },
+    /// Update an ACL 2.0 user (the fields given).
+    #[command(name = "updateUser")]
+    UpdateUser {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Username.
+        #[arg(short = 'u', long = "username")]
+        username: String,
+        /// New password.
+        #[arg(short = 'p', long = "password")]
+        password: Option<String>,
+        /// Super or Normal.
+        #[arg(short = 't', long = "userType")]
+        user_type: Option<String>,
+        /// enable or disable.
+        #[arg(short = 's', long = "userStatus")]
+        user_status: Option<String>,
+    },
+    /// Delete an ACL 2.0 user (and its ACL).
+    #[command(name = "deleteUser")]
+    DeleteUser {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Username.
+        #[arg(short = 'u', long = "username")]
+        username: String,
+    },
+    /// Show a user (never its password).
+    #[command(name = "getUser")]
+    GetUser {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Username.
+        #[arg(short = 'u', long = "username")]
+        username: String,
+    },
+    /// List users (never their passwords).
+    #[command(name = "listUser")]
+    ListUser {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Only usernames containing this.
+        #[arg(short = 'f', long = "filter")]
+        filter: Option<String>,
+    },
+    /// Create an ACL: entries for the resources with the actions, source IPs and decision.
+    #[command(name = "createAcl")]
+    CreateAcl {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Subject, User:<name>.
+        #[arg(short = 's', long = "subject")]
+        subject: String,
+        /// Resources, comma-separated (Topic:t, Topic:t*, Group:g, Topic:*, *).
+        #[arg(short = 'r', long = "resources")]
+        resources: String,
+        /// Actions, comma-separated (Pub, Sub, Create, Update, Delete, Get, List, All).
+        #[arg(short = 'a', long = "actions")]
+        actions: String,
+        /// Source IPs or CIDRs, comma-separated.
+        #[arg(short = 'i', long = "sourceIp")]
+        source_ips: Option<String>,
+        /// Allow or Deny.
+        #[arg(short = 'd', long = "decision")]
+        decision: String,
+    },
+    /// Update an ACL (entries of the same resource are replaced).
+    #[command(name = "updateAcl")]
+    UpdateAcl {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Subject, User:<name>.
+        #[arg(short = 's', long = "subject")]
+        subject: String,
+        /// Resources, comma-separated.
+        #[arg(short = 'r', long = "resources")]
+        resources: String,
+        /// Actions, comma-separated.
+        #[arg(short = 'a', long = "actions")]
+        actions: String,
+        /// Source IPs or CIDRs, comma-separated.
+        #[arg(short = 'i', long = "sourceIp")]
+        source_ips: Option<String>,
+        /// Allow or Deny.
+        #[arg(short = 'd', long = "decision")]
+        decision: String,
+    },
+    /// Delete the entries of resources from an ACL, or the whole ACL without -r.
+    #[command(name = "deleteAcl")]
+    DeleteAcl {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Subject, User:<name>.
+        #[arg(short = 's', long = "subject")]
+        subject: String,
+        /// Resources, comma-separated.
+        #[arg(short = 'r', long = "resources")]
+        resources: Option<String>,
+    },
+    /// Show a subject's ACL.
+    #[command(name = "getAcl")]
+    GetAcl {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Subject, User:<name>.
+        #[arg(short = 's', long = "subject")]
+        subject: String,
+    },
+    /// Copy users from one broker to another.
+    #[command(name = "copyUser")]
+    CopyUser {
+        #[command(flatten)]
+        ns: Ns,
+        /// Source broker address.
+        #[arg(short = 'f', long = "fromBroker")]
+        from: String,
+        /// Target broker address.
+        #[arg(short = 't', long = "toBroker")]
+        to: String,
+        /// Usernames, comma-separated (default: all).
+        #[arg(short = 'u', long = "usernames")]
+        usernames: Option<String>,
+    },
+    /// Copy ACLs from one broker to another.
+    #[command(name = "copyAcl")]
+    CopyAcl {
+        #[command(flatten)]
+        ns: Ns,
+        /// Source broker address.
+        #[arg(short = 'f', long = "fromBroker")]
+        from: String,
+        /// Target broker address.
+        #[arg(short = 't', long = "toBroker")]
+        to: String,
+        /// Subjects, comma-separated (default: all).
+        #[arg(short = 's', long = "subjects")]
+        subjects: Option<String>,
+    },
+    /// List ACLs.
+    #[command(name = "listAcl")]
+    ListAcl {
+        #[command(flatten)]
+        t: AuthTarget,
+        /// Only subjects containing this.
+        #[arg(short = 's', long = "subject")]
+        subject: Option<String>,
+        /// Only entries whose resource contains this.
+        #[arg(short = 'r', long = "resource")]
+        resource: Option<String>,
+    },
     /// Add a broker to a BrokerContainer from a broker config file on the container's host.
     #[command(name = "addBroker")]
     AddBroker {
@@ -362,7 +546,19 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async {
-        let client = RemotingClient::new(ClientConfig { tls, ..Default::default() });
+        let mut config = ClientConfig { tls, ..Default::default() };
+        match (cli.access_key, cli.secret_key) {
+            (Some(ak), Some(sk)) => {
+                let hook = rmqc::auth::signature::AclClientRpcHook(rmqc::auth::signature::Credentials::new(ak, sk));
+                config.rpc_hook = Some(std::sync::Arc::new(hook));
+            }
+            (None, None) => {}
+            _ => {
+                eprintln!("mqadmin: give both -a (access key) and -s (secret key), before the command");
+                return ExitCode::from(1);
+            }
+        }
+        let client = RemotingClient::new(config);
         let result = run(&client, cli.command).await;
         client.shutdown().await;
         match result {
@@ -388,8 +584,59 @@ fn admin_with(client: &RemotingClient, ns: &Ns) -> Admin {
     Admin::new(client.clone(), ns.namesrv.as_deref().or(env.as_deref()))
 }
 
+fn target(t: &AuthTarget) -> auth::Target {
+    auth::Target { broker_addr: t.broker_addr.clone(), cluster: t.cluster.clone() }
+}
+
 async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError> {
     match cmd {
+        Command::CreateUser { t, username, password, user_type } => {
+            let a = admin_with(client, &t.ns);
+            auth::write_user(&a, &target(&t), true, &username, Some(&password), user_type.as_deref(), None).await
+        }
+        Command::UpdateUser { t, username, password, user_type, user_status } => {
+            let a = admin_with(client, &t.ns);
+            auth::write_user(
+                &a,
+                &target(&t),
+                false,
+                &username,
+                password.as_deref(),
+                user_type.as_deref(),
+                user_status.as_deref(),
+            )
+            .await
+        }
+        Command::DeleteUser { t, username } => {
+            auth::delete_user(&admin_with(client, &t.ns), &target(&t), &username).await
+        }
+        Command::GetUser { t, username } => auth::get_user(&admin_with(client, &t.ns), &target(&t), &username).await,
+        Command::ListUser { t, filter } => {
+            auth::list_users(&admin_with(client, &t.ns), &target(&t), filter.as_deref()).await
+        }
+        Command::CreateAcl { t, subject, resources, actions, source_ips, decision } => {
+            let a = admin_with(client, &t.ns);
+            auth::write_acl(&a, &target(&t), true, &subject, &resources, &actions, source_ips.as_deref(), &decision)
+                .await
+        }
+        Command::UpdateAcl { t, subject, resources, actions, source_ips, decision } => {
+            let a = admin_with(client, &t.ns);
+            auth::write_acl(&a, &target(&t), false, &subject, &resources, &actions, source_ips.as_deref(), &decision)
+                .await
+        }
+        Command::DeleteAcl { t, subject, resources } => {
+            auth::delete_acl(&admin_with(client, &t.ns), &target(&t), &subject, resources.as_deref()).await
+        }
+        Command::CopyUser { ns, from, to, usernames } => {
+            auth::copy_users(&admin_with(client, &ns), &from, &to, usernames.as_deref()).await
+        }
+        Command::CopyAcl { ns, from, to, subjects } => {
+            auth::copy_acls(&admin_with(client, &ns), &from, &to, subjects.as_deref()).await
+        }
+        Command::GetAcl { t, subject } => auth::get_acl(&admin_with(client, &t.ns), &target(&t), &subject).await,
+        Command::ListAcl { t, subject, resource } => {
+            auth::list_acls(&admin_with(client, &t.ns), &target(&t), subject.as_deref(), resource.as_deref()).await
+        }
         Command::AddBroker { ns: _, container, config_path } => {
             container::add_broker(client, &container, &config_path).await
         }

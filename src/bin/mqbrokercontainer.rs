@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         let important =
             ["listenPort", "namesrvAddr", "brokerConfigPaths", "embeddedNamesrvEnable", "logRoot", "tls.server.mode"];
         let tls = loaded.tls.entries();
-        for (k, v) in loaded.config.entries().into_iter().chain(tls) {
+        for (k, v) in loaded.shown_entries(&loaded.config).into_iter().chain(tls) {
             if args.print_config || important.contains(&k) {
                 println!("{k}={v}");
             }

@@ -363,6 +363,10 @@ pub struct BrokerPlan {
     pub store: MessageStoreConfig,
     /// Cleanup and quota values.
     pub cleanup: CleanupConfig,
+    /// Access-control keys as read (secrets masked when shown).
+    pub auth_config: crate::auth::config::AuthConfig,
+    /// Access-control settings, validated.
+    pub auth: crate::auth::config::AuthSettings,
     /// Unknown keys and forced or capped values.
     pub notes: Vec<String>,
     /// Where runtime changes (UPDATE_BROKER_CONFIG) are written: the file itself, or the broker's
@@ -389,7 +393,9 @@ pub fn load_broker_config_with_overlay(path: &Path, runtime_dir: Option<&Path>) 
     let mut config = BrokerConfig::default();
     let mut store = MessageStoreConfig::default();
     let mut cleanup = CleanupConfig::default();
-    let mut notes = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?;
+    let mut auth_config = crate::auth::config::AuthConfig::default();
+    let mut notes =
+        raw.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup, &mut auth_config])?;
     if notes.len() == raw.entries.len() {
         return Err(ConfigError::Invalid {
             path: path.to_path_buf(),
@@ -404,7 +410,12 @@ pub fn load_broker_config_with_overlay(path: &Path, runtime_dir: Option<&Path>) 
         if overlay.exists() {
             let mut over = RawConfig::load(&overlay)?;
             over.path = overlay.clone();
-            notes.extend(over.apply(&mut [&mut config as &mut dyn Configurable, &mut store, &mut cleanup])?);
+            notes.extend(over.apply(&mut [
+                &mut config as &mut dyn Configurable,
+                &mut store,
+                &mut cleanup,
+                &mut auth_config,
+            ])?);
         }
         persist_path = overlay;
     }
@@ -412,7 +423,10 @@ pub fn load_broker_config_with_overlay(path: &Path, runtime_dir: Option<&Path>) 
     notes.extend(validate_store(path, &mut store, &cleanup)?);
     // The store sizes its index files from its quota.
     store.disk_share = cleanup.policy().0.disk_share;
-    Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, notes, persist_path })
+    let auth = auth_config
+        .settings(&store.store_path_root_dir)
+        .map_err(|reason| ConfigError::Invalid { path: path.to_path_buf(), reason })?;
+    Ok(BrokerPlan { path: path.to_path_buf(), config, store, cleanup, auth_config, auth, notes, persist_path })
 }
 
 fn validate_store(

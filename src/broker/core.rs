@@ -18,7 +18,7 @@ use crate::protocol::header::{
 };
 use crate::protocol::message::{self, decode_record};
 use crate::protocol::perm;
-use crate::remoting::ConnectionHandle;
+use crate::remoting::{ConnectionHandle, RemotingCommand};
 use crate::store::MessageInner;
 use crate::store::{MessageStore, PutMessageResult};
 
@@ -62,6 +62,9 @@ pub struct BrokerCore {
     pub wake_registration: Notify,
     /// Replication state (master and slave side).
     pub ha: crate::ha::HaState,
+    /// `innerClientAuthenticationCredentials`: signs the broker's own requests to NameServers and
+    /// to its master.
+    inner_credentials: std::sync::OnceLock<crate::auth::signature::Credentials>,
 }
 
 impl BrokerCore {
@@ -87,7 +90,22 @@ impl BrokerCore {
             started_at: crate::util::now_millis(),
             wake_registration: Notify::new(),
             ha: Default::default(),
+            inner_credentials: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the credentials the broker signs its own requests with (once, at start).
+    pub fn set_inner_credentials(&self, c: crate::auth::signature::Credentials) {
+        let _ = self.inner_credentials.set(c);
+    }
+
+    /// Signs a request the broker sends to a NameServer or another broker, when
+    /// `innerClientAuthenticationCredentials` is set; else leaves it as it is.
+    pub fn sign(&self, mut req: RemotingCommand) -> RemotingCommand {
+        if let Some(c) = self.inner_credentials.get() {
+            c.sign_request(&mut req);
+        }
+        req
     }
 
     /// `cluster_brokerName_id`.

@@ -84,6 +84,14 @@ pub enum BrokerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The user and ACL store could not be opened or initialized.
+    #[error("broker {identity}: access control: {source}")]
+    Auth {
+        /// The broker.
+        identity: String,
+        /// Why.
+        source: crate::auth::AuthError,
+    },
     /// A config value is unusable.
     #[error("broker {identity}: {reason}")]
     Config {
@@ -103,6 +111,8 @@ pub struct BrokerEnv {
     pub client: RemotingClient,
     /// The NameServers to register with.
     pub namesrvs: NamesrvList,
+    /// The container's user and ACL store, for brokers with `useContainerAuthStore=true`.
+    pub auth_store: Option<Arc<crate::auth::store::AuthStore>>,
 }
 
 /// A running broker.
@@ -176,10 +186,22 @@ impl Broker {
             }
         };
         let core = BrokerCore::new(identity.clone(), meta.clone(), store.clone(), store_host);
+        let guard = match open_auth(&plan, &env, &cfg.broker_cluster_name).await {
+            Ok(g) => g,
+            Err(source) => {
+                store.set_arrival_listener(None);
+                close_store(store).await;
+                return Err(BrokerError::Auth { identity: id, source });
+            }
+        };
+        if let Some(c) = &plan.auth.inner_credentials {
+            core.set_inner_credentials(c.clone());
+        }
         let schedule = Arc::new(schedule::ScheduleService::load(core.clone()));
         let mut fixed = plan.store.entries();
         fixed.extend(plan.cleanup.entries());
-        let (table, queues) = processor_table(&core, &schedule, &plan, fixed);
+        fixed.extend(plan.auth_config.entries());
+        let (table, queues) = processor_table(&core, &schedule, &plan, fixed, &guard);
         let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
         let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads) {
             Ok(e) => e,
@@ -533,12 +555,85 @@ async fn cleanup_loop(core: Arc<BrokerCore>, cfg: config::CleanupConfig, cancel:
     }
 }
 
-/// A processor whose answers are timed into the broker's `rocketmq_rpc_latency`.
-fn timed<P: crate::remoting::RequestProcessor>(
+/// Opens the broker's user and ACL store (or takes the container's), creates the initial and
+/// inner users if absent, imports `plain_acl.yml` when asked. Blocking file work runs on the
+/// blocking pool.
+async fn open_auth(
+    plan: &BrokerPlan,
+    env: &BrokerEnv,
+    cluster: &str,
+) -> Result<Arc<crate::auth::AuthGuard>, crate::auth::AuthError> {
+    use crate::auth::model::{User, UserStatus, UserType};
+    use crate::auth::store::AuthStore;
+    let settings = plan.auth.clone();
+    let shared = if settings.use_container_store {
+        match env.auth_store.clone() {
+            Some(s) => Some(s),
+            None => {
+                return Err(crate::auth::AuthError::Invalid(
+                    "useContainerAuthStore=true, but the container keeps no user store (set authenticationEnabled \
+                     or authConfigPath in the container config)"
+                        .into(),
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let s2 = settings.clone();
+    let store = tokio::task::spawn_blocking(move || -> Result<Arc<AuthStore>, crate::auth::AuthError> {
+        let store = match shared {
+            Some(s) => s,
+            None => Arc::new(AuthStore::open(&s2.dir)?),
+        };
+        if let Some(u) = &s2.init_user {
+            if store.create_user_if_absent(u.clone())? {
+                info!(username = %u.username, "initial Super user created");
+            }
+        }
+        if let Some(c) = &s2.inner_credentials {
+            let u = User {
+                username: c.access_key.clone(),
+                password: c.secret_key.clone(),
+                user_type: UserType::Super,
+                user_status: UserStatus::Enable,
+            };
+            if store.create_user_if_absent(u)? {
+                info!(username = %c.access_key, "inner client user created");
+            }
+        }
+        if s2.migrate_v1 {
+            let done = crate::auth::migrate::import(&store, &s2.plain_acl_file)?;
+            info!(imported = ?done.users, skipped = ?done.skipped, "ACL 1.0 users imported");
+        }
+        Ok(store)
+    })
+    .await
+    .map_err(|e| crate::auth::AuthError::Other(format!("opening the user store did not finish: {e}")))??;
+    if settings.authentication || settings.authorization {
+        info!(
+            authentication = settings.authentication,
+            authorization = settings.authorization,
+            store = %store.dir().display(),
+            "access control on"
+        );
+    }
+    Ok(Arc::new(crate::auth::AuthGuard::new(settings, store, cluster)))
+}
+
+/// A processor behind the access-control checks (when on), whose answers are timed into the
+/// broker's `rocketmq_rpc_latency`.
+fn guarded<P: crate::remoting::RequestProcessor>(
     core: &Arc<BrokerCore>,
+    guard: &Arc<crate::auth::AuthGuard>,
     p: P,
 ) -> Arc<dyn crate::remoting::RequestProcessor> {
-    Arc::new(stats::Timed { inner: p, latency: core.stats.rpc.clone() })
+    if guard.enabled() {
+        let inner = crate::auth::Guarded { inner: p, guard: guard.clone() };
+        Arc::new(stats::Timed { inner, latency: core.stats.rpc.clone() })
+    } else {
+        Arc::new(stats::Timed { inner: p, latency: core.stats.rpc.clone() })
+    }
 }
 
 fn processor_table(
@@ -546,11 +641,12 @@ fn processor_table(
     schedule: &Arc<schedule::ScheduleService>,
     plan: &BrokerPlan,
     fixed: Vec<(&'static str, String)>,
+    guard: &Arc<crate::auth::AuthGuard>,
 ) -> (ProcessorTable, Vec<Arc<Admission>>) {
     let mut t = ProcessorTable::new();
     let c = &plan.config;
     let ms = Duration::from_millis;
-    let send = timed(core, send::SendProcessor::new(core.clone()));
+    let send = guarded(core, guard, send::SendProcessor::new(core.clone()));
     let send_queue = Admission::new("send", c.send_thread_pool_queue_capacity, ms(c.wait_time_mills_in_send_queue));
     t.register_bounded(
         &[
@@ -562,26 +658,29 @@ fn processor_table(
         send,
         Some(send_queue.clone()),
     );
-    let pull = timed(core, pull::PullProcessor::new(core.clone()));
+    let pull = guarded(core, guard, pull::PullProcessor::new(core.clone()));
     let pull_queue = Admission::new("pull", c.pull_thread_pool_queue_capacity, ms(c.wait_time_mills_in_pull_queue));
     t.register_bounded(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull, Some(pull_queue.clone()));
     let query_queue = Admission::new("query", c.query_thread_pool_queue_capacity, Duration::ZERO);
     t.register_bounded(
         query::QUERY_CODES,
-        timed(core, query::QueryProcessor::new(core.clone())),
+        guarded(core, guard, query::QueryProcessor::new(core.clone())),
         Some(query_queue.clone()),
     );
-    let tx = timed(core, transaction::end::EndTransactionProcessor::new(core.clone()));
+    let tx = guarded(core, guard, transaction::end::EndTransactionProcessor::new(core.clone()));
     let tx_queue = Admission::new(
         "endTransaction",
         c.end_transaction_pool_queue_capacity,
         ms(c.wait_time_mills_in_transaction_queue),
     );
     t.register_bounded(&[request::END_TRANSACTION], tx, Some(tx_queue.clone()));
-    t.register_all(processor::MetaProcessor::CODES, timed(core, processor::MetaProcessor::new(core.meta.clone())));
+    t.register_all(
+        processor::MetaProcessor::CODES,
+        guarded(core, guard, processor::MetaProcessor::new(core.meta.clone())),
+    );
     t.register_all(
         processor::consumer_admin::ConsumerAdminProcessor::CODES,
-        timed(core, processor::consumer_admin::ConsumerAdminProcessor::new(core.clone())),
+        guarded(core, guard, processor::consumer_admin::ConsumerAdminProcessor::new(core.clone())),
     );
     let admin = admin::BrokerAdminProcessor::new(
         core.clone(),
@@ -596,6 +695,10 @@ fn processor_table(
             (tx_queue.clone(), c.end_transaction_pool_queue_capacity),
         ],
     );
-    t.register_all(admin::ADMIN_CODES, timed(core, admin));
+    t.register_all(admin::ADMIN_CODES, guarded(core, guard, admin));
+    t.register_all(
+        crate::auth::admin::AUTH_ADMIN_CODES,
+        guarded(core, guard, crate::auth::admin::AuthAdminProcessor::new(guard.clone())),
+    );
     (t, vec![send_queue, pull_queue, query_queue, tx_queue])
 }

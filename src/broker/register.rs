@@ -53,7 +53,8 @@ pub async fn register_all(core: &BrokerCore, client: &RemotingClient, namesrvs: 
     };
     let timeout = Duration::from_millis(cfg.register_broker_timeout_mills);
     let calls = namesrvs.iter().map(|addr| {
-        let req = RemotingCommand::request_with_header(request::REGISTER_BROKER, &header).with_body(bytes.clone());
+        let req =
+            core.sign(RemotingCommand::request_with_header(request::REGISTER_BROKER, &header).with_body(bytes.clone()));
         async move { (addr, client.invoke(addr, req, timeout).await) }
     });
     let mut out = Vec::new();
@@ -85,7 +86,7 @@ pub async fn unregister_all(core: &BrokerCore, client: &RemotingClient, namesrvs
     };
     let timeout = Duration::from_millis(cfg.register_broker_timeout_mills.min(5000));
     let calls = namesrvs.iter().map(|addr| {
-        let req = RemotingCommand::request_with_header(request::UNREGISTER_BROKER, &header);
+        let req = core.sign(RemotingCommand::request_with_header(request::UNREGISTER_BROKER, &header));
         async move { (addr, client.invoke(addr, req, timeout).await) }
     });
     for (addr, r) in futures::future::join_all(calls).await {

@@ -47,8 +47,8 @@ pub async fn run_slave_sync(
     }
 }
 
-async fn fetch(client: &RemotingClient, addr: &str, code: i32) -> Result<Bytes, String> {
-    let req = RemotingCommand::request(code);
+async fn fetch(core: &BrokerCore, client: &RemotingClient, addr: &str, code: i32) -> Result<Bytes, String> {
+    let req = core.sign(RemotingCommand::request(code));
     let resp = client.invoke(addr, req, Duration::from_secs(3)).await.map_err(|e| e.to_string())?;
     if resp.code != response::SUCCESS {
         return Err(format!("request {code} answered {} {:?}", resp.code, resp.remark));
@@ -79,13 +79,13 @@ async fn sync_once(
     master: &str,
     memo: &mut SyncMemo,
 ) -> Result<(), String> {
-    let info = fetch(client, master, request::GET_BROKER_RUNTIME_INFO).await?;
+    let info = fetch(core, client, master, request::GET_BROKER_RUNTIME_INFO).await?;
     let v: serde_json::Value = crate::json::from_slice_lenient(&info).map_err(|e| e.to_string())?;
     if let Some(m) = v["table"]["commitLogMaxOffset"].as_str().and_then(|s| s.parse::<i64>().ok()) {
         core.ha.slave.set_master_max(m);
     }
 
-    let body = fetch(client, master, request::GET_ALL_TOPIC_CONFIG).await?;
+    let body = fetch(core, client, master, request::GET_ALL_TOPIC_CONFIG).await?;
     let w: crate::protocol::body::TopicConfigSerializeWrapper =
         crate::json::from_slice_lenient(&body).map_err(|e| format!("topics: {e}"))?;
     if memo.topics_version.as_ref() != Some(&w.data_version) {
@@ -95,7 +95,7 @@ async fn sync_once(
         memo.topics_version = Some(v);
     }
 
-    let body = fetch(client, master, request::GET_ALL_CONSUMER_OFFSET).await?;
+    let body = fetch(core, client, master, request::GET_ALL_CONSUMER_OFFSET).await?;
     let h = crc32fast::hash(&body);
     if memo.offsets_hash != Some(h) {
         let w: OffsetWrapper = crate::json::from_slice_lenient(&body).map_err(|e| format!("offsets: {e}"))?;
@@ -103,7 +103,7 @@ async fn sync_once(
         memo.offsets_hash = Some(h);
     }
 
-    let body = fetch(client, master, request::GET_ALL_DELAY_OFFSET).await?;
+    let body = fetch(core, client, master, request::GET_ALL_DELAY_OFFSET).await?;
     let h = crc32fast::hash(&body);
     if memo.delay_hash != Some(h) {
         let w: OffsetWrapper2 = crate::json::from_slice_lenient(&body).map_err(|e| format!("delay offsets: {e}"))?;
@@ -111,7 +111,7 @@ async fn sync_once(
         memo.delay_hash = Some(h);
     }
 
-    let body = fetch(client, master, request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG).await?;
+    let body = fetch(core, client, master, request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG).await?;
     let w: GroupWrapper = crate::json::from_slice_lenient(&body).map_err(|e| format!("groups: {e}"))?;
     if w.data_version.is_none() || memo.groups_version != w.data_version {
         core.meta

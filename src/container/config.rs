@@ -99,6 +99,11 @@ pub struct LoadedContainerConfig {
     /// TLS for every port of the container and its outbound connections (`tls.*`, Apache's keys),
     /// with `tls.config.file` applied and paths resolved.
     pub tls: TlsConfig,
+    /// Access-control keys of the container's admin port (secrets masked when shown).
+    pub auth_config: crate::auth::config::AuthConfig,
+    /// Access-control settings of the container's admin port, validated; `None` when the
+    /// container keeps no user store (neither `authenticationEnabled` nor `authConfigPath`).
+    pub auth: Option<crate::auth::config::AuthSettings>,
 }
 
 impl LoadedContainerConfig {
@@ -111,7 +116,8 @@ impl LoadedContainerConfig {
         let raw = RawConfig::load(path)?;
         let mut config = ContainerConfig::default();
         let mut tls = TlsConfig::default();
-        let mut warnings = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut tls])?;
+        let mut auth_config = crate::auth::config::AuthConfig::default();
+        let mut warnings = raw.apply(&mut [&mut config as &mut dyn Configurable, &mut tls, &mut auth_config])?;
         if let Some(dir) = config.runtime_config_dir.as_deref().filter(|d| !d.trim().is_empty()) {
             // Changes made at runtime apply over the file (values still resolve against the file).
             let overlay = resolve_relative(path, dir).join(CONTAINER_OVERLAY_FILE);
@@ -126,7 +132,31 @@ impl LoadedContainerConfig {
                 warnings.extend(raw.apply(&mut [&mut config as &mut dyn Configurable])?);
             }
         }
-        Self::finish(config, tls, Some(path), warnings, broker_override, namesrv_override)
+        let mut loaded = Self::finish(config, tls, Some(path), warnings, broker_override, namesrv_override)?;
+        loaded.set_auth(auth_config, path)?;
+        Ok(loaded)
+    }
+
+    /// Validates the container's access-control keys. Its store lives in `authConfigPath`
+    /// (default `~/store/container/config`).
+    fn set_auth(&mut self, auth_config: crate::auth::config::AuthConfig, path: &Path) -> Result<(), ConfigError> {
+        let wanted = auth_config.authentication_enabled || !auth_config.auth_config_path.trim().is_empty();
+        if wanted {
+            let root = crate::config::home_dir().join("store").join("container");
+            let settings = auth_config
+                .settings(&root)
+                .map_err(|reason| ConfigError::Invalid { path: path.to_path_buf(), reason })?;
+            self.auth = Some(settings);
+        }
+        self.auth_config = auth_config;
+        Ok(())
+    }
+
+    /// Every key with its value as shown (`-p`, GET_BROKER_CONFIG): secrets masked.
+    pub fn shown_entries(&self, config: &ContainerConfig) -> Vec<(&'static str, String)> {
+        let mut e = config.entries();
+        e.extend(self.auth_config.entries());
+        e
     }
 
     /// The file runtime changes of the container are written to: the overlay in `runtimeConfigDir`,
@@ -208,6 +238,8 @@ impl LoadedContainerConfig {
             runtime_dir,
             warnings,
             tls,
+            auth_config: Default::default(),
+            auth: None,
         })
     }
 }

@@ -18,7 +18,7 @@ pub use crate::broker::config::{load_broker_config, load_broker_config_with_over
 use crate::broker::register::NamesrvList;
 use crate::broker::{Broker, BrokerEnv};
 use crate::client::parse_namesrv_list;
-use crate::config::{to_properties_text, ConfigError, Configurable};
+use crate::config::{to_properties_text, ConfigError};
 use crate::logging::LogRouter;
 use crate::protocol::codes::{request, response};
 use crate::remoting::RemotingClient;
@@ -48,6 +48,9 @@ pub enum ContainerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The container's user store could not be opened.
+    #[error("container access control: {0}")]
+    Auth(#[source] crate::auth::AuthError),
     /// A broker listed in the config did not start.
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
@@ -66,6 +69,8 @@ struct Shared {
     brokers: tokio::sync::Mutex<Vec<(String, Broker)>>,
     paths_from_cli: bool,
     router: Option<LogRouter>,
+    /// The admin port's access control (when the container keeps a user store).
+    guard: Option<Arc<crate::auth::AuthGuard>>,
     /// Brokers added / removed at runtime since start.
     added: std::sync::atomic::AtomicU64,
     removed: std::sync::atomic::AtomicU64,
@@ -112,7 +117,34 @@ impl BrokerContainer {
         }
         let namesrvs: NamesrvList =
             Arc::new(ArcSwap::from_pointee(parse_namesrv_list(c.namesrv_addr.as_deref().unwrap_or(""))));
-        let env = BrokerEnv { server: server.clone(), client, namesrvs };
+        let guard = match &loaded.auth {
+            Some(settings) => {
+                let s2 = settings.clone();
+                let opened = tokio::task::spawn_blocking(move || -> Result<_, crate::auth::AuthError> {
+                    let store = crate::auth::store::AuthStore::open(&s2.dir)?;
+                    if let Some(u) = &s2.init_user {
+                        store.create_user_if_absent(u.clone())?;
+                    }
+                    Ok(store)
+                })
+                .await
+                .map_err(|e| ContainerError::Auth(crate::auth::AuthError::Other(e.to_string())))?
+                .map_err(ContainerError::Auth)?;
+                info!(
+                    authentication = settings.authentication,
+                    store = %opened.dir().display(),
+                    "container user store opened"
+                );
+                Some(Arc::new(crate::auth::AuthGuard::new(settings.clone(), Arc::new(opened), "")))
+            }
+            None => None,
+        };
+        let env = BrokerEnv {
+            server: server.clone(),
+            client,
+            namesrvs,
+            auth_store: guard.as_ref().map(|g| g.store().clone()),
+        };
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(c.clone()),
             loaded: loaded.clone(),
@@ -121,6 +153,7 @@ impl BrokerContainer {
             brokers: tokio::sync::Mutex::new(Vec::new()),
             paths_from_cli,
             router,
+            guard,
             added: Default::default(),
             removed: Default::default(),
         });
@@ -282,6 +315,14 @@ impl RequestProcessor for ContainerProcessor {
         req: RemotingCommand,
     ) -> BoxFuture<'a, Option<RemotingCommand>> {
         Box::pin(async move {
+            if let Some(refusal) = self.refuse_unless_admin(_conn, &req) {
+                return Some(refusal);
+            }
+            if crate::auth::admin::AUTH_ADMIN_CODES.contains(&req.code) {
+                if let Some(g) = &self.shared.guard {
+                    return crate::auth::admin::AuthAdminProcessor::new(g.clone()).process(_conn, req).await;
+                }
+            }
             Some(match req.code {
                 request::ADD_BROKER => match self.add_broker(&req).await {
                     Ok(()) => RemotingCommand::success(&req),
@@ -304,6 +345,36 @@ impl RequestProcessor for ContainerProcessor {
 }
 
 impl ContainerProcessor {
+    /// With `authenticationEnabled` in the container config, the requests that change the
+    /// container (ADD_BROKER, REMOVE_BROKER, UPDATE_BROKER_CONFIG, and the user/ACL writes) must
+    /// be signed by an enabled Super user; others are refused with NO_PERMISSION and an audit line.
+    fn refuse_unless_admin(&self, conn: &ConnectionHandle, req: &RemotingCommand) -> Option<RemotingCommand> {
+        let guard = self.shared.guard.as_ref()?;
+        if !guard.settings().authentication {
+            return None;
+        }
+        let protected =
+            matches!(req.code, request::ADD_BROKER | request::REMOVE_BROKER | request::UPDATE_BROKER_CONFIG)
+                || crate::auth::admin::AUTH_ADMIN_CODES.contains(&req.code);
+        if !protected {
+            return None;
+        }
+        match guard.is_super_request(req) {
+            Ok(_) => None,
+            Err(e) => {
+                let ak = req.ext_fields.get(crate::auth::signature::ACCESS_KEY).map(|s| s.escape_default().to_string());
+                tracing::warn!(
+                    target: "audit",
+                    "[AUTHENTICATION] container admin request code={} from {} refused, User:{} : {e}",
+                    req.code,
+                    conn.peer(),
+                    ak.as_deref().map(|s| s.get(..64).unwrap_or(s)).unwrap_or("")
+                );
+                Some(RemotingCommand::error(req, response::NO_PERMISSION, e.to_string()))
+            }
+        }
+    }
+
     async fn add_broker(&self, req: &RemotingCommand) -> Result<(), (i32, String)> {
         let h: AddBrokerRequestHeader = req.decode_header().map_err(|e| (response::SYSTEM_ERROR, e.to_string()))?;
         let raw = h.config_path.unwrap_or_default();
@@ -429,7 +500,7 @@ impl ContainerProcessor {
 
     fn get_config(&self, req: &RemotingCommand) -> RemotingCommand {
         let c = self.shared.config.load();
-        let body = to_properties_text(&c.entries());
+        let body = to_properties_text(&self.shared.loaded.shown_entries(&c));
         let version = self.shared.version.lock().to_json();
         RemotingCommand::success(req).with_ext("version", version).with_body(Bytes::from(body))
     }

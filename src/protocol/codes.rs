@@ -86,6 +86,16 @@ pub mod request {
     pub const EXCHANGE_BROKER_HA_INFO: i32 = 906;
     pub const GET_BROKER_HA_STATUS: i32 = 907;
     pub const RESET_MASTER_FLUSH_OFFSET: i32 = 908;
+    pub const AUTH_CREATE_USER: i32 = 3001;
+    pub const AUTH_UPDATE_USER: i32 = 3002;
+    pub const AUTH_DELETE_USER: i32 = 3003;
+    pub const AUTH_GET_USER: i32 = 3004;
+    pub const AUTH_LIST_USER: i32 = 3005;
+    pub const AUTH_CREATE_ACL: i32 = 3006;
+    pub const AUTH_UPDATE_ACL: i32 = 3007;
+    pub const AUTH_DELETE_ACL: i32 = 3008;
+    pub const AUTH_GET_ACL: i32 = 3009;
+    pub const AUTH_LIST_ACL: i32 = 3010;
 }
 
 /// Response codes (the `code` of a response frame).
@@ -273,6 +283,16 @@ pub fn request_name(code: i32) -> Option<&'static str> {
         906 => "exchange_broker_ha_info",
         907 => "get_broker_ha_status",
         908 => "reset_master_flush_offset",
+        3001 => "auth_create_user",
+        3002 => "auth_update_user",
+        3003 => "auth_delete_user",
+        3004 => "auth_get_user",
+        3005 => "auth_list_user",
+        3006 => "auth_create_acl",
+        3007 => "auth_update_acl",
+        3008 => "auth_delete_acl",
+        3009 => "auth_get_acl",
+        3010 => "auth_list_acl",
         _ => return None,
     })
 }

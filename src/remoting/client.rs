@@ -35,6 +35,21 @@ pub struct ClientConfig {
     pub write_queue: usize,
     /// TLS for every connection (Apache's `useTLS` / `tls.enable`); None = plain frames.
     pub tls: Option<TlsClient>,
+    /// Called on every request before it is sent (Apache's `RPCHook.doBeforeRequest`), e.g. to
+    /// sign it with an access key.
+    pub rpc_hook: Option<Arc<dyn RpcHook>>,
+}
+
+/// Changes a request before the client sends it (Apache's `RPCHook`; the ACL signer is one).
+pub trait RpcHook: Send + Sync + 'static {
+    /// Called once per request, after its header fields and body are final.
+    fn before_request(&self, addr: &str, request: &mut RemotingCommand);
+}
+
+impl std::fmt::Debug for dyn RpcHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RpcHook")
+    }
 }
 
 impl Default for ClientConfig {
@@ -45,6 +60,7 @@ impl Default for ClientConfig {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             write_queue: 1024,
             tls: None,
+            rpc_hook: None,
         }
     }
 }
@@ -127,6 +143,9 @@ impl RemotingClient {
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        if let Some(h) = &self.inner.config.rpc_hook {
+            h.before_request(addr, &mut request);
+        }
         let conn = tokio::time::timeout_at(deadline, self.connection(addr))
             .await
             .map_err(|_| RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 })??;
@@ -161,6 +180,9 @@ impl RemotingClient {
         mut request: RemotingCommand,
         timeout: Duration,
     ) -> Result<(), RemotingError> {
+        if let Some(h) = &self.inner.config.rpc_hook {
+            h.before_request(addr, &mut request);
+        }
         let conn = tokio::time::timeout(timeout, self.connection(addr))
             .await
             .map_err(|_| RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 })??;

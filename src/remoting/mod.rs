@@ -14,7 +14,7 @@ pub mod server;
 pub mod tls;
 
 pub use admission::Admission;
-pub use client::{ClientConfig, RemotingClient, ServerRequest};
+pub use client::{ClientConfig, RemotingClient, RpcHook, ServerRequest};
 pub use codec::RemotingCodec;
 pub use command::{CommandHeader, ExtFields, HeaderError, LanguageCode, RemotingCommand, SerializeType};
 pub use server::{

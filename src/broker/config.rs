@@ -238,9 +238,6 @@ config_struct! {
         timer_flush_interval_ms: u64 = "timerFlushIntervalMs" => 1000,
         /// Size of a timerlog file.
         mapped_file_size_timer_log: u64 = "mappedFileSizeTimerLog" => 104_857_600,
-        /// Messages per wheel slot above which timer sends are refused at random, all of them at
-        /// twice as many (flow control).
-        timer_congest_num_each_slot: i64 = "timerCongestNumEachSlot" => i32::MAX as i64,
         /// Stop reading the wheel topic into the wheel.
         timer_stop_enqueue: bool = "timerStopEnqueue" => false,
         /// Stop delivering due timer messages.

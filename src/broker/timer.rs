@@ -38,6 +38,8 @@ const ENQUEUE_BATCH: usize = 256;
 const DEQUEUE_BATCH: usize = 64;
 /// Bytes of messages read per scanner step.
 const DEQUEUE_BATCH_BYTES: usize = 4 << 20;
+/// Period of the expired-timerlog cleanup (Apache: 30 s).
+const CLEAN_INTERVAL: Duration = Duration::from_secs(30);
 /// Scanner steps per round before the dispatcher runs again.
 const DEQUEUE_STEPS_PER_ROUND: usize = 16;
 
@@ -265,6 +267,7 @@ impl TimerService {
         let p = self.settings.precision_ms;
         let root = self.store.config().store_path_root_dir.clone();
         let mut error_wait = false;
+        let mut last_clean = Instant::now();
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -329,6 +332,14 @@ impl TimerService {
             if flush_due {
                 if let Some(Err(e)) = self.step(|st, _, _| flush(st)).await {
                     warn!(error = %e, "timer files flush failed");
+                }
+            }
+            if last_clean.elapsed() >= CLEAN_INTERVAL {
+                last_clean = Instant::now();
+                match self.step(|st, store, _| st.log.delete_expired(store.commit_log_min_offset())).await {
+                    Some(Ok(n)) if n > 0 => info!(files = n, "expired timerlog files deleted"),
+                    Some(Err(e)) => warn!(error = %e, "deleting expired timerlog files failed"),
+                    _ => {}
                 }
             }
             if worked {
@@ -766,6 +777,81 @@ mod tests {
         let (code, remark) = convert_timer(&off, now, &mut m).unwrap_err();
         assert_eq!(code, response::SYSTEM_ERROR);
         assert!(remark.contains("timerWheelEnable is false"), "{remark}");
+    }
+
+    /// Records what it is handed and puts it into the store.
+    struct StoreSink(Arc<MessageStore>, parking_lot::Mutex<Vec<String>>);
+
+    impl TimerSink for StoreSink {
+        fn put(&self, msg: MessageInner) -> BoxFuture<'_, PutMessageStatus> {
+            Box::pin(async move {
+                self.1.lock().push(msg.topic.clone());
+                self.0.put_message(msg).await.status
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn service_delivers_on_time_and_rolls_far_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sc = crate::store::config::MessageStoreConfig::with_root(dir.path());
+        sc.mapped_file_size_commit_log = 1 << 20;
+        sc.max_hash_slot_num = 1000;
+        sc.max_index_num = 4000;
+        let store = Arc::new(MessageStore::open(sc).unwrap());
+        let mut bc = cfg();
+        bc.timer_precision_ms = 100;
+        bc.timer_roll_window_slot = 5; // 500 ms: the 1.5 s message is parked and rolled
+        bc.mapped_file_size_timer_log = 4096;
+        let now = crate::util::now_millis();
+        let mut due = Vec::new();
+        for (body, delay) in [("near", 300i64), ("far", 1500)] {
+            let mut m = MessageInner::new("Real", 1, body.as_bytes().to_vec());
+            m.set_properties([("TIMER_DELIVER_MS", (now + delay).to_string())]);
+            convert_timer(&bc, now, &mut m).unwrap();
+            assert_eq!(m.topic, TIMER_TOPIC);
+            assert!(store.put_message(m).await.is_ok());
+            due.push(now + delay);
+        }
+        let sink = Arc::new(StoreSink(store.clone(), Default::default()));
+        let svc = Arc::new(TimerService::new(store.clone(), sink.clone(), TimerSettings::from_config(&bc)));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(svc.clone().run(cancel.clone(), Arc::new(|| true)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.max_offset_in_queue("Real", 1) < 2 {
+            assert!(Instant::now() < deadline, "timer messages not delivered in 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let r = store.get_message("Real", 1, 0, 10, usize::MAX, |_| true).unwrap();
+        let msgs: Vec<_> = r.messages.iter().map(|b| decode_record(b, false).unwrap()).collect();
+        assert_eq!(&msgs[0].body[..], b"near");
+        assert_eq!(&msgs[1].body[..], b"far");
+        for (m, at) in msgs.iter().zip(&due) {
+            assert!(m.store_timestamp >= *at, "{:?} delivered {} ms early", m.body, at - m.store_timestamp);
+            assert!(m.store_timestamp < at + 1000, "{:?} delivered {} ms late", m.body, m.store_timestamp - at);
+            assert!(m.property(property::REAL_TOPIC).is_none());
+        }
+        let rolls: i32 = msgs[1].property(property::TIMER_ROLL_TIMES).and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!(rolls >= 1, "the far message was rolled");
+        assert!(msgs[0].property(property::TIMER_ROLL_TIMES).is_none());
+        assert!(sink.1.lock().iter().any(|t| t == TIMER_TOPIC), "rolled back into the wheel topic");
+        cancel.cancel();
+        task.await.unwrap();
+        assert!(svc.progress().0 >= 2);
+
+        // A second service over the same files delivers nothing again.
+        let svc = Arc::new(TimerService::new(store.clone(), sink.clone(), TimerSettings::from_config(&bc)));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(svc.clone().run(cancel.clone(), Arc::new(|| true)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while svc.progress().1 < crate::util::now_millis() - 200 {
+            assert!(Instant::now() < deadline, "the restarted timer did not catch up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(store.max_offset_in_queue("Real", 1), 2);
+        store.shutdown().unwrap();
     }
 
     #[test]

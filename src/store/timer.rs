@@ -365,6 +365,26 @@ impl TimerLog {
         TimerUnit::decode(f.slice(at, UNIT_SIZE))
     }
 
+    /// Offset in a full file of its last unit (Apache's `getOffsetForLastUnit`).
+    pub fn last_unit_offset(&self) -> usize {
+        let size = self.files.file_size() as usize;
+        ((size - MIN_BLANK_LEN) / UNIT_SIZE - 1) * UNIT_SIZE
+    }
+
+    /// Deletes leading files (never the current one) whose last unit refers to a commitlog offset
+    /// below `min_py`: units are written in commitlog order, so none of their messages is left.
+    /// Returns how many files went.
+    pub fn delete_expired(&self, min_py: i64) -> Result<usize> {
+        let last = self.last_unit_offset();
+        let gone = self.files.take_leading(16, |f| {
+            TimerUnit::decode(f.slice(last, UNIT_SIZE)).is_some_and(|u| u.is_valid() && u.offset_py < min_py)
+        });
+        for f in &gone {
+            f.destroy()?;
+        }
+        Ok(gone.len())
+    }
+
     /// Flushes everything written; returns the flushed offset.
     pub fn flush(&self) -> Result<u64> {
         self.files.flush(0)
@@ -640,6 +660,12 @@ mod tests {
         assert_eq!(end, pos[4] + UNIT_SIZE as i64);
         assert_eq!(seen.len(), 5);
         assert_eq!(log.append(&unit(-1, 1)).unwrap(), end);
+        // The first file's last unit (offsetPy 0) is below a commitlog minimum of 1: it goes.
+        assert_eq!(log.last_unit_offset(), 104);
+        assert_eq!(log.delete_expired(0).unwrap(), 0);
+        assert_eq!(log.delete_expired(1).unwrap(), 1);
+        assert_eq!(log.files().min_offset(), size);
+        assert_eq!(log.delete_expired(i64::MAX).unwrap(), 0, "the current file stays");
     }
 
     #[test]

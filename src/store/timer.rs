@@ -263,12 +263,18 @@ impl TimerWheel {
     /// `max_offset` (i64::MAX if none): where the wheel points past the recovered timerlog.
     pub fn check_phy_pos(&self, from_ms: i64, max_offset: i64) -> i64 {
         let mut min_first = i64::MAX;
-        let p = self.precision_ms;
-        for i in 0..2 * SLOTS_TOTAL {
-            let t = (from_ms.div_euclid(p) + i) * p;
-            let s = self.slot(t);
-            if s != Slot::EMPTY && s.last_pos > max_offset && s.first_pos < min_first {
-                min_first = s.first_pos;
+        let n = 2 * SLOTS_TOTAL;
+        let step = from_ms.div_euclid(self.precision_ms);
+        let start = step.rem_euclid(n);
+        for i in 0..n {
+            let at = ((start + i) % n) as usize * SLOT_SIZE;
+            // Only slots of this turn: the stored step is the one expected there.
+            if be_i64(&self.buf[at..at + 8]) != step + i {
+                continue;
+            }
+            let (first, last) = (be_i64(&self.buf[at + 8..at + 16]), be_i64(&self.buf[at + 16..at + 24]));
+            if last > max_offset && first < min_first {
+                min_first = first;
             }
         }
         min_first

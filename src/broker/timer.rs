@@ -188,9 +188,12 @@ impl TimerSettings {
     /// From a validated broker config.
     pub fn from_config(c: &BrokerConfig) -> Self {
         let w = c.timer_roll_window_slot;
+        let p = c.timer_precision_ms.max(1);
+        let w = if (2..=SLOTS_TOTAL - BLANK_SLOTS).contains(&w) { w } else { SLOTS_TOTAL - BLANK_SLOTS };
         TimerSettings {
-            precision_ms: c.timer_precision_ms.max(1),
-            roll_window_slots: if (2..=SLOTS_TOTAL - BLANK_SLOTS).contains(&w) { w } else { SLOTS_TOTAL - BLANK_SLOTS },
+            precision_ms: p,
+            // A unit's delay is an int of ms: the window must fit it.
+            roll_window_slots: w.min(i32::MAX as i64 / p).max(2),
             log_file_size: c.mapped_file_size_timer_log,
             flush_interval_ms: c.timer_flush_interval_ms.max(10),
             stop_enqueue: c.timer_stop_enqueue,
@@ -319,7 +322,8 @@ impl TimerService {
                     }
                 }
             }
-            if !self.settings.stop_dequeue {
+            let due = self.read_time_ms.load(Ordering::Acquire) < floor(crate::util::now_millis(), p);
+            if !self.settings.stop_dequeue && due {
                 for _ in 0..DEQUEUE_STEPS_PER_ROUND {
                     let Some(Some(batch)) =
                         self.step(|st, store, s| next_batch(st, store, s, crate::util::now_millis())).await
@@ -952,5 +956,7 @@ mod tests {
         assert_eq!(TimerSettings::from_config(&c).roll_window_slots, 172_800);
         c.timer_roll_window_slot = 1;
         assert_eq!(TimerSettings::from_config(&c).roll_window_slots, SLOTS_TOTAL - BLANK_SLOTS);
+        c.timer_precision_ms = 60_000;
+        assert_eq!(TimerSettings::from_config(&c).roll_window_slots, i32::MAX as i64 / 60_000);
     }
 }

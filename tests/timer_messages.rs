@@ -8,11 +8,11 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::rmq::{create_topic, pull, send, wait_max_offset};
+use common::rmq::{create_topic, pull, send, wait_max_offset, T};
 use common::{port_open, wait_async, wait_until, write_broker, write_container, ChildGuard};
-use rmqc::protocol::codes::response;
+use rmqc::protocol::codes::{request, response};
 use rmqc::protocol::message::{decode_records, MessageExt};
-use rmqc::remoting::RemotingClient;
+use rmqc::remoting::{RemotingClient, RemotingCommand};
 
 const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
 /// The wheel's step in these tests (Apache's default).
@@ -133,6 +133,19 @@ async fn past_times_go_through_and_over_max_delay_is_refused() {
     assert_eq!(r.code, response::MESSAGE_ILLEGAL, "{:?}", r.remark);
     // Nothing refused was stored.
     assert_eq!(pull_all(&client, &addr, "TimerPast").await.len(), 1);
+
+    // timerMaxDelaySec changes at runtime; the keys the timer service reads at start do not.
+    let update = |k: &str, v: &str| {
+        RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+            .with_body(rmqc::config::to_properties_text(&[(k, v.to_string())]))
+    };
+    let r = client.invoke(&addr, update("timerPrecisionMs", "100"), T).await.unwrap();
+    assert_ne!(r.code, response::SUCCESS);
+    assert!(r.remark.as_deref().unwrap_or_default().contains("cannot change while running"), "{:?}", r.remark);
+    let r = client.invoke(&addr, update("timerMaxDelaySec", "120"), T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let r = send(&client, &addr, "TimerPast", 0, b"far", &[("TIMER_DELAY_SEC", "61")]).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     client.shutdown().await;
 }
 

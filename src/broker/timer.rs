@@ -276,6 +276,8 @@ impl TimerService {
         let mut arrivals = self.store.subscribe_dispatched();
         let p = self.settings.precision_ms;
         let root = self.store.config().store_path_root_dir.clone();
+        // Looked at once: until then a wakeup (any stored message) costs a queue look-up only.
+        let files_exist = wheel_path(&root).exists();
         let mut error_wait = false;
         let mut last_clean = Instant::now();
         loop {
@@ -292,7 +294,7 @@ impl TimerService {
                 continue;
             }
             if self.state.lock().is_none() {
-                let needed = self.store.max_offset_in_queue(TIMER_TOPIC, 0) > 0 || wheel_path(&root).exists();
+                let needed = files_exist || self.store.max_offset_in_queue(TIMER_TOPIC, 0) > 0;
                 if !needed {
                     tokio::select! {
                         _ = cancel.cancelled() => break,

@@ -167,6 +167,14 @@ impl BrokerAdminProcessor {
                 "enableSlaveActingMaster",
                 "duplicationEnable",
                 "isolateLogEnable",
+                // The timer service reads these when it starts (timerMaxDelaySec applies at once).
+                "timerWheelEnable",
+                "timerPrecisionMs",
+                "timerRollWindowSlot",
+                "timerFlushIntervalMs",
+                "mappedFileSizeTimerLog",
+                "timerStopEnqueue",
+                "timerStopDequeue",
             ])
             .collect();
         let path = self.config_path.clone();

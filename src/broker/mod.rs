@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod send;
 pub mod slave_sync;
 pub mod stats;
+pub mod timer;
 pub mod transaction;
 pub mod waiters;
 
@@ -124,6 +125,7 @@ pub struct Broker {
     tasks: TaskTracker,
     cancel: CancellationToken,
     schedule: Arc<schedule::ScheduleService>,
+    timer: Option<Arc<timer::TimerService>>,
     env: BrokerEnv,
     span: tracing::Span,
     exec: executor::BrokerExecutor,
@@ -198,6 +200,13 @@ impl Broker {
             core.set_inner_credentials(c.clone());
         }
         let schedule = Arc::new(schedule::ScheduleService::load(core.clone()));
+        let timer = cfg.timer_wheel_enable.then(|| {
+            Arc::new(timer::TimerService::new(
+                store.clone(),
+                Arc::new(timer::CoreSink(core.clone())),
+                timer::TimerSettings::from_config(&cfg),
+            ))
+        });
         let mut fixed = plan.store.entries();
         fixed.extend(plan.cleanup.entries());
         fixed.extend(plan.auth_config.entries());
@@ -245,6 +254,7 @@ impl Broker {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             schedule: schedule.clone(),
+            timer,
             env,
             span,
             exec,
@@ -288,6 +298,13 @@ impl Broker {
             .instrument(self.span.clone()),
         );
         self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
+        if let Some(timer) = &self.timer {
+            // The master delivers timer messages; a slave gets the result by replication.
+            let c = core.clone();
+            let active: Arc<dyn Fn() -> bool + Send + Sync> =
+                Arc::new(move || c.config().broker_role != config::BrokerRole::Slave);
+            self.tasks.spawn(timer.clone().run(cancel.clone(), active).instrument(self.span.clone()));
+        }
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         let tx_host = transaction::BrokerTxHost::new(core.clone(), self.plan.cleanup.file_reserved_time);
@@ -354,6 +371,11 @@ impl Broker {
     /// The shared core (for tests and the container's status commands).
     pub fn core(&self) -> &Arc<BrokerCore> {
         &self.core
+    }
+
+    /// The timer message service (`None` with `timerWheelEnable=false`).
+    pub fn timer(&self) -> Option<&Arc<timer::TimerService>> {
+        self.timer.as_ref()
     }
 
     /// The plan it was started from.

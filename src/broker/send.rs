@@ -151,6 +151,9 @@ impl SendProcessor {
             if let Err((code, remark)) = super::transaction::prepare_half(core, &mut m) {
                 return RemotingCommand::error(&req, code, remark);
             }
+            if let Err((code, remark)) = super::timer::apply_timer(core, &mut m) {
+                return RemotingCommand::error(&req, code, remark);
+            }
             apply_delay(&mut m, core.max_delay_level());
             core.put_message(m).await
         };

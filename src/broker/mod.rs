@@ -11,6 +11,7 @@ pub mod core;
 pub mod delay;
 pub mod executor;
 pub mod meta;
+pub mod pop;
 pub mod processor;
 pub mod pull;
 pub mod query;
@@ -117,6 +118,7 @@ pub struct Broker {
     span: tracing::Span,
     exec: executor::BrokerExecutor,
     queues: Vec<Arc<Admission>>,
+    pop: Arc<pop::PopService>,
 }
 
 impl Broker {
@@ -178,7 +180,8 @@ impl Broker {
         let schedule = Arc::new(schedule::ScheduleService::load(core.clone()));
         let mut fixed = plan.store.entries();
         fixed.extend(plan.cleanup.entries());
-        let (table, queues) = processor_table(&core, &schedule, &plan, fixed);
+        let pop = pop::PopService::new(core.clone(), &plan.store.store_path_root_dir);
+        let (table, queues) = processor_table(&core, &schedule, &pop, &plan, fixed);
         let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
         let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads) {
             Ok(e) => e,
@@ -226,6 +229,7 @@ impl Broker {
             span,
             exec,
             queues,
+            pop,
         };
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
@@ -265,6 +269,7 @@ impl Broker {
             .instrument(self.span.clone()),
         );
         self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
+        self.tasks.spawn(pop::revive::run(self.pop.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         // Replication: every broker serves its HA port (a master feeds its slaves there); a slave
@@ -479,6 +484,7 @@ fn timed<P: crate::remoting::RequestProcessor>(
 fn processor_table(
     core: &Arc<BrokerCore>,
     schedule: &Arc<schedule::ScheduleService>,
+    pop: &Arc<pop::PopService>,
     plan: &BrokerPlan,
     fixed: Vec<(&'static str, String)>,
 ) -> (ProcessorTable, Vec<Arc<Admission>>) {
@@ -500,6 +506,9 @@ fn processor_table(
     let pull = timed(core, pull::PullProcessor::new(core.clone()));
     let pull_queue = Admission::new("pull", c.pull_thread_pool_queue_capacity, ms(c.wait_time_mills_in_pull_queue));
     t.register_bounded(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull, Some(pull_queue.clone()));
+    let pop_p = timed(core, pop::processor::PopProcessor::new(pop.clone()));
+    t.register_bounded(pop::processor::POP_POLL_CODES, pop_p.clone(), Some(pull_queue.clone()));
+    t.register_all(pop::processor::POP_CODES, pop_p);
     let query_queue = Admission::new("query", c.query_thread_pool_queue_capacity, Duration::ZERO);
     t.register_bounded(
         query::QUERY_CODES,

@@ -86,6 +86,15 @@ pub mod request {
     pub const EXCHANGE_BROKER_HA_INFO: i32 = 906;
     pub const GET_BROKER_HA_STATUS: i32 = 907;
     pub const RESET_MASTER_FLUSH_OFFSET: i32 = 908;
+    pub const QUERY_ASSIGNMENT: i32 = 400;
+    pub const SET_MESSAGE_REQUEST_MODE: i32 = 401;
+    pub const POP_MESSAGE: i32 = 200050;
+    pub const ACK_MESSAGE: i32 = 200051;
+    pub const PEEK_MESSAGE: i32 = 200052;
+    pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200053;
+    pub const NOTIFICATION: i32 = 200054;
+    pub const POLLING_INFO: i32 = 200055;
+    pub const BATCH_ACK_MESSAGE: i32 = 200151;
 }
 
 /// Response codes (the `code` of a response frame).
@@ -273,6 +282,15 @@ pub fn request_name(code: i32) -> Option<&'static str> {
         906 => "exchange_broker_ha_info",
         907 => "get_broker_ha_status",
         908 => "reset_master_flush_offset",
+        400 => "query_assignment",
+        401 => "set_message_request_mode",
+        200050 => "pop_message",
+        200051 => "ack_message",
+        200052 => "peek_message",
+        200053 => "change_message_invisibletime",
+        200054 => "notification",
+        200055 => "polling_info",
+        200151 => "batch_ack_message",
         _ => return None,
     })
 }

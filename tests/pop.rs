@@ -387,3 +387,57 @@ async fn set_message_request_mode_is_what_query_assignment_answers() {
         run(MQADMIN, &["ackMessage", "-b", &addr, "-t", "ModeTopic", "-g", "mg", "-q", "0", "-o", "0", "-e", &extra]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_ack_prevents_redelivery_and_notification_tells_of_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_c, addr, _) = start(dir.path(), "pop-a");
+    let client = RemotingClient::default();
+    create_topic(&client, &addr, "BatchTopic", 1).await;
+    let notify = |poll: i64| {
+        let (client, addr) = (client.clone(), addr.clone());
+        async move {
+            let req = RemotingCommand::request(request::NOTIFICATION)
+                .with_ext("consumerGroup", "bg")
+                .with_ext("topic", "BatchTopic")
+                .with_ext("queueId", "-1")
+                .with_ext("pollTime", poll.to_string())
+                .with_ext("bornTime", rmqc::util::now_millis().to_string());
+            let r = client.invoke(&addr, req, T + Duration::from_millis(poll as u64)).await.unwrap();
+            assert_eq!(r.code, 0, "{:?}", r.remark);
+            r.ext("hasMsg") == Some("true")
+        }
+    };
+    assert!(!notify(0).await, "nothing to pop yet");
+    // A held notification is answered when a message arrives.
+    let held = tokio::spawn(notify(10_000));
+    common::wait_async("POLLING_INFO counts the held notification", Duration::from_secs(5), || async {
+        let req = RemotingCommand::request(request::POLLING_INFO)
+            .with_ext("consumerGroup", "bg")
+            .with_ext("topic", "BatchTopic")
+            .with_ext("queueId", "-1");
+        client.invoke(&addr, req, T).await.unwrap().ext("pollingNum") == Some("1")
+    })
+    .await;
+    for b in ["x", "y", "z"] {
+        assert_eq!(send(&client, &addr, "BatchTopic", 0, b.as_bytes(), &[]).await.code, 0);
+    }
+    assert!(held.await.unwrap(), "the held notification saw the message");
+    wait_max_offset(&client, &addr, "BatchTopic", 0, 3).await;
+    let (_, got, rh) = pop(&client, &addr, "bg", "BatchTopic", -1, 32, 2_000, 1_000, false).await;
+    assert_eq!(got.len(), 3);
+    let rh = rh.unwrap();
+    // One batch ack of all three (the bitset of offset - startOffset, as Java's BitSet in base64).
+    let body = serde_json::json!({
+        "brokerName": "pop-a",
+        "acks": [{"c": "bg", "t": "BatchTopic", "r": "0", "so": 0, "q": 0, "rq": rh.revive_qid,
+                  "pt": rh.pop_time, "it": 2_000, "b": rmqc::protocol::pop::BatchAck::encode_bits(&[0, 1, 2])}]
+    });
+    let req = RemotingCommand::request(request::BATCH_ACK_MESSAGE).with_body(serde_json::to_vec(&body).unwrap());
+    let r = client.invoke(&addr, req, T).await.unwrap();
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    // Past the invisible time (and a revive scan) nothing comes back.
+    let seen = pop_until(&client, &addr, "bg", "BatchTopic", 10_000, Duration::from_secs(5), |_| true).await;
+    assert!(seen.is_empty(), "batch-acked messages came back: {seen:?}");
+    assert!(!notify(0).await);
+}

@@ -22,6 +22,8 @@ use crate::store::MessageInner;
 
 /// How often the revive queues are scanned when nothing wakes the task.
 const SCAN_INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two scans when records keep arriving.
+const MIN_GAP: Duration = Duration::from_millis(100);
 /// Records read per revive queue and scan.
 const READ_BATCH: usize = 256;
 /// Records read per revive queue and scan at most.
@@ -69,7 +71,13 @@ pub async fn run(svc: Arc<PopService>, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(SCAN_INTERVAL) => {}
-            _ = wake => {}
+            _ = wake => {
+                // Woken by a new record: scan soon, but at most every MIN_GAP under load.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(MIN_GAP) => {}
+                }
+            }
         }
     }
 }

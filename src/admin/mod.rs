@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod consumer;
 pub mod container;
 pub mod message;
+pub mod pop;
 pub mod route;
 pub mod topic;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use rmqc::admin::{auth, cluster, consumer, container, message, topic, Admin, AdminError};
+use rmqc::admin::{auth, cluster, consumer, container, message, pop, topic, Admin, AdminError};
 use rmqc::client::tls::TlsArgs;
 use rmqc::remoting::{ClientConfig, RemotingClient};
 
@@ -506,6 +506,85 @@ enum Command {
         #[arg(short = 't', long = "topic")]
         topic: Option<String>,
     },
+    /// Set a group's consume mode on a topic: PULL (queues bound to clients) or POP.
+    #[command(name = "setConsumeMode")]
+    SetConsumeMode {
+        #[command(flatten)]
+        ns: Ns,
+        /// Broker address.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: Option<String>,
+        /// Every master of this cluster.
+        #[arg(short = 'c', long = "clusterName")]
+        cluster: Option<String>,
+        /// Topic.
+        #[arg(short = 't', long = "topicName")]
+        topic: String,
+        /// Consumer group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        /// PULL or POP.
+        #[arg(short = 'm', long = "mode")]
+        mode: String,
+        /// In POP mode, how many other clients' queues each client shares (0: all queues).
+        #[arg(short = 'q', long = "popShareQueueNum", default_value_t = 0)]
+        pop_share_queue_num: i32,
+    },
+    /// Pop messages from one broker (POP consumption, for manual testing); prints each message with
+    /// the extra info to ack it by.
+    #[command(name = "popMessage")]
+    PopMessage {
+        #[command(flatten)]
+        ns: Ns,
+        /// Broker address.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Consumer group.
+        #[arg(short = 'g', long = "group")]
+        group: String,
+        /// Queue id (-1: every queue).
+        #[arg(short = 'q', long = "queueId", default_value_t = -1, allow_hyphen_values = true)]
+        queue_id: i32,
+        /// At most this many messages (1..=32).
+        #[arg(short = 'c', long = "count", default_value_t = 32)]
+        count: i32,
+        /// Invisible time, ms.
+        #[arg(short = 'i', long = "invisibleTime", default_value_t = 60_000)]
+        invisible_time: i64,
+        /// Long-poll time, ms.
+        #[arg(short = 'p', long = "pollTime", default_value_t = 0)]
+        poll_time: i64,
+        /// Ordered pop.
+        #[arg(long = "order")]
+        order: bool,
+    },
+    /// Acknowledge one popped message.
+    #[command(name = "ackMessage")]
+    AckMessage {
+        #[command(flatten)]
+        ns: Ns,
+        /// Broker address.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+        /// Topic (the original topic).
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Consumer group.
+        #[arg(short = 'g', long = "group")]
+        group: String,
+        /// Queue id.
+        #[arg(short = 'q', long = "queueId")]
+        queue_id: i32,
+        /// Queue offset of the message.
+        #[arg(short = 'o', long = "offset")]
+        offset: i64,
+        /// The extra info popMessage printed.
+        #[arg(short = 'e', long = "extraInfo")]
+        extra_info: String,
+    },
     /// Query messages by key.
     #[command(name = "queryMsgByKey")]
     QueryMsgByKey {
@@ -720,6 +799,28 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError
         }
         Command::QueryMsgById { ns, msg_id, topic } => {
             message::query_msg_by_id(&admin_with(client, &ns), &msg_id, topic.as_deref()).await
+        }
+        Command::SetConsumeMode { ns, broker_addr, cluster, topic, group, mode, pop_share_queue_num } => {
+            let admin = admin_with(client, &ns);
+            pop::set_consume_mode(
+                &admin,
+                broker_addr.as_deref(),
+                cluster.as_deref(),
+                &topic,
+                &group,
+                &mode,
+                pop_share_queue_num,
+            )
+            .await
+        }
+        Command::PopMessage { ns, broker_addr, topic, group, queue_id, count, invisible_time, poll_time, order } => {
+            let admin = admin_with(client, &ns);
+            pop::pop_message(&admin, &broker_addr, &topic, &group, queue_id, count, invisible_time, poll_time, order)
+                .await
+        }
+        Command::AckMessage { ns, broker_addr, topic, group, queue_id, offset, extra_info } => {
+            pop::ack_message(&admin_with(client, &ns), &broker_addr, &topic, &group, queue_id, offset, &extra_info)
+                .await
         }
         Command::QueryMsgByKey { ns, topic, key, begin, end, max_num } => {
             message::query_msg_by_key(&admin_with(client, &ns), &topic, &key, begin, end, max_num).await

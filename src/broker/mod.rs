@@ -11,6 +11,7 @@ pub mod core;
 pub mod delay;
 pub mod executor;
 pub mod meta;
+pub mod pop;
 pub mod processor;
 pub mod pull;
 pub mod query;
@@ -130,6 +131,7 @@ pub struct Broker {
     span: tracing::Span,
     exec: executor::BrokerExecutor,
     queues: Vec<Arc<Admission>>,
+    pop: Arc<pop::PopService>,
 }
 
 impl Broker {
@@ -210,7 +212,8 @@ impl Broker {
         let mut fixed = plan.store.entries();
         fixed.extend(plan.cleanup.entries());
         fixed.extend(plan.auth_config.entries());
-        let (table, queues) = processor_table(&core, &schedule, &plan, fixed, &guard);
+        let pop = pop::PopService::new(core.clone(), &plan.store.store_path_root_dir);
+        let (table, queues) = processor_table(&core, &schedule, &pop, &plan, fixed, &guard);
         let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
         let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads) {
             Ok(e) => e,
@@ -259,6 +262,7 @@ impl Broker {
             span,
             exec,
             queues,
+            pop,
         };
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
@@ -305,6 +309,7 @@ impl Broker {
                 Arc::new(move || c.config().broker_role != config::BrokerRole::Slave);
             self.tasks.spawn(timer.clone().run(cancel.clone(), active).instrument(self.span.clone()));
         }
+        self.tasks.spawn(pop::revive::run(self.pop.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         let tx_host = transaction::BrokerTxHost::new(core.clone(), self.plan.cleanup.file_reserved_time);
@@ -661,6 +666,7 @@ fn guarded<P: crate::remoting::RequestProcessor>(
 fn processor_table(
     core: &Arc<BrokerCore>,
     schedule: &Arc<schedule::ScheduleService>,
+    pop: &Arc<pop::PopService>,
     plan: &BrokerPlan,
     fixed: Vec<(&'static str, String)>,
     guard: &Arc<crate::auth::AuthGuard>,
@@ -683,6 +689,9 @@ fn processor_table(
     let pull = guarded(core, guard, pull::PullProcessor::new(core.clone()));
     let pull_queue = Admission::new("pull", c.pull_thread_pool_queue_capacity, ms(c.wait_time_mills_in_pull_queue));
     t.register_bounded(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE], pull, Some(pull_queue.clone()));
+    let pop_p = guarded(core, guard, pop::processor::PopProcessor::new(pop.clone()));
+    t.register_bounded(pop::processor::POP_POLL_CODES, pop_p.clone(), Some(pull_queue.clone()));
+    t.register_all(pop::processor::POP_CODES, pop_p);
     let query_queue = Admission::new("query", c.query_thread_pool_queue_capacity, Duration::ZERO);
     t.register_bounded(
         query::QUERY_CODES,

@@ -8,3 +8,4 @@ pub mod codes;
 pub mod header;
 pub mod message;
 pub mod perm;
+pub mod pop;

@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod message;
 pub mod namesrv;
+pub mod pop;
 
 pub use admin::*;
 pub use message::*;
 pub use namesrv::*;
+pub use pop::*;

@@ -200,6 +200,12 @@ config_struct! {
         region_id: String = "regionId" => "DefaultRegion".into(),
         /// Message trace switch returned with sends.
         trace_on: bool = "traceOn" => true,
+        /// Create the message trace topic (`msgTraceTopicName`, 1/1 queues) at startup.
+        trace_topic_enable: bool = "traceTopicEnable" => false,
+        /// The message trace topic.
+        msg_trace_topic_name: String = "msgTraceTopicName" => "RMQ_SYS_TRACE_TOPIC".into(),
+        /// Store replies (SEND_REPLY_MESSAGE) as well as pushing them to the requester.
+        store_reply_message_enable: bool = "storeReplyMessageEnable" => true,
         /// Keys UPDATE_BROKER_CONFIG may not change (`;`-separated).
         config_black_list: String = "configBlackList" => "configBlackList;brokerConfigPath".into(),
         /// Standalone-only: separate log dir per broker.

@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod send;
 pub mod slave_sync;
 pub mod stats;
+pub mod stats_window;
 pub mod waiters;
 
 use std::net::SocketAddr;
@@ -265,6 +266,7 @@ impl Broker {
             .instrument(self.span.clone()),
         );
         self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
+        self.tasks.spawn(stats_window::sampling_loop(core.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         // Replication: every broker serves its HA port (a master feeds its slaves there); a slave
@@ -507,6 +509,14 @@ fn processor_table(
         Some(query_queue.clone()),
     );
     t.register_all(processor::MetaProcessor::CODES, timed(core, processor::MetaProcessor::new(core.meta.clone())));
+    t.register_all(
+        processor::client_admin::ClientAdminProcessor::CODES,
+        timed(core, processor::client_admin::ClientAdminProcessor::new(core.clone())),
+    );
+    t.register_all(
+        &[request::SEND_REPLY_MESSAGE, request::SEND_REPLY_MESSAGE_V2],
+        timed(core, processor::reply::ReplyProcessor::new(core.clone())),
+    );
     t.register_all(
         processor::consumer_admin::ConsumerAdminProcessor::CODES,
         timed(core, processor::consumer_admin::ConsumerAdminProcessor::new(core.clone())),

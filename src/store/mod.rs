@@ -57,6 +57,7 @@ pub mod mapped_file;
 pub mod mapped_file_queue;
 pub mod message;
 
+mod admin_ops;
 mod cleanup_run;
 mod dispatch;
 mod flush;

@@ -1,9 +1,11 @@
 //! Typed request and response headers (the `extFields` of a frame).
 
 pub mod admin;
+pub mod client_admin;
 pub mod message;
 pub mod namesrv;
 
 pub use admin::*;
+pub use client_admin::*;
 pub use message::*;
 pub use namesrv::*;

@@ -5,6 +5,7 @@
 //! brokerStatus, broker config), [`topic`], [`container`] (addBroker/removeBroker), [`message`]
 //! (send/consume/query), [`consumer`] (consumerProgress).
 
+pub mod client_admin;
 pub mod cluster;
 pub mod consumer;
 pub mod container;

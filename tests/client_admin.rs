@@ -271,6 +271,20 @@ async fn admin_requests_reach_clients_and_views_answer_as_apache() {
     let r = pull(&client, &addr, "ca-group", "CaTopic", 0, 0, "*", 0).await;
     assert_eq!(decode_records(&r.body, true).len(), 3);
 
+    // updateBrokerConfig maxMessageSize applies at runtime (and is persisted), as in Apache.
+    let big = vec![b'x'; 2000];
+    assert_eq!(send(&client, &addr, "CaTopic", 0, &big, &[]).await.code, response::SUCCESS);
+    mqadmin_ok(&["updateBrokerConfig", "-n", &nsaddr, "-b", &addr, "-k", "maxMessageSize", "-v", "1000"]);
+    let r = send(&client, &addr, "CaTopic", 0, &big, &[]).await;
+    assert_eq!(r.code, response::MESSAGE_ILLEGAL, "{:?}", r.remark);
+    assert!(r.remark.unwrap().contains("limit 1000B"));
+    assert_eq!(send(&client, &addr, "CaTopic", 0, &big[..900], &[]).await.code, response::SUCCESS);
+    let out = mqadmin_ok(&["getBrokerConfig", "-n", &nsaddr, "-b", &addr]);
+    assert!(out.lines().any(|l| l.starts_with("maxMessageSize") && l.trim_end().ends_with("1000")), "{out}");
+    assert!(std::fs::read_to_string(dir.path().join(&b)).unwrap().contains("maxMessageSize=1000"));
+    let out = run(MQADMIN, &["updateBrokerConfig", "-n", &nsaddr, "-b", &addr, "-k", "maxMessageSize", "-v", "0"]);
+    assert!(!out.status.success(), "{}", text(&out));
+
     drop(fake);
 }
 

@@ -144,7 +144,7 @@ impl BrokerCore {
     }
     /// The body size limit.
     pub fn max_message_size(&self) -> usize {
-        self.store.config().max_message_size
+        self.store.max_message_size()
     }
     /// Highest delay level.
     pub fn max_delay_level(&self) -> i32 {

@@ -19,6 +19,16 @@ pub struct ConsumeQueueView {
 }
 
 impl MessageStore {
+    /// The body size limit now (`maxMessageSize`).
+    pub fn max_message_size(&self) -> usize {
+        self.shared.max_message_size.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Changes the body size limit (UPDATE_BROKER_CONFIG); the caller validated it.
+    pub fn set_max_message_size(&self, n: usize) {
+        self.shared.max_message_size.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Up to `count` entries of `topic`/`queue_id` from queue offset `index`; `None` when the
     /// store has no such queue.
     pub fn consume_queue_view(&self, topic: &str, queue_id: i32, index: i64, count: usize) -> Option<ConsumeQueueView> {

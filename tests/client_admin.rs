@@ -271,6 +271,33 @@ async fn admin_requests_reach_clients_and_views_answer_as_apache() {
     let r = pull(&client, &addr, "ca-group", "CaTopic", 0, 0, "*", 0).await;
     assert_eq!(decode_records(&r.body, true).len(), 3);
 
+    // Legacy reset (useServerSideResetOffset=false): the clients are told, nothing is committed.
+    mqadmin_ok(&["updateBrokerConfig", "-n", &nsaddr, "-b", &addr, "-k", "useServerSideResetOffset", "-v", "false"]);
+    let req = RemotingCommand::request(request::INVOKE_BROKER_TO_RESET_OFFSET)
+        .with_ext("group", "ca-group")
+        .with_ext("topic", "CaTopic")
+        .with_ext("timestamp", "0")
+        .with_ext("isForce", "true");
+    let r = raw(&client, &addr, req).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let v = rmqc::json::object_keys::parse_slice(&r.body).unwrap();
+    assert_eq!(v["offsetTable"].as_object().unwrap().values().next().and_then(|o| o.as_i64()), Some(0), "{v}");
+    common::wait_async("the client is told to reset", Duration::from_secs(10), || async {
+        !fake.asked(request::RESET_CONSUMER_CLIENT_OFFSET).is_empty()
+    })
+    .await;
+    let told = fake.asked(request::RESET_CONSUMER_CLIENT_OFFSET).remove(0);
+    assert_eq!(
+        (told.ext("group"), told.ext("timestamp"), told.ext("isForce")),
+        (Some("ca-group"), Some("0"), Some("true"))
+    );
+    assert!(String::from_utf8_lossy(&told.body).contains("\"topic\":\"CaTopic\"}:0"));
+    let q = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", "ca-group")
+        .with_ext("topic", "CaTopic")
+        .with_ext("queueId", "0");
+    assert_eq!(raw(&client, &addr, q).await.ext("offset"), Some("2"));
+
     // updateBrokerConfig maxMessageSize applies at runtime (and is persisted), as in Apache.
     let big = vec![b'x'; 2000];
     assert_eq!(send(&client, &addr, "CaTopic", 0, &big, &[]).await.code, response::SUCCESS);

@@ -204,6 +204,9 @@ config_struct! {
         trace_topic_enable: bool = "traceTopicEnable" => false,
         /// The message trace topic.
         msg_trace_topic_name: String = "msgTraceTopicName" => "RMQ_SYS_TRACE_TOPIC".into(),
+        /// Reset offsets on the broker (the next pull is told to move); false: Apache's legacy reset,
+        /// which tells every online client (RESET_CONSUMER_CLIENT_OFFSET) and commits nothing.
+        use_server_side_reset_offset: bool = "useServerSideResetOffset" => true,
         /// Store replies (SEND_REPLY_MESSAGE) as well as pushing them to the requester.
         store_reply_message_enable: bool = "storeReplyMessageEnable" => true,
         /// Keys UPDATE_BROKER_CONFIG may not change (`;`-separated).

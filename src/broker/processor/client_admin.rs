@@ -362,3 +362,65 @@ impl RequestProcessor for ClientAdminProcessor {
         })
     }
 }
+
+/// How long RESET_CONSUMER_CLIENT_OFFSET may take to leave (Apache's oneway, 5 s).
+pub const RESET_CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Apache's legacy INVOKE_BROKER_TO_RESET_OFFSET (`useServerSideResetOffset=false`,
+/// `Broker2Client.resetOffset`): per read queue the offset at the time (the queue end for a
+/// negative time) if forced or below the committed offset, else the committed one; every online
+/// client of the group is told (RESET_CONSUMER_CLIENT_OFFSET, oneway) and moves itself.
+pub async fn legacy_reset_offset(core: &Arc<BrokerCore>, req: &RemotingCommand) -> Answer {
+    use crate::protocol::header::admin::ResetOffsetRequestHeader;
+    use crate::store::consume_queue::BoundaryType;
+    let h: ResetOffsetRequestHeader = req.decode_header().map_err(bad)?;
+    let Some(tc) = core.meta.topics.select(&h.topic) else {
+        return Err((
+            rs::SYSTEM_ERROR,
+            format!("[reset-offset] reset offset failed, no topic in this broker. topic={}", h.topic),
+        ));
+    };
+    let store = core.store();
+    let broker = core.config().broker_name.clone();
+    let mut table = BTreeMap::new();
+    for q in 0..tc.write_queue_nums {
+        let committed = core.meta.offsets.query_offset(&h.group, &h.topic, q);
+        if committed == -1 {
+            return Err((rs::SYSTEM_ERROR, format!("THe consumer group <{}> not exist", h.group)));
+        }
+        let at = if h.timestamp < 0 {
+            store.max_offset_in_queue(&h.topic, q)
+        } else {
+            store.offset_in_queue_by_time(&h.topic, q, h.timestamp, BoundaryType::Lower)
+        };
+        let target = if h.is_force || at < committed { at } else { committed };
+        table.insert(MessageQueue::new(h.topic.clone(), broker.clone(), q), target);
+    }
+    let Some(gi) = core.meta.consumers.group_info(&h.group).filter(|g| !g.channels.is_empty()) else {
+        return Err((
+            rs::SYSTEM_ERROR,
+            format!(
+                "Consumer not online, so can not reset offset, Group: {} Topic: {} Timestamp: {}",
+                h.group, h.topic, h.timestamp
+            ),
+        ));
+    };
+    let body = format!("{{\"offsetTable\":{}}}", super::meta::object_key_map(table));
+    let tell = ResetConsumerClientOffsetHeader {
+        topic: h.topic.clone(),
+        group: h.group.clone(),
+        timestamp: h.timestamp,
+        is_force: h.is_force,
+    };
+    for c in gi.channels.values() {
+        let cmd = RemotingCommand::request_with_header(rq::RESET_CONSUMER_CLIENT_OFFSET, &tell).with_body(body.clone());
+        match tokio::time::timeout(RESET_CLIENT_TIMEOUT, c.conn.send_oneway(cmd)).await {
+            Ok(Ok(())) => tracing::info!(group = %h.group, client = %c.client_id, "[reset-offset] client told"),
+            Ok(Err(e)) => {
+                tracing::warn!(group = %h.group, client = %c.client_id, error = %e, "[reset-offset] not told")
+            }
+            Err(_) => tracing::warn!(group = %h.group, client = %c.client_id, "[reset-offset] not told in time"),
+        }
+    }
+    Ok(RemotingCommand::success(req).with_body(body))
+}

@@ -6,6 +6,7 @@
 //! (send/consume/query), [`consumer`] (consumerProgress).
 
 pub mod auth;
+pub mod client_admin;
 pub mod cluster;
 pub mod consumer;
 pub mod container;

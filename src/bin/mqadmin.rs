@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use rmqc::admin::{auth, cluster, consumer, container, message, pop, topic, Admin, AdminError};
+use rmqc::admin::{auth, client_admin, cluster, consumer, container, message, pop, topic, Admin, AdminError};
 use rmqc::client::tls::TlsArgs;
 use rmqc::remoting::{ClientConfig, RemotingClient};
 
@@ -606,6 +606,123 @@ enum Command {
         #[arg(short = 'm', long = "maxNum")]
         max_num: Option<i32>,
     },
+    /// The clients of a consumer group and its subscriptions (GET_CONSUMER_CONNECTION_LIST).
+    #[command(name = "consumerConnection")]
+    ConsumerConnection {
+        #[command(flatten)]
+        ns: Ns,
+        /// Consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+    },
+    /// The running info of a group's clients, asked through the broker (GET_CONSUMER_RUNNING_INFO).
+    #[command(name = "consumerStatus")]
+    ConsumerStatus {
+        #[command(flatten)]
+        ns: Ns,
+        /// Consumer group.
+        #[arg(short = 'g', long = "consumerGroup")]
+        group: String,
+        /// One client id.
+        #[arg(short = 'i', long = "clientId")]
+        client: Option<String>,
+        /// Ask for the client's thread stacks.
+        #[arg(short = 's', long = "jstack", default_value_t = false, action = clap::ArgAction::Set)]
+        jstack: bool,
+    },
+    /// Every group's consume progress on one broker (GET_BROKER_CONSUME_STATS).
+    #[command(name = "brokerConsumeStats")]
+    BrokerConsumeStats {
+        #[command(flatten)]
+        ns: Ns,
+        /// Broker address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: String,
+        /// Order topics only.
+        #[arg(short = 'o', long = "order", default_value_t = false, action = clap::ArgAction::Set)]
+        order: bool,
+    },
+    /// Entries of a consume queue (QUERY_CONSUME_QUEUE).
+    #[command(name = "queryCq")]
+    QueryCq {
+        #[command(flatten)]
+        ns: Ns,
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Queue id.
+        #[arg(short = 'q', long = "queue")]
+        queue_id: i32,
+        /// First queue offset.
+        #[arg(short = 'i', long = "index")]
+        index: i64,
+        /// How many entries.
+        #[arg(short = 'c', long = "count", default_value_t = 10)]
+        count: i32,
+        /// Broker address (default: the first master of the topic).
+        #[arg(short = 'b', long = "broker")]
+        broker_addr: Option<String>,
+        /// Consumer group (shows its subscription).
+        #[arg(short = 'g', long = "consumer")]
+        group: Option<String>,
+    },
+    /// Delete consume queues that hold only expired messages (CLEAN_EXPIRED_CONSUMEQUEUE).
+    #[command(name = "cleanExpiredCQ")]
+    CleanExpiredCq {
+        #[command(flatten)]
+        ns: Ns,
+        /// Broker address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: Option<String>,
+        /// Cluster name.
+        #[arg(short = 'c', long = "cluster")]
+        cluster: Option<String>,
+    },
+    /// Delete consume queues of topics the broker no longer has (CLEAN_UNUSED_TOPIC).
+    #[command(name = "cleanUnusedTopic")]
+    CleanUnusedTopic {
+        #[command(flatten)]
+        ns: Ns,
+        /// Broker address, host:port.
+        #[arg(short = 'b', long = "brokerAddr")]
+        broker_addr: Option<String>,
+        /// Cluster name.
+        #[arg(short = 'c', long = "cluster")]
+        cluster: Option<String>,
+    },
+    /// Per topic and group: accumulation, TPS in and out, messages in 24 h (VIEW_BROKER_STATS_DATA).
+    #[command(name = "statsAll")]
+    StatsAll {
+        #[command(flatten)]
+        ns: Ns,
+        /// One topic.
+        #[arg(short = 't', long = "topic")]
+        topic: Option<String>,
+        /// Only topics with traffic.
+        #[arg(short = 'a', long = "activeTopic", default_value_t = false)]
+        active: bool,
+    },
+    /// A consumer group's subscription group config on every master.
+    #[command(name = "getConsumerConfig")]
+    GetConsumerConfig {
+        #[command(flatten)]
+        ns: Ns,
+        /// Consumer group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+    },
+    /// The trace records of a message (QUERY_MESSAGE by key on the trace topic).
+    #[command(name = "queryMsgTraceById")]
+    QueryMsgTraceById {
+        #[command(flatten)]
+        ns: Ns,
+        /// Message id.
+        #[arg(short = 'i', long = "msgId")]
+        msg_id: String,
+        /// Trace topic.
+        #[arg(short = 't', long = "traceTopic", default_value = "RMQ_SYS_TRACE_TOPIC")]
+        trace_topic: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -824,6 +941,37 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError
         }
         Command::QueryMsgByKey { ns, topic, key, begin, end, max_num } => {
             message::query_msg_by_key(&admin_with(client, &ns), &topic, &key, begin, end, max_num).await
+        }
+        Command::ConsumerConnection { ns, group } => {
+            client_admin::consumer_connection(&admin_with(client, &ns), &group).await
+        }
+        Command::ConsumerStatus { ns, group, client: id, jstack } => {
+            client_admin::consumer_status(&admin_with(client, &ns), &group, id.as_deref(), jstack).await
+        }
+        Command::BrokerConsumeStats { ns, broker_addr, order } => {
+            client_admin::broker_consume_stats(&admin_with(client, &ns), &broker_addr, order).await
+        }
+        Command::QueryCq { ns, topic, queue_id, index, count, broker_addr, group } => {
+            let admin = admin_with(client, &ns);
+            client_admin::query_cq(&admin, &topic, queue_id, index, count, group.as_deref(), broker_addr.as_deref())
+                .await
+        }
+        Command::CleanExpiredCq { ns, broker_addr, cluster } => {
+            let code = rmqc::protocol::codes::request::CLEAN_EXPIRED_CONSUMEQUEUE;
+            client_admin::clean(&admin_with(client, &ns), code, broker_addr.as_deref(), cluster.as_deref()).await
+        }
+        Command::CleanUnusedTopic { ns, broker_addr, cluster } => {
+            let code = rmqc::protocol::codes::request::CLEAN_UNUSED_TOPIC;
+            client_admin::clean(&admin_with(client, &ns), code, broker_addr.as_deref(), cluster.as_deref()).await
+        }
+        Command::StatsAll { ns, topic, active } => {
+            client_admin::stats_all(&admin_with(client, &ns), topic.as_deref(), active).await
+        }
+        Command::GetConsumerConfig { ns, group } => {
+            client_admin::get_consumer_config(&admin_with(client, &ns), &group).await
+        }
+        Command::QueryMsgTraceById { ns, msg_id, trace_topic } => {
+            client_admin::query_msg_trace_by_id(&admin_with(client, &ns), &msg_id, &trace_topic).await
         }
     }
 }

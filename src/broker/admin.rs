@@ -28,6 +28,10 @@ pub struct BrokerAdminProcessor {
     queues: Vec<(Arc<crate::remoting::Admission>, usize)>,
 }
 
+/// Store keys an operator may change while the broker runs (Apache applies them to the live
+/// `MessageStoreConfig`).
+pub const STORE_LIVE_KEYS: &[&str] = &["maxMessageSize"];
+
 /// The codes [`BrokerAdminProcessor`] answers.
 pub const ADMIN_CODES: &[i32] = &[
     request::GET_BROKER_RUNTIME_INFO,
@@ -135,13 +139,79 @@ impl BrokerAdminProcessor {
 
     fn get_config(&self, req: &RemotingCommand) -> RemotingCommand {
         let mut entries = self.core.config().entries();
-        entries.extend(self.fixed.iter().cloned());
+        let live = self.core.max_message_size().to_string();
+        entries.extend(
+            self.fixed.iter().map(|(k, v)| (*k, if *k == "maxMessageSize" { live.clone() } else { v.clone() })),
+        );
         RemotingCommand::success(req)
             .with_ext("version", self.version.lock().to_json())
             .with_body(Bytes::from(to_properties_text(&entries)))
     }
 
+    /// `maxMessageSize` from an update body, checked against the commitlog file size:
+    /// `Ok(None)` when the body does not name it; the rest of the body, re-written without it.
+    fn split_store_keys(&self, body: &[u8]) -> Result<(Option<usize>, Option<Vec<u8>>), String> {
+        let Ok(text) = std::str::from_utf8(body) else { return Ok((None, None)) };
+        let Ok(raw) = crate::config::RawConfig::from_properties(std::path::Path::new("<request>"), text) else {
+            return Ok((None, None));
+        };
+        if !raw.entries.iter().any(|e| STORE_LIVE_KEYS.contains(&e.key.as_str())) {
+            return Ok((None, None));
+        }
+        let file = self.core.store().config().mapped_file_size_commit_log;
+        let cap = file.saturating_sub(super::config::RECORD_OVERHEAD_ROOM);
+        let mut size = None;
+        let mut rest = String::new();
+        for e in &raw.entries {
+            if e.key == "maxMessageSize" {
+                match e.value.trim().parse::<u64>() {
+                    Ok(n) if n > 0 && n <= cap => size = Some(n as usize),
+                    _ => {
+                        return Err(format!(
+                            "maxMessageSize '{}': expected 1..={cap} (commitlog file {file} B)",
+                            e.value
+                        ))
+                    }
+                }
+            } else {
+                rest.push_str(&format!("{}={}\n", e.key, e.value));
+            }
+        }
+        Ok((size, (!rest.is_empty()).then(|| rest.into_bytes())))
+    }
+
     fn update_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        // Store keys Apache applies at runtime are taken out and applied to the store.
+        let (max_size, rest) = match self.split_store_keys(&req.body) {
+            Ok(x) => x,
+            Err(e) => return RemotingCommand::error(req, response::INVALID_PARAMETER, e),
+        };
+        if let Some(n) = max_size {
+            if let Some(rest) = rest {
+                let mut sub = req.clone();
+                sub.body = Bytes::from(rest);
+                let r = self.update_broker_keys(&sub);
+                if r.code != response::SUCCESS {
+                    return r;
+                }
+            }
+            let kv = [("maxMessageSize".to_string(), n.to_string())];
+            if let Err(e) = crate::config::update_properties_file(&self.config_path, &kv) {
+                return RemotingCommand::error(
+                    req,
+                    response::SYSTEM_ERROR,
+                    format!("cannot persist {}: {e}", self.config_path.display()),
+                );
+            }
+            self.core.store().set_max_message_size(n);
+            self.version.lock().next();
+            info!(max_message_size = n, "maxMessageSize updated");
+            return RemotingCommand::success(req);
+        }
+        self.update_broker_keys(req)
+    }
+
+    fn update_broker_keys(&self, req: &RemotingCommand) -> RemotingCommand {
         let current = self.core.config();
         let black: Vec<&str> = ["brokerConfigPath", "configBlackList"]
             .into_iter()

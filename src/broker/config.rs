@@ -200,6 +200,15 @@ config_struct! {
         region_id: String = "regionId" => "DefaultRegion".into(),
         /// Message trace switch returned with sends.
         trace_on: bool = "traceOn" => true,
+        /// Create the message trace topic (`msgTraceTopicName`, 1/1 queues) at startup.
+        trace_topic_enable: bool = "traceTopicEnable" => false,
+        /// The message trace topic.
+        msg_trace_topic_name: String = "msgTraceTopicName" => "RMQ_SYS_TRACE_TOPIC".into(),
+        /// Reset offsets on the broker (the next pull is told to move); false: Apache's legacy reset,
+        /// which tells every online client (RESET_CONSUMER_CLIENT_OFFSET) and commits nothing.
+        use_server_side_reset_offset: bool = "useServerSideResetOffset" => true,
+        /// Store replies (SEND_REPLY_MESSAGE) as well as pushing them to the requester.
+        store_reply_message_enable: bool = "storeReplyMessageEnable" => true,
         /// Keys UPDATE_BROKER_CONFIG may not change (`;`-separated).
         config_black_list: String = "configBlackList" => "configBlackList;brokerConfigPath".into(),
         /// Standalone-only: separate log dir per broker.

@@ -56,6 +56,8 @@ pub struct BrokerCore {
     read_only: AtomicBool,
     /// Counters.
     pub stats: BrokerStats,
+    /// Minute / hour / day samples of the stats items (VIEW_BROKER_STATS_DATA).
+    pub stats_windows: super::stats_window::StatsWindows,
     /// Started at (ms).
     pub started_at: i64,
     /// Signalled when topics change or a message is stored in the schedule topic.
@@ -87,6 +89,7 @@ impl BrokerCore {
             shutting_down: AtomicBool::new(false),
             read_only: AtomicBool::new(false),
             stats: BrokerStats::default(),
+            stats_windows: Default::default(),
             started_at: crate::util::now_millis(),
             wake_registration: Notify::new(),
             ha: Default::default(),
@@ -164,7 +167,7 @@ impl BrokerCore {
     }
     /// The body size limit.
     pub fn max_message_size(&self) -> usize {
-        self.store.config().max_message_size
+        self.store.max_message_size()
     }
     /// Highest delay level.
     pub fn max_delay_level(&self) -> i32 {

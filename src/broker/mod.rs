@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod send;
 pub mod slave_sync;
 pub mod stats;
+pub mod stats_window;
 pub mod timer;
 pub mod transaction;
 pub mod waiters;
@@ -310,6 +311,7 @@ impl Broker {
             self.tasks.spawn(timer.clone().run(cancel.clone(), active).instrument(self.span.clone()));
         }
         self.tasks.spawn(pop::revive::run(self.pop.clone(), cancel.clone()).instrument(self.span.clone()));
+        self.tasks.spawn(stats_window::sampling_loop(core.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         let tx_host = transaction::BrokerTxHost::new(core.clone(), self.plan.cleanup.file_reserved_time);
@@ -708,6 +710,14 @@ fn processor_table(
     t.register_all(
         processor::MetaProcessor::CODES,
         guarded(core, guard, processor::MetaProcessor::new(core.meta.clone())),
+    );
+    t.register_all(
+        processor::client_admin::ClientAdminProcessor::CODES,
+        guarded(core, guard, processor::client_admin::ClientAdminProcessor::new(core.clone())),
+    );
+    t.register_all(
+        &[request::SEND_REPLY_MESSAGE, request::SEND_REPLY_MESSAGE_V2],
+        guarded(core, guard, processor::reply::ReplyProcessor::new(core.clone())),
     );
     t.register_all(
         processor::consumer_admin::ConsumerAdminProcessor::CODES,

@@ -18,12 +18,15 @@ pub struct IoCounters {
     pub msgs: AtomicU64,
     /// Bytes.
     pub bytes: AtomicU64,
+    /// Calls that added to the counters (Apache's `StatsItem.times`).
+    pub calls: AtomicU64,
 }
 
 impl IoCounters {
     fn add(&self, msgs: usize, bytes: usize) {
         self.msgs.fetch_add(msgs as u64, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
     }
     /// (messages, bytes) now.
     pub fn get(&self) -> (u64, u64) {
@@ -76,6 +79,27 @@ impl TopicStats {
             for (g, c) in groups {
                 let (m, b) = c.get();
                 out.push((t.clone(), g.clone(), m, b));
+            }
+        }
+        out
+    }
+
+    /// Apache's stats items as `(statsName, statsKey, value, times)`: `TOPIC_PUT_NUMS` /
+    /// `TOPIC_PUT_SIZE` by topic, `GROUP_GET_NUMS` / `GROUP_GET_SIZE` by `topic@group`.
+    pub fn items(&self) -> Vec<(&'static str, String, u64, u64)> {
+        let mut out = Vec::new();
+        for (t, c) in self.stored.read().iter() {
+            let (m, b, n) =
+                (c.msgs.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed), c.calls.load(Ordering::Relaxed));
+            out.push(("TOPIC_PUT_NUMS", t.clone(), m, n));
+            out.push(("TOPIC_PUT_SIZE", t.clone(), b, n));
+        }
+        for (t, groups) in self.delivered.read().iter() {
+            for (g, c) in groups {
+                let (m, b, n) =
+                    (c.msgs.load(Ordering::Relaxed), c.bytes.load(Ordering::Relaxed), c.calls.load(Ordering::Relaxed));
+                out.push(("GROUP_GET_NUMS", format!("{t}@{g}"), m, n));
+                out.push(("GROUP_GET_SIZE", format!("{t}@{g}"), b, n));
             }
         }
         out

@@ -58,6 +58,12 @@ pub mod request {
     pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
     pub const GET_CONSUMER_STATUS_FROM_CLIENT: i32 = 221;
     pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
+    pub const INVOKE_BROKER_TO_GET_CONSUMER_STATUS: i32 = 223;
+    pub const CLEAN_EXPIRED_CONSUMEQUEUE: i32 = 306;
+    pub const VIEW_BROKER_STATS_DATA: i32 = 315;
+    pub const CLEAN_UNUSED_TOPIC: i32 = 316;
+    pub const GET_BROKER_CONSUME_STATS: i32 = 317;
+    pub const QUERY_CONSUME_QUEUE: i32 = 321;
     pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
     pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
     pub const CLONE_GROUP_OFFSET: i32 = 314;
@@ -264,6 +270,12 @@ pub fn request_name(code: i32) -> Option<&'static str> {
         220 => "reset_consumer_client_offset",
         221 => "get_consumer_status_from_client",
         222 => "invoke_broker_to_reset_offset",
+        223 => "invoke_broker_to_get_consumer_status",
+        306 => "clean_expired_consumequeue",
+        315 => "view_broker_stats_data",
+        316 => "clean_unused_topic",
+        317 => "get_broker_consume_stats",
+        321 => "query_consume_queue",
         224 => "get_topics_by_cluster",
         300 => "query_topic_consume_by_who",
         314 => "clone_group_offset",

@@ -58,6 +58,7 @@ pub mod mapped_file_queue;
 pub mod message;
 pub mod timer;
 
+mod admin_ops;
 mod cleanup_run;
 mod dispatch;
 mod flush;
@@ -120,6 +121,8 @@ type FlushRequest = (u64, oneshot::Sender<bool>);
 /// State shared with the background threads.
 struct Shared {
     config: MessageStoreConfig,
+    /// `maxMessageSize` now (an operator may change it at runtime).
+    max_message_size: std::sync::atomic::AtomicUsize,
     commitlog: CommitLog,
     cqs: consume_queue::ConsumeQueueTable,
     index: index::IndexService,
@@ -284,6 +287,7 @@ impl MessageStore {
         let commitlog_max = commitlog.max_offset();
         let delay_levels = config.delay_levels_ms();
         let shared = Arc::new(Shared {
+            max_message_size: std::sync::atomic::AtomicUsize::new(config.max_message_size),
             config,
             commitlog,
             cqs,

@@ -47,7 +47,7 @@ impl MessageStore {
             {
                 return Err(PutMessageStatus::MessageIllegal);
             }
-            if m.body.len() > self.shared.config.max_message_size {
+            if m.body.len() > self.max_message_size() {
                 return Err(PutMessageStatus::MessageIllegal);
             }
             if m.properties.len() > message::MAX_PROPERTIES_LEN {

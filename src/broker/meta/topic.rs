@@ -284,7 +284,9 @@ impl TopicConfigManager {
             .with_perm(perm::INHERIT | perm::READ | perm::WRITE));
         add(TopicConfig::new(RMQ_SYS_OFFSET_MOVED_EVENT).with_queues(1, 1));
         add(TopicConfig::new(RMQ_SYS_SCHEDULE_TOPIC).with_queues(SCHEDULE_TOPIC_QUEUE_NUM, SCHEDULE_TOPIC_QUEUE_NUM));
-        // RMQ_SYS_TRACE_TOPIC is created only when traceTopicEnable (default false) — not here.
+        if cfg.trace_topic_enable {
+            add(TopicConfig::new(cfg.msg_trace_topic_name.clone()).with_queues(1, 1));
+        }
         add(TopicConfig::new(format!("{}_{REPLY_TOPIC_POSTFIX}", cfg.broker_cluster_name)).with_queues(1, 1));
         add(TopicConfig::new(format!("{REVIVE_TOPIC_PREFIX}{}", cfg.broker_cluster_name))
             .with_queues(REVIVE_QUEUE_NUM, REVIVE_QUEUE_NUM));

@@ -141,6 +141,13 @@ impl RequestProcessor for ConsumerAdminProcessor {
         req: RemotingCommand,
     ) -> BoxFuture<'a, Option<RemotingCommand>> {
         Box::pin(async move {
+            if req.code == rq::INVOKE_BROKER_TO_RESET_OFFSET && !self.core.config().use_server_side_reset_offset {
+                let core = self.core.clone();
+                return Some(match super::client_admin::legacy_reset_offset(&core, &req).await {
+                    Ok(r) => r,
+                    Err((code, remark)) => RemotingCommand::error(&req, code, remark),
+                });
+            }
             Some(match self.answer(&req) {
                 Ok(r) => r,
                 Err((code, remark)) => RemotingCommand::error(&req, code, remark),

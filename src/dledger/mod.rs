@@ -10,4 +10,6 @@
 //! - [`server`]: the tokio driver that runs the core over the remoting client and server on the
 //!   `dLegerPeers` port of this node.
 
+pub mod entry;
+pub mod store;
 pub mod wire;

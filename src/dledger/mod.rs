@@ -10,6 +10,10 @@
 //! - [`server`]: the tokio driver that runs the core over the remoting client and server on the
 //!   `dLegerPeers` port of this node.
 
+pub mod core;
 pub mod entry;
 pub mod store;
 pub mod wire;
+
+#[cfg(test)]
+mod sim;

@@ -12,6 +12,7 @@
 
 pub mod core;
 pub mod entry;
+pub mod server;
 pub mod store;
 pub mod wire;
 

@@ -163,6 +163,8 @@ impl BrokerAdminProcessor {
                 "dLegerGroup",
                 "dLegerPeers",
                 "dLegerSelfId",
+                "preferredLeaderId",
+                "storePathDLedgerCommitLog",
                 "enableControllerMode",
                 "enableSlaveActingMaster",
                 "duplicationEnable",

@@ -188,3 +188,30 @@ async fn bad_configs_are_refused() {
     assert!(matches!(DLedgerServer::start(c, &net, None).await, Err(DLedgerError::Config(_))));
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_moves_to_the_preferred_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::free_port_block(0, 2);
+    let peers = format!("n0-127.0.0.1:{};n1-127.0.0.1:{};n2-127.0.0.1:{}", base, base + 1, base + 2);
+    let net = transport();
+    let mut nodes: Vec<Option<Arc<DLedgerServer>>> = Vec::new();
+    for i in 0..3 {
+        let mut c = config(&format!("n{i}"), &peers, dir.path());
+        c.preferred_leader = Some("n2".into());
+        nodes.push(Some(DLedgerServer::start(c, &net, None).await.unwrap()));
+    }
+    common::wait_async("n2 leads", Duration::from_secs(30), || {
+        let nodes = nodes.clone();
+        async move { leader_of(&nodes).await == Some(2) }
+    })
+    .await;
+    let a = nodes[2].as_ref().unwrap().append(Bytes::from_static(b"on the preferred leader"), None).await.unwrap();
+    assert!(a.index >= 0);
+    for n in nodes.iter_mut() {
+        if let Some(n) = n.take() {
+            n.shutdown().await;
+        }
+    }
+    net.shutdown().await;
+}

@@ -108,6 +108,28 @@ pub fn id_number(id: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
+/// How a DLedger broker registers for a role (`DLedgerRoleChangeHandler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// LEADER: `brokerRole = SYNC_MASTER`, `brokerId = 0` (once its store applied every committed
+    /// entry).
+    Master,
+    /// FOLLOWER, or CANDIDATE: `brokerRole = SLAVE`, `brokerId` = the number in `dLegerSelfId` + 1.
+    Slave {
+        /// The brokerId to register with.
+        broker_id: i64,
+    },
+}
+
+/// The registration for `role` of member `self_id` (`n1` as a follower ⇒ SLAVE with brokerId 2,
+/// Apache's "TO DO check" mapping), `None` for an id without a number.
+pub fn registration_for(role: Role, self_id: &str) -> Option<Registration> {
+    match role {
+        Role::Leader => Some(Registration::Master),
+        Role::Follower | Role::Candidate => id_number(self_id).map(|n| Registration::Slave { broker_id: n + 1 }),
+    }
+}
+
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct DLedgerConfig {
@@ -977,5 +999,13 @@ mod tests {
         assert!(parse_peers("n0-h:0").is_err());
         assert_eq!(id_number("n12"), Some(12));
         assert_eq!(id_number("x"), None);
+    }
+
+    #[test]
+    fn roles_map_to_broker_ids_as_apache() {
+        assert_eq!(registration_for(Role::Leader, "n2"), Some(Registration::Master));
+        assert_eq!(registration_for(Role::Follower, "n0"), Some(Registration::Slave { broker_id: 1 }));
+        assert_eq!(registration_for(Role::Candidate, "n1"), Some(Registration::Slave { broker_id: 2 }));
+        assert_eq!(registration_for(Role::Follower, "x"), None);
     }
 }

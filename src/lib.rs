@@ -6,6 +6,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod container;
+pub mod dledger;
 pub mod filter;
 pub mod ha;
 pub mod json;

@@ -233,6 +233,8 @@ impl BrokerAdminProcessor {
                 "dLegerGroup",
                 "dLegerPeers",
                 "dLegerSelfId",
+                "preferredLeaderId",
+                "storePathDLedgerCommitLog",
                 "enableControllerMode",
                 "enableSlaveActingMaster",
                 "duplicationEnable",

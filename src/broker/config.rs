@@ -190,6 +190,10 @@ config_struct! {
         dleger_peers: Option<String> = "dLegerPeers" => None,
         /// This node's DLedger id (`n0`, `n1`, ...).
         dleger_self_id: Option<String> = "dLegerSelfId" => None,
+        /// DLedger leadership transfer target (`n0`, ...).
+        preferred_leader_id: Option<String> = "preferredLeaderId" => None,
+        /// DLedger data files (default `<storePathRootDir>/dledger-<selfId>/data`).
+        store_path_dledger_commit_log: Option<String> = "storePathDLedgerCommitLog" => None,
         /// Controller mode (not supported in a container).
         enable_controller_mode: bool = "enableControllerMode" => false,
         /// Slave acting as master when the master is gone.
@@ -325,6 +329,7 @@ impl BrokerConfig {
                 Some(n) => self.broker_id = n,
                 None => return Err(invalid(format!("dLegerSelfId '{id}' must look like n0, n1, ..."))),
             }
+            self.validate_dledger().map_err(invalid)?;
         } else {
             match self.broker_role {
                 BrokerRole::AsyncMaster | BrokerRole::SyncMaster => {
@@ -386,6 +391,48 @@ impl BrokerConfig {
             self.broker_ip2 = self.broker_ip1.clone();
         }
         Ok(notes)
+    }
+
+    /// Checks the DLedger keys together: `dLegerGroup` set, `dLegerPeers` well-formed
+    /// (`<id>-<host>:<port>;...`), `dLegerSelfId` and `preferredLeaderId` among the peers.
+    fn validate_dledger(&self) -> Result<(), String> {
+        match self.dleger_group.as_deref() {
+            Some(g) if valid_name(g) => {}
+            Some(g) => return Err(format!("dLegerGroup '{g}' must be 1-127 of [A-Za-z0-9_-%|.]")),
+            None => return Err("enableDLegerCommitLog=true needs dLegerGroup".into()),
+        }
+        let peers = crate::dledger::server::parse_peers(self.dleger_peers.as_deref().unwrap_or(""))
+            .map_err(|e| format!("dLegerPeers '{}': {e}", self.dleger_peers.as_deref().unwrap_or("")))?;
+        let id = self.dleger_self_id.as_deref().unwrap_or("");
+        if !peers.iter().any(|p| p.id == id) {
+            return Err(format!("dLegerSelfId '{id}' is not one of dLegerPeers"));
+        }
+        if let Some(p) = self.preferred_leader_id.as_deref() {
+            if !peers.iter().any(|x| x.id == p) {
+                return Err(format!("preferredLeaderId '{p}' is not one of dLegerPeers"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The DLedger node settings of a validated DLedger broker (`None` without
+    /// `enableDLegerCommitLog`), Apache's derivation: `storeBaseDir = storePathRootDir`, data
+    /// files of `mappedFileSizeCommitLog`, DLedger's default timing.
+    pub fn dledger_config(&self, store: &MessageStoreConfig) -> Option<crate::dledger::server::DLedgerConfig> {
+        if !self.enable_dleger_commit_log {
+            return None;
+        }
+        let peers = crate::dledger::server::parse_peers(self.dleger_peers.as_deref()?).ok()?;
+        let mut c = crate::dledger::server::DLedgerConfig::new(
+            self.dleger_group.as_deref()?,
+            self.dleger_self_id.as_deref()?,
+            peers,
+            store.store_path_root_dir.clone(),
+        );
+        c.data_dir = self.store_path_dledger_commit_log.as_ref().map(PathBuf::from);
+        c.data_file_size = store.mapped_file_size_commit_log;
+        c.preferred_leader = self.preferred_leader_id.clone();
+        Some(c)
     }
 
     /// The identity that keeps brokers apart in a container.
@@ -468,6 +515,16 @@ pub fn load_broker_config_with_overlay(path: &Path, runtime_dir: Option<&Path>) 
     }
     notes.extend(config.validate(path)?);
     notes.extend(validate_store(path, &mut store, &cleanup)?);
+    if config.enable_dleger_commit_log {
+        // The replicated log exists (src/dledger) but the broker's commitlog cannot be backed by
+        // it yet: refuse rather than run a plain broker that ignores the Raft group.
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason: "enableDLegerCommitLog=true: DLedger brokers are not supported yet (the DLedger log and \
+                     its Raft node exist, the broker's commitlog is not backed by them yet)"
+                .into(),
+        });
+    }
     // The store sizes its index files from its quota.
     store.disk_share = cleanup.policy().0.disk_share;
     let auth = auth_config
@@ -534,6 +591,47 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn dledger_keys_are_checked_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "brokerName=RaftNode00\nenableDLegerCommitLog=true\n";
+        let cases = [
+            ("dLegerSelfId=n0\ndLegerPeers=n0-127.0.0.1:40911\n", "needs dLegerGroup"),
+            ("dLegerGroup=g\ndLegerSelfId=x\ndLegerPeers=n0-127.0.0.1:40911\n", "must look like n0"),
+            ("dLegerGroup=g\ndLegerSelfId=n0\ndLegerPeers=n0-127.0.0.1\n", "dLegerPeers"),
+            ("dLegerGroup=g\ndLegerSelfId=n3\ndLegerPeers=n0-127.0.0.1:40911;n1-127.0.0.1:40912\n", "not one of"),
+            (
+                "dLegerGroup=g\ndLegerSelfId=n0\ndLegerPeers=n0-127.0.0.1:40911;n1-127.0.0.1:40912\npreferredLeaderId=n4\n",
+                "preferredLeaderId",
+            ),
+            ("dLegerGroup=g\ndLegerSelfId=n1\ndLegerPeers=n0-127.0.0.1:40911;n1-127.0.0.1:40912\n", "not supported yet"),
+        ];
+        for (i, (extra, want)) in cases.iter().enumerate() {
+            let p = write(dir.path(), &format!("d{i}.conf"), &format!("{base}{extra}"));
+            let e = load_broker_config(&p).unwrap_err().to_string();
+            assert!(e.contains(want), "case {i}: {e}");
+        }
+        // What a DLedger broker's node would be given (Apache's derivation).
+        let mut c = BrokerConfig {
+            enable_dleger_commit_log: true,
+            dleger_group: Some("RaftNode00".into()),
+            dleger_peers: Some("n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913".into()),
+            dleger_self_id: Some("n2".into()),
+            preferred_leader_id: Some("n0".into()),
+            ..BrokerConfig::default()
+        };
+        c.validate(Path::new("x.conf")).unwrap();
+        assert_eq!(c.identity().id, 2);
+        let store = MessageStoreConfig::default();
+        let d = c.dledger_config(&store).unwrap();
+        assert_eq!((d.group.as_str(), d.self_id.as_str(), d.peers.len()), ("RaftNode00", "n2", 3));
+        assert_eq!(d.data_file_size, store.mapped_file_size_commit_log);
+        assert_eq!(d.store_root, store.store_path_root_dir);
+        assert_eq!(d.preferred_leader.as_deref(), Some("n0"));
+        assert_eq!(d.data_dir, None);
+        assert!(BrokerConfig::default().dledger_config(&store).is_none());
     }
 
     #[test]

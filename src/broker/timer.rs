@@ -1025,6 +1025,12 @@ mod tests {
         }
         cancel.cancel();
         task.await.unwrap();
+        // Every put is in the commitlog; wait until all of it is dispatched to the queues.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.dispatched_offset() < store.commit_log_max_offset() {
+            assert!(Instant::now() < deadline, "the delivered message never reached its queue");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let r = store.get_message("Real", 2, 0, 10, usize::MAX, |_| true).unwrap();
         assert_eq!(r.messages.len(), 1, "delivered once");
         let d = decode_record(&r.messages[0], false).unwrap();

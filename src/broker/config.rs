@@ -225,6 +225,23 @@ config_struct! {
         filter_support_retry: bool = "filterSupportRetry" => false,
         /// Queries, metadata and admin requests queued or running at once.
         query_thread_pool_queue_capacity: usize = "queryThreadPoolQueueCapacity" => 20_000,
+        /// Timer messages (RIP-43): convert sends with TIMER_DELIVER_MS / TIMER_DELAY_SEC /
+        /// TIMER_DELAY_MS into the timer wheel (Apache's default: on). Off: such sends are refused.
+        timer_wheel_enable: bool = "timerWheelEnable" => true,
+        /// Step of the timer wheel, ms (a deliver time is rounded down to it).
+        timer_precision_ms: i64 = "timerPrecisionMs" => 1000,
+        /// Longest accepted timer delay, s (3 days).
+        timer_max_delay_sec: i64 = "timerMaxDelaySec" => 259_200,
+        /// Steps ahead a timer message may be placed at once; farther ones are parked and rolled.
+        timer_roll_window_slot: i64 = "timerRollWindowSlot" => 172_800,
+        /// Period of the timer files' flush and checkpoint, ms.
+        timer_flush_interval_ms: u64 = "timerFlushIntervalMs" => 1000,
+        /// Size of a timerlog file.
+        mapped_file_size_timer_log: u64 = "mappedFileSizeTimerLog" => 104_857_600,
+        /// Stop reading the wheel topic into the wheel.
+        timer_stop_enqueue: bool = "timerStopEnqueue" => false,
+        /// Stop delivering due timer messages.
+        timer_stop_dequeue: bool = "timerStopDequeue" => false,
     }
 }
 
@@ -311,6 +328,27 @@ impl BrokerConfig {
             return Err(invalid(format!(
                 "invalid replicas number: totalReplicas={} inSyncReplicas={} minInSyncReplicas={}",
                 self.total_replicas, self.in_sync_replicas, self.min_in_sync_replicas
+            )));
+        }
+        // Apache keeps the wheel at a fixed number of steps; a step must divide a second or be
+        // whole seconds so that deliver times round the same way on every broker.
+        let p = self.timer_precision_ms;
+        if p <= 0 || (p < 1000 && 1000 % p != 0) || (p > 1000 && p % 1000 != 0) {
+            return Err(invalid(format!(
+                "timerPrecisionMs {p} must be > 0 and divide 1000 (or be a multiple of 1000)"
+            )));
+        }
+        if self.timer_max_delay_sec <= 0 || self.timer_max_delay_sec > i32::MAX as i64 / 1000 {
+            return Err(invalid(format!(
+                "timerMaxDelaySec {} must be in 1..={}",
+                self.timer_max_delay_sec,
+                i32::MAX / 1000
+            )));
+        }
+        if self.mapped_file_size_timer_log < 4096 {
+            return Err(invalid(format!(
+                "mappedFileSizeTimerLog {} must be at least 4096",
+                self.mapped_file_size_timer_log
             )));
         }
         self.ha_listen_port = self.listen_port + 1;

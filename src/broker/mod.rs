@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod send;
 pub mod slave_sync;
 pub mod stats;
+pub mod timer;
 pub mod waiters;
 
 use std::net::SocketAddr;
@@ -113,6 +114,7 @@ pub struct Broker {
     tasks: TaskTracker,
     cancel: CancellationToken,
     schedule: Arc<schedule::ScheduleService>,
+    timer: Option<Arc<timer::TimerService>>,
     env: BrokerEnv,
     span: tracing::Span,
     exec: executor::BrokerExecutor,
@@ -176,6 +178,13 @@ impl Broker {
         };
         let core = BrokerCore::new(identity.clone(), meta.clone(), store.clone(), store_host);
         let schedule = Arc::new(schedule::ScheduleService::load(core.clone()));
+        let timer = cfg.timer_wheel_enable.then(|| {
+            Arc::new(timer::TimerService::new(
+                store.clone(),
+                Arc::new(timer::CoreSink(core.clone())),
+                timer::TimerSettings::from_config(&cfg),
+            ))
+        });
         let mut fixed = plan.store.entries();
         fixed.extend(plan.cleanup.entries());
         let (table, queues) = processor_table(&core, &schedule, &plan, fixed);
@@ -222,6 +231,7 @@ impl Broker {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             schedule: schedule.clone(),
+            timer,
             env,
             span,
             exec,
@@ -265,6 +275,13 @@ impl Broker {
             .instrument(self.span.clone()),
         );
         self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
+        if let Some(timer) = &self.timer {
+            // The master delivers timer messages; a slave gets the result by replication.
+            let c = core.clone();
+            let active: Arc<dyn Fn() -> bool + Send + Sync> =
+                Arc::new(move || c.config().broker_role != config::BrokerRole::Slave);
+            self.tasks.spawn(timer.clone().run(cancel.clone(), active).instrument(self.span.clone()));
+        }
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         // Replication: every broker serves its HA port (a master feeds its slaves there); a slave
@@ -320,6 +337,11 @@ impl Broker {
     /// The shared core (for tests and the container's status commands).
     pub fn core(&self) -> &Arc<BrokerCore> {
         &self.core
+    }
+
+    /// The timer message service (`None` with `timerWheelEnable=false`).
+    pub fn timer(&self) -> Option<&Arc<timer::TimerService>> {
+        self.timer.as_ref()
     }
 
     /// The plan it was started from.

@@ -148,6 +148,9 @@ impl SendProcessor {
             if let Some(resp) = self.route_retry_to_dlq(&req, &h, &mut m) {
                 return resp;
             }
+            if let Err((code, remark)) = super::timer::apply_timer(core, &mut m) {
+                return RemotingCommand::error(&req, code, remark);
+            }
             apply_delay(&mut m, core.max_delay_level());
             core.put_message(m).await
         };

@@ -87,6 +87,22 @@ pub mod property {
     pub const REAL_TOPIC: &str = "REAL_TOPIC";
     /// Original queue id of delayed / half / retry messages.
     pub const REAL_QID: &str = "REAL_QID";
+    /// Timer message: absolute deliver time (epoch ms), set by the client.
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    /// Timer message: delay in seconds, set by the client.
+    pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    /// Timer message: delay in ms, set by the client.
+    pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    /// Timer message: the rounded deliver time the broker set (its presence means "converted").
+    pub const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
+    /// Timer message: when it entered the wheel (ms).
+    pub const TIMER_ENQUEUE_MS: &str = "TIMER_ENQUEUE_MS";
+    /// Timer message: when it left the wheel (ms).
+    pub const TIMER_DEQUEUE_MS: &str = "TIMER_DEQUEUE_MS";
+    /// Timer message: how often it was parked again before its time.
+    pub const TIMER_ROLL_TIMES: &str = "TIMER_ROLL_TIMES";
+    /// Timer delete marker: `<topic>+<uniqKey>` of the message it cancels.
+    pub const TIMER_DEL_UNIQKEY: &str = "TIMER_DEL_UNIQKEY";
 }
 
 /// Record format version.

@@ -56,6 +56,7 @@ pub mod index;
 pub mod mapped_file;
 pub mod mapped_file_queue;
 pub mod message;
+pub mod timer;
 
 mod cleanup_run;
 mod dispatch;

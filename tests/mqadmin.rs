@@ -218,6 +218,18 @@ fn broker_commands_against_a_container() {
     let t = ok(&["consumeMessage", "-n", &ns, "-t", "AutoTopic"]);
     assert!(t.contains("BODY: auto") && t.contains("Consumed 1 message"), "{t}");
 
+    // sendTransactionMessage: a committed half message arrives, a rolled-back one never does.
+    let tx = ["sendTransactionMessage", "-n", &ns, "-t", "TxAdminTopic", "-b", "broker-a", "-i", "0"];
+    let t = ok(&[&tx[..], &["-p", "tx-commit"]].concat());
+    assert!(t.contains("SEND_OK") && t.contains("Transaction: COMMIT_MESSAGE"), "{t}");
+    let t = ok(&[&tx[..], &["-p", "tx-rollback", "-s", "rollback"]].concat());
+    assert!(t.contains("Transaction: ROLLBACK_MESSAGE"), "{t}");
+    let t = mqadmin_until("the commit is delivered", &["consumeMessage", "-n", &ns, "-t", "TxAdminTopic"], long, |t| {
+        t.contains("BODY: tx-commit")
+    });
+    assert!(t.contains("Consumed 1 message") && !t.contains("tx-rollback"), "{t}");
+    assert!(fails(&[&tx[..], &["-p", "x", "-s", "maybe"]].concat()).contains("expected commit, rollback or unknown"));
+
     // consumeMessage: both bodies; a tag filter; -g commits the group's offsets.
     let t = ok(&["consumeMessage", "-n", &ns, "-t", "AdminTopic", "-g", "g1"]);
     assert!(t.contains("BODY: hello-1") && t.contains("BODY: hello-2"), "{t}");

@@ -1,4 +1,4 @@
-//! sendMessage, consumeMessage, queryMsgById, queryMsgByKey.
+//! sendMessage, sendTransactionMessage, consumeMessage, queryMsgById, queryMsgByKey.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -12,6 +12,8 @@ use super::{check, human_time, Admin, AdminError};
 use crate::client::route::{master_of, read_addr};
 pub use crate::client::send::DEFAULT_TOPIC;
 use crate::client::send::{send_header, send_request};
+use crate::client::transaction::end_after_send;
+pub use crate::client::transaction::TxState;
 use crate::client::uniq::{new_uniq_key, random_u64};
 use crate::protocol::body::TopicRouteData;
 use crate::protocol::codes::{request, response};
@@ -46,6 +48,8 @@ pub struct SendArgs {
     pub broker_name: Option<String>,
     /// Target queue (needs `broker_name`).
     pub queue_id: Option<i32>,
+    /// Send a half (transactional) message of this producer group, then end it so.
+    pub transaction: Option<(String, TxState)>,
 }
 
 /// The outcome of one send.
@@ -122,8 +126,16 @@ pub async fn send(admin: &Admin, args: &SendArgs) -> Result<SendResult, AdminErr
     }
     props.push((property::UNIQ_KEY, &uniq));
     props.push((property::WAIT, "true"));
-    let mut header = send_header(TOOLS_PRODUCER_GROUP, topic, queue_id, 4, Some(encode_properties(props)));
+    let group = args.transaction.as_ref().map_or(TOOLS_PRODUCER_GROUP, |(g, _)| g.as_str());
+    if args.transaction.is_some() {
+        props.push(("TRAN_MSG", "true"));
+        props.push(("PGROUP", group));
+    }
+    let mut header = send_header(group, topic, queue_id, 4, Some(encode_properties(props)));
     header.bname = Some(broker_name.clone());
+    if args.transaction.is_some() {
+        header.sys_flag = sysflag::TRANSACTION_PREPARED;
+    }
     let req = send_request(request::SEND_MESSAGE_V2, &header, Bytes::from(args.body.clone().into_bytes()));
     let resp = admin.invoke(&addr, req).await?;
     let status = match resp.code {
@@ -139,6 +151,12 @@ pub async fn send(admin: &Admin, args: &SendArgs) -> Result<SendResult, AdminErr
     let h: SendMessageResponseHeader = resp
         .decode_header()
         .map_err(|e| AdminError::BadAnswer { addr: addr.clone(), reason: format!("send response: {e}") })?;
+    if let Some((group, state)) = &args.transaction {
+        let end = end_after_send(group, topic, h.queue_offset, &h.msg_id, &uniq, *state).ok_or_else(|| {
+            AdminError::BadAnswer { addr: addr.clone(), reason: format!("not an offset message id: {}", h.msg_id) }
+        })?;
+        admin.client.invoke_oneway(&addr, end, admin.timeout).await?;
+    }
     Ok(SendResult {
         broker_name,
         queue_id: h.queue_id,
@@ -162,6 +180,36 @@ pub async fn send_message(admin: &Admin, args: &SendArgs) -> Result<String, Admi
         r.broker_name, r.queue_id, r.status, r.msg_id, r.offset_msg_id
     );
     Ok(out)
+}
+
+/// `sendTransactionMessage`: a half message, then END_TRANSACTION with `args.transaction`'s
+/// state (an unknown state leaves it to the broker's check-back, which finds no producer online
+/// and discards it after `transactionCheckMax` checks).
+pub async fn send_transaction_message(admin: &Admin, args: &SendArgs) -> Result<String, AdminError> {
+    let Some((_, state)) = &args.transaction else {
+        return Err(AdminError::Usage("no transaction state".into()));
+    };
+    let mut out = send_message(admin, args).await?;
+    let _ = writeln!(
+        out,
+        "Transaction: {}",
+        match state {
+            TxState::Commit => "COMMIT_MESSAGE",
+            TxState::Rollback => "ROLLBACK_MESSAGE",
+            TxState::Unknown => "UNKNOW",
+        }
+    );
+    Ok(out)
+}
+
+/// Parses `-s commit|rollback|unknown`.
+pub fn parse_tx_state(s: &str) -> Result<TxState, AdminError> {
+    match s.to_ascii_lowercase().as_str() {
+        "commit" | "commit_message" => Ok(TxState::Commit),
+        "rollback" | "rollback_message" => Ok(TxState::Rollback),
+        "unknown" | "unknow" => Ok(TxState::Unknown),
+        _ => Err(AdminError::Usage(format!("transaction state '{s}': expected commit, rollback or unknown"))),
+    }
 }
 
 /// What consumeMessage reads.

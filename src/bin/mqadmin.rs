@@ -246,6 +246,37 @@ enum Command {
         #[arg(short = 'i', long = "qid")]
         queue_id: Option<i32>,
     },
+    /// Send one transactional message: a half message, then END_TRANSACTION (commit, rollback or
+    /// unknown: left to the broker's check-back).
+    #[command(name = "sendTransactionMessage")]
+    SendTransactionMessage {
+        #[command(flatten)]
+        ns: Ns,
+        /// Topic name.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Message body (UTF-8).
+        #[arg(short = 'p', long = "body")]
+        body: String,
+        /// Message keys.
+        #[arg(short = 'k', long = "key")]
+        keys: Option<String>,
+        /// Message tags.
+        #[arg(short = 'c', long = "tags")]
+        tags: Option<String>,
+        /// Target broker name.
+        #[arg(short = 'b', long = "broker")]
+        broker: Option<String>,
+        /// Target queue id (needs -b).
+        #[arg(short = 'i', long = "qid")]
+        queue_id: Option<i32>,
+        /// Producer group (the broker checks back on it).
+        #[arg(short = 'g', long = "producerGroup", default_value = "TOOLS_PRODUCER")]
+        group: String,
+        /// How to end it: commit, rollback or unknown.
+        #[arg(short = 's', long = "state", default_value = "commit")]
+        state: String,
+    },
     /// Consume (print) messages of a topic. With -g the group's offsets are used and committed.
     #[command(name = "consumeMessage")]
     ConsumeMessage {
@@ -403,8 +434,19 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError
             consumer::clone_group_offset(&admin_with(client, &ns), &src, &dest, &topic, offline).await
         }
         Command::SendMessage { ns, topic, body, keys, tags, broker, queue_id } => {
-            let args = message::SendArgs { topic, body, keys, tags, broker_name: broker, queue_id };
+            let args = message::SendArgs { topic, body, keys, tags, broker_name: broker, queue_id, transaction: None };
             message::send_message(&admin_with(client, &ns), &args).await
+        }
+        Command::SendTransactionMessage { ns, topic, body, keys, tags, broker, queue_id, group, state } => {
+            match message::parse_tx_state(&state) {
+                Ok(st) => {
+                    let transaction = Some((group, st));
+                    let args =
+                        message::SendArgs { topic, body, keys, tags, broker_name: broker, queue_id, transaction };
+                    message::send_transaction_message(&admin_with(client, &ns), &args).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::ConsumeMessage { ns, topic, group, count, broker, queue_id, offset, tags, timeout } => {
             let args = message::ConsumeArgs {

@@ -242,6 +242,18 @@ config_struct! {
         timer_stop_enqueue: bool = "timerStopEnqueue" => false,
         /// Stop delivering due timer messages.
         timer_stop_dequeue: bool = "timerStopDequeue" => false,
+        /// Refuse half (transactional) messages with NO_PERMISSION.
+        reject_transaction_message: bool = "rejectTransactionMessage" => false,
+        /// A half message younger than this is not checked back yet, ms.
+        transaction_time_out: u64 = "transactionTimeOut" => 6_000,
+        /// Check-backs of one half message before it is discarded to `TRANS_CHECK_MAX_TIME_TOPIC`.
+        transaction_check_max: i32 = "transactionCheckMax" => 15,
+        /// Period of the transaction check service, ms.
+        transaction_check_interval: u64 = "transactionCheckInterval" => 30_000,
+        /// END_TRANSACTION requests queued or running at once.
+        end_transaction_pool_queue_capacity: usize = "endTransactionPoolQueueCapacity" => 100_000,
+        /// An END_TRANSACTION that waited longer before its processing began is dropped, ms.
+        wait_time_mills_in_transaction_queue: u64 = "waitTimeMillsInTransactionQueue" => 3_000,
     }
 }
 
@@ -350,6 +362,12 @@ impl BrokerConfig {
                 "mappedFileSizeTimerLog {} must be at least 4096",
                 self.mapped_file_size_timer_log
             )));
+        }
+        if self.transaction_check_interval == 0 {
+            return Err(invalid("transactionCheckInterval must be > 0 ms".into()));
+        }
+        if self.transaction_check_max < 1 {
+            return Err(invalid(format!("transactionCheckMax {} must be >= 1", self.transaction_check_max)));
         }
         self.ha_listen_port = self.listen_port + 1;
         if self.broker_ip1.is_empty() {
@@ -532,6 +550,22 @@ mod tests {
         let p = write(dir.path(), "passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/bin/sh\n");
         let e = load_broker_config(&p).unwrap_err().to_string();
         assert!(e.contains("none of its 2 keys"), "{e}");
+    }
+
+    #[test]
+    fn transaction_keys_have_apache_defaults_and_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "b.conf", "brokerName=b\n");
+        let c = load_broker_config(&p).unwrap().config;
+        assert_eq!((c.transaction_time_out, c.transaction_check_max, c.transaction_check_interval), (6000, 15, 30_000));
+        assert!(!c.reject_transaction_message);
+        let p = write(dir.path(), "t.conf", "brokerName=b\ntransactionCheckInterval=1000\ntransactionCheckMax=3\n");
+        let c = load_broker_config(&p).unwrap().config;
+        assert_eq!((c.transaction_check_interval, c.transaction_check_max), (1000, 3));
+        let p = write(dir.path(), "z.conf", "brokerName=b\ntransactionCheckInterval=0\n");
+        assert!(load_broker_config(&p).unwrap_err().to_string().contains("transactionCheckInterval"));
+        let p = write(dir.path(), "m.conf", "brokerName=b\ntransactionCheckMax=0\n");
+        assert!(load_broker_config(&p).unwrap_err().to_string().contains("transactionCheckMax"));
     }
 
     #[test]

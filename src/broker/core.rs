@@ -107,11 +107,16 @@ impl BrokerCore {
         self.store_host
     }
     /// Consumer groups whose committed offsets are behind the queue ends, with how far (what a
-    /// draining removal waits for).
+    /// draining removal waits for); the transaction check service's group is not one.
     pub fn consumer_lag(&self) -> Vec<(String, i64)> {
         let mut out = Vec::new();
         for (key, queues) in self.meta.offsets.offset_table() {
             let Some((topic, group)) = key.split_once('@') else { continue };
+            if group == super::transaction::TRANS_GROUP {
+                // The transaction check service's progress, not a consumer: unresolved half
+                // messages stay behind it until their producers answer.
+                continue;
+            }
             let mut behind = 0;
             for (qid, off) in queues {
                 behind += (self.store().max_offset_in_queue(topic, qid) - off).max(0);

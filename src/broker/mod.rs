@@ -20,6 +20,7 @@ pub mod send;
 pub mod slave_sync;
 pub mod stats;
 pub mod timer;
+pub mod transaction;
 pub mod waiters;
 
 use std::net::SocketAddr;
@@ -284,6 +285,9 @@ impl Broker {
         }
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
+        let tx_host = transaction::BrokerTxHost::new(core.clone(), self.plan.cleanup.file_reserved_time);
+        let tx_check = Arc::new(transaction::check::TransactionCheckService::new(Arc::new(tx_host)));
+        self.tasks.spawn(tx_check.run(self.exec.handle().clone(), cancel.clone()).instrument(self.span.clone()));
         // Replication: every broker serves its HA port (a master feeds its slaves there); a slave
         // also replicates from its master and copies its metadata.
         if let Some(listener) = self.ha_listener.lock().take() {
@@ -581,6 +585,13 @@ fn processor_table(
         timed(core, query::QueryProcessor::new(core.clone())),
         Some(query_queue.clone()),
     );
+    let tx = timed(core, transaction::end::EndTransactionProcessor::new(core.clone()));
+    let tx_queue = Admission::new(
+        "endTransaction",
+        c.end_transaction_pool_queue_capacity,
+        ms(c.wait_time_mills_in_transaction_queue),
+    );
+    t.register_bounded(&[request::END_TRANSACTION], tx, Some(tx_queue.clone()));
     t.register_all(processor::MetaProcessor::CODES, timed(core, processor::MetaProcessor::new(core.meta.clone())));
     t.register_all(
         processor::consumer_admin::ConsumerAdminProcessor::CODES,
@@ -596,8 +607,9 @@ fn processor_table(
             (send_queue.clone(), c.send_thread_pool_queue_capacity),
             (pull_queue.clone(), c.pull_thread_pool_queue_capacity),
             (query_queue.clone(), c.query_thread_pool_queue_capacity),
+            (tx_queue.clone(), c.end_transaction_pool_queue_capacity),
         ],
     );
     t.register_all(admin::ADMIN_CODES, timed(core, admin));
-    (t, vec![send_queue, pull_queue, query_queue])
+    (t, vec![send_queue, pull_queue, query_queue, tx_queue])
 }

@@ -148,6 +148,9 @@ impl SendProcessor {
             if let Some(resp) = self.route_retry_to_dlq(&req, &h, &mut m) {
                 return resp;
             }
+            if let Err((code, remark)) = super::transaction::prepare_half(core, &mut m) {
+                return RemotingCommand::error(&req, code, remark);
+            }
             if let Err((code, remark)) = super::timer::apply_timer(core, &mut m) {
                 return RemotingCommand::error(&req, code, remark);
             }

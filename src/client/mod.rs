@@ -3,6 +3,7 @@
 
 pub mod route;
 pub mod send;
+pub mod transaction;
 pub mod uniq;
 
 pub use route::parse_namesrv_list;

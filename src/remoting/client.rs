@@ -50,8 +50,19 @@ struct ClientConn {
     closed: CancellationToken,
 }
 
+/// A request a server sent on one of the client's connections (e.g. CHECK_TRANSACTION_STATE to a
+/// transactional producer), delivered to the receiver of [`RemotingClient::with_inbox`].
+#[derive(Debug)]
+pub struct ServerRequest {
+    /// The `host:port` the connection was opened to (answer there, e.g. with END_TRANSACTION).
+    pub addr: String,
+    /// The request.
+    pub request: RemotingCommand,
+}
+
 struct ClientInner {
     config: ClientConfig,
+    inbox: Option<mpsc::Sender<ServerRequest>>,
     conns: Mutex<HashMap<String, Arc<ClientConn>>>,
     opaque: AtomicI32,
     shutdown: CancellationToken,
@@ -74,9 +85,22 @@ impl Default for RemotingClient {
 impl RemotingClient {
     /// A client with no connections yet.
     pub fn new(config: ClientConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A client that hands requests servers send on its connections to the returned receiver, at
+    /// most `capacity` waiting (more are dropped with a debug log: a slow reader never makes the
+    /// connection buffer without bound). Without an inbox such requests are ignored.
+    pub fn with_inbox(config: ClientConfig, capacity: usize) -> (Self, mpsc::Receiver<ServerRequest>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self::build(config, Some(tx)), rx)
+    }
+
+    fn build(config: ClientConfig, inbox: Option<mpsc::Sender<ServerRequest>>) -> Self {
         RemotingClient {
             inner: Arc::new(ClientInner {
                 config,
+                inbox,
                 conns: Mutex::new(HashMap::new()),
                 opaque: AtomicI32::new(1),
                 shutdown: CancellationToken::new(),
@@ -217,7 +241,15 @@ impl RemotingClient {
                                 let _ = tx.send(cmd);
                             }
                         }
-                        Some(Ok(cmd)) => debug!(code = cmd.code, "ignoring a request sent to a client connection"),
+                        Some(Ok(cmd)) => match &inner.inbox {
+                            Some(inbox) => {
+                                let code = cmd.code;
+                                if inbox.try_send(ServerRequest { addr: addr.clone(), request: cmd }).is_err() {
+                                    debug!(code, "client inbox full or closed: server request dropped");
+                                }
+                            }
+                            None => debug!(code = cmd.code, "ignoring a request sent to a client connection"),
+                        },
                         Some(Err(e)) => {
                             debug!(error = %e, "client connection read error");
                             break;

@@ -13,7 +13,7 @@ pub mod processor;
 pub mod server;
 
 pub use admission::Admission;
-pub use client::{ClientConfig, RemotingClient};
+pub use client::{ClientConfig, RemotingClient, ServerRequest};
 pub use codec::RemotingCodec;
 pub use command::{CommandHeader, ExtFields, HeaderError, LanguageCode, RemotingCommand, SerializeType};
 pub use server::{

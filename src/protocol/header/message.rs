@@ -216,3 +216,31 @@ command_header! {
         opt max_reconsume_times: i32 = "maxReconsumeTimes",
     }
 }
+
+command_header! {
+    /// END_TRANSACTION (37) request header (oneway, producer to broker).
+    pub struct EndTransactionRequestHeader {
+        opt topic: String = "topic",
+        req producer_group: String = "producerGroup",
+        req tran_state_table_offset: i64 = "tranStateTableOffset",
+        req commit_log_offset: i64 = "commitLogOffset",
+        req commit_or_rollback: i32 = "commitOrRollback",
+        opt from_transaction_check: bool = "fromTransactionCheck",
+        req msg_id: String = "msgId",
+        opt transaction_id: String = "transactionId",
+        opt bname: String = "bname",
+    }
+}
+
+command_header! {
+    /// CHECK_TRANSACTION_STATE (39) request header (oneway, broker to producer).
+    pub struct CheckTransactionStateRequestHeader {
+        opt topic: String = "topic",
+        req tran_state_table_offset: i64 = "tranStateTableOffset",
+        req commit_log_offset: i64 = "commitLogOffset",
+        opt msg_id: String = "msgId",
+        opt transaction_id: String = "transactionId",
+        opt offset_msg_id: String = "offsetMsgId",
+        opt bname: String = "bname",
+    }
+}

@@ -2,9 +2,11 @@
 //! `supportActingMaster=true`, two `mqbrokercontainer` processes, each hosting one master and the
 //! other group's slave with `enableSlaveActingMaster=true`, `enableRemoteEscape=true`): delayed
 //! (delay level) and timer messages of broker-a are delivered on time through broker-a's slave
-//! after container 1 is SIGKILLed, escaped to broker-b's master; a consumer's send-back is accepted
-//! by the acting master and redelivered; container 1 restarts, takes its duties back, and delivers
-//! nothing a second time.
+//! after container 1 is SIGKILLed, escaped to broker-b's master; two transactions whose state was
+//! unknown at the kill are handed to broker-b's master, checked back with the producer and
+//! committed / rolled back as it answers; a consumer's send-back is accepted by the acting master
+//! and redelivered; container 1 restarts, takes its duties back, and delivers (or checks) nothing
+//! a second time.
 #![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
@@ -15,15 +17,17 @@ use std::time::{Duration, Instant};
 
 use common::rmq::{create_topic, pull, send, T};
 use common::{free_port_block, port_open, ChildGuard};
+use rmqc::client::transaction::{end_after_check, half_send_request, producer_heartbeat, TxState};
 use rmqc::protocol::codes::{request, response};
-use rmqc::protocol::header::ConsumerSendMsgBackRequestHeader;
+use rmqc::protocol::header::{CheckTransactionStateRequestHeader, ConsumerSendMsgBackRequestHeader};
 use rmqc::protocol::message::{decode_records, MessageExt};
-use rmqc::remoting::{RemotingClient, RemotingCommand};
+use rmqc::remoting::{ClientConfig, CommandHeader, RemotingClient, RemotingCommand, ServerRequest};
 
 const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
 const NAMESRV: &str = env!("CARGO_BIN_EXE_mqnamesrv");
 const TOPIC: &str = "ActTopic";
 const GROUP: &str = "act-g";
+const TX_GROUP: &str = "act-tx-pg";
 /// Delay level 3 in these brokers' `messageDelayLevel`.
 const DELAY_MS: i64 = 8_000;
 const TIMER_MS: i64 = 9_000;
@@ -40,7 +44,7 @@ fn broker_conf(dir: &Path, name: &str, id: i64, port: u16, store: &Path) -> Stri
              brokerIP1=127.0.0.1\ntotalReplicas=2\nstorePathRootDir={}\nmappedFileSizeCommitLog=1048576\n\
              maxHashSlotNum=1000\nmaxIndexNum=4000\nmappedFileSizeConsumeQueue=6000\nmappedFileSizeTimerLog=65536\n\
              messageDelayLevel=1s 2s 8s 30s\nenableSlaveActingMaster=true\nenableRemoteEscape=true\n\
-             brokerNotActiveTimeoutMillis=3000\n",
+             brokerNotActiveTimeoutMillis=3000\ntransactionCheckInterval=1000\n",
             store.display()
         ),
     )
@@ -80,6 +84,29 @@ async fn read_queue(client: &RemotingClient, port: u16, topic: &str) -> Vec<Mess
 
 fn bodies(msgs: &[MessageExt]) -> Vec<String> {
     msgs.iter().map(|m| String::from_utf8_lossy(&m.body).to_string()).collect()
+}
+
+/// Every CHECK_TRANSACTION_STATE seen: (broker address, transaction id).
+type Checks = std::sync::Arc<parking_lot::Mutex<Vec<(String, String)>>>;
+
+/// A transactional producer's check listener: answers every check at once, COMMIT for `TX-C`,
+/// ROLLBACK for anything else, and records it.
+fn answer_checks(producer: RemotingClient, mut inbox: tokio::sync::mpsc::Receiver<ServerRequest>) -> Checks {
+    let seen: Checks = Default::default();
+    let s2 = seen.clone();
+    tokio::spawn(async move {
+        while let Some(sr) = inbox.recv().await {
+            if sr.request.code != request::CHECK_TRANSACTION_STATE {
+                continue;
+            }
+            let h = CheckTransactionStateRequestHeader::read_ext_fields(&sr.request.ext_fields).unwrap();
+            let id = h.transaction_id.clone().or_else(|| h.msg_id.clone()).unwrap_or_default();
+            let state = if id == "TX-C" { TxState::Commit } else { TxState::Rollback };
+            let _ = producer.invoke_oneway(&sr.addr, end_after_check(TX_GROUP, &h, state), T).await;
+            s2.lock().push((sr.addr.clone(), id));
+        }
+    });
+    seen
 }
 
 fn mqadmin(args: Vec<String>) -> String {
@@ -163,6 +190,19 @@ async fn acting_master_delivers_delayed_and_timer_messages_and_hands_back() {
     }
     let r = send(&client, &a, TOPIC, 0, b"retry-me", &[]).await;
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    // Two transactions whose local state is still unknown (checked only after 6 s, after the kill).
+    let (producer, inbox) = RemotingClient::with_inbox(ClientConfig::default(), 64);
+    let checks = answer_checks(producer.clone(), inbox);
+    for m in [a_m, b_m] {
+        let hb = producer_heartbeat("127.0.0.1@act-tx", TX_GROUP);
+        let r = producer.invoke(&format!("127.0.0.1:{m}"), hb, T).await.unwrap();
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    for (key, body) in [("TX-C", "tx-commit"), ("TX-R", "tx-rollback")] {
+        let req = half_send_request(TX_GROUP, TOPIC, 0, key, &[], bytes::Bytes::from_static(body.as_bytes()));
+        let r = producer.invoke(&a, req, T).await.unwrap();
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
     // broker-a's slave has it all (replicated commitlog and rebuilt queues).
     common::wait_async("broker-a's slave caught up", Duration::from_secs(20), || async {
         let m = info(&client, a_m, "commitLogMaxOffset").await;
@@ -221,6 +261,21 @@ async fn acting_master_delivers_delayed_and_timer_messages_and_hands_back() {
         assert_eq!(m[0].property("REAL_TOPIC"), None, "{body} is a plain message of its topic");
     }
 
+    // The unknown transactions: the acting master hands them to broker-b's master, which checks
+    // them back with the producer and commits or rolls back as it answers.
+    let b = format!("127.0.0.1:{b_m}");
+    common::wait_async("broker-b's master checks both transactions", Duration::from_secs(20), || async {
+        let c = checks.lock();
+        ["TX-C", "TX-R"].iter().all(|k| c.iter().any(|(addr, id)| addr == &b && id == k))
+    })
+    .await;
+    eprintln!("checks while acting: {:?}", checks.lock());
+    assert!(!checks.lock().iter().any(|(addr, _)| addr == &a), "the dead master checked nothing");
+    common::wait_async("the committed transaction reaches consumers", Duration::from_secs(10), || async {
+        bodies(&read_queue(&client, b_m, TOPIC).await).iter().any(|b| b == "tx-commit")
+    })
+    .await;
+
     // A consumer of broker-a's acting master sends a message back (RECONSUME_LATER): accepted, and
     // redelivered in the retry topic (escaped to broker-b, delay level 1 there).
     let on_slave = read_queue(&client, a_s, TOPIC).await;
@@ -257,6 +312,11 @@ async fn acting_master_delivers_delayed_and_timer_messages_and_hands_back() {
         info(&client, a_s, "brokerActive").await.as_deref() == Some("false")
     })
     .await;
+    // The producer is known to the returned master again: it would be asked about the old halves
+    // if the master had not taken the acting slave's progress.
+    let hb = producer_heartbeat("127.0.0.1@act-tx", TX_GROUP);
+    let r = producer.invoke(&a, hb, T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     // Sentinels behind the old messages in the same delay queue and later in the timer wheel:
     // once they are delivered, anything the master still owed from before would have been too.
     let now = rmqc::util::now_millis();
@@ -272,6 +332,12 @@ async fn acting_master_delivers_delayed_and_timer_messages_and_hands_back() {
         ["sentinel-delay", "sentinel-timer", "sentinel-delay3"].iter().all(|s| got.iter().any(|g| g == s))
     })
     .await;
+    eprintln!("checks in all: {:?}", checks.lock());
+    assert!(
+        checks.lock().iter().all(|(addr, _)| addr != &a),
+        "the returned master re-checked escaped halves: {:?}",
+        checks.lock()
+    );
     let on_master = bodies(&read_queue(&client, a_m, TOPIC).await);
     for (body, _) in &expected {
         assert!(!on_master.contains(body), "{body} was delivered a second time by the returned master: {on_master:?}");
@@ -280,5 +346,7 @@ async fn acting_master_delivers_delayed_and_timer_messages_and_hands_back() {
     for (body, _) in &expected {
         assert_eq!(on_b.iter().filter(|b| *b == body).count(), 1, "{body} once on broker-b: {on_b:?}");
     }
+    assert_eq!(on_b.iter().filter(|b| *b == "tx-commit").count(), 1, "committed once: {on_b:?}");
+    assert!(!on_b.iter().any(|b| b == "tx-rollback") && !on_master.iter().any(|b| b.starts_with("tx-")), "{on_b:?}");
     drop(c1);
 }

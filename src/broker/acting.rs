@@ -40,7 +40,8 @@ pub struct ActingState {
     /// A returning master holds delayed delivery until the acting slave has stood down.
     holding: AtomicBool,
     bridge: OnceLock<EscapeBridge>,
-    timer: OnceLock<Arc<super::timer::TimerService>>,
+    /// Weak: the timer service's sink holds the core, which holds this.
+    timer: OnceLock<std::sync::Weak<super::timer::TimerService>>,
 }
 
 impl ActingState {
@@ -65,16 +66,16 @@ impl ActingState {
         let _ = self.bridge.set(bridge);
     }
     /// Makes the timer service reachable for progress hand-over.
-    pub fn install_timer(&self, timer: Arc<super::timer::TimerService>) {
-        let _ = self.timer.set(timer);
+    pub fn install_timer(&self, timer: &Arc<super::timer::TimerService>) {
+        let _ = self.timer.set(Arc::downgrade(timer));
     }
     /// The slot time the timer service delivers next (-1: no timer files open yet).
     pub fn timer_read_time_ms(&self) -> i64 {
-        self.timer.get().map_or(-1, |t| t.progress().1)
+        self.timer.get().and_then(std::sync::Weak::upgrade).map_or(-1, |t| t.progress().1)
     }
     /// Delivery of timer messages continues from at least `ms` (another broker delivered before).
     pub fn advance_timer(&self, ms: i64) {
-        if let Some(t) = self.timer.get() {
+        if let Some(t) = self.timer.get().and_then(std::sync::Weak::upgrade) {
             if ms > 0 {
                 t.advance_read_time(ms);
             }

@@ -306,7 +306,7 @@ impl Broker {
         if let Some(timer) = &self.timer {
             // The master delivers timer messages; a slave gets the result by replication. In
             // acting-master mode a slave keeps its own timer files and delivers while acting.
-            core.acting.install_timer(timer.clone());
+            core.acting.install_timer(timer);
             let c = core.clone();
             let enqueue: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
                 let cfg = c.config();

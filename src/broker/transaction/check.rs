@@ -46,6 +46,8 @@ pub struct PassStats {
     pub discarded: usize,
     /// Half messages skipped because an op record resolved them.
     pub resolved: usize,
+    /// Half messages handed to another master by an acting master.
+    pub escaped: usize,
 }
 
 /// Op records read for one half queue: which half offsets they resolve.
@@ -276,6 +278,24 @@ impl TransactionCheckService {
                     break;
                 }
             };
+            if host.escapes_halves() {
+                // Acting master (Apache's check escape): another master takes the half message
+                // over and checks it with the producer; it is done with here.
+                if !ops.at_end {
+                    break; // an op record not read yet may resolve it: next pass
+                }
+                if let Some(m) = super::escaped_half(&half) {
+                    if !host.escape_half(m).await {
+                        break; // the next pass tries again from here
+                    }
+                    stats.escaped += 1;
+                } else {
+                    warn!(offset = i, "half message without REAL_TOPIC skipped");
+                }
+                i += 1;
+                new_offset = i;
+                continue;
+            }
             let mut props = half.properties.clone();
             let now = crate::util::now_millis();
             let age = now - half.born_timestamp;

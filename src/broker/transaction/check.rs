@@ -525,8 +525,17 @@ mod tests {
         settle(&store, &[(HALF_TOPIC, 3)]).await;
         // The copy is checked again; the second copy has reached transactionCheckMax and, as in
         // Apache (the discard test comes before the freshness test), is discarded in the same pass.
+        // (It is read in this pass if the store dispatched it in time, else in the next one.)
         let s = service.check_once().await;
-        assert_eq!((s.no_producer, s.discarded), (1, 1));
+        assert_eq!(s.no_producer, 1);
+        let mut discarded = s.discarded;
+        settle(&store, &[(HALF_TOPIC, 4)]).await;
+        if discarded == 0 {
+            let s = service.check_once().await;
+            assert_eq!((s.no_producer, s.discarded), (0, 1));
+            discarded = s.discarded;
+        }
+        assert_eq!(discarded, 1);
         assert_eq!(host.progress(HALF_TOPIC, 0), 4);
         settle(&store, &[(CHECK_MAX_TIME_TOPIC, 1)]).await;
         let r = store.get_message(CHECK_MAX_TIME_TOPIC, 0, 0, 1, usize::MAX, |_| true).unwrap();

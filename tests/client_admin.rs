@@ -17,13 +17,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use common::rmq::{create_topic, pull, send, wait_max_offset, T};
-use common::{port_open, run, text, wait_until, write_broker, write_container, ChildGuard};
+use common::{run, text};
 use rmqc::client::send::{send_header, send_request};
 use rmqc::protocol::codes::{request, response};
 use rmqc::protocol::message::{decode_records, encode_properties, find_property};
 use rmqc::remoting::{RemotingClient, RemotingCodec, RemotingCommand};
 
-const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
 const MQADMIN: &str = env!("CARGO_BIN_EXE_mqadmin");
 const CLIENT_ID: &str = "127.0.0.1@fake#1";
 
@@ -135,12 +134,8 @@ fn mqadmin_ok(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_requests_reach_clients_and_views_answer_as_apache() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, port) = write_broker(dir.path(), "ca", "traceTopicEnable=true\n");
-    let (conf, _cport, ns) = write_container(dir.path(), &[&b]);
-    let _c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], dir.path(), "container");
-    wait_until("the broker listens", Duration::from_secs(20), || port_open(port));
-    let addr = format!("127.0.0.1:{port}");
-    let nsaddr = format!("127.0.0.1:{ns}");
+    let common::OneBroker { child: _c, addr, nsaddr, .. } =
+        common::start_one_broker(dir.path(), "ca", "traceTopicEnable=true\n");
     let client = RemotingClient::default();
     create_topic(&client, &addr, "CaTopic").await;
     common::wait_async("the topics are routed", Duration::from_secs(20), || async {
@@ -308,7 +303,7 @@ async fn admin_requests_reach_clients_and_views_answer_as_apache() {
     assert_eq!(send(&client, &addr, "CaTopic", 0, &big[..900], &[]).await.code, response::SUCCESS);
     let out = mqadmin_ok(&["getBrokerConfig", "-n", &nsaddr, "-b", &addr]);
     assert!(out.lines().any(|l| l.starts_with("maxMessageSize") && l.trim_end().ends_with("1000")), "{out}");
-    assert!(std::fs::read_to_string(dir.path().join(&b)).unwrap().contains("maxMessageSize=1000"));
+    assert!(std::fs::read_to_string(dir.path().join("ca.conf")).unwrap().contains("maxMessageSize=1000"));
     let out = run(MQADMIN, &["updateBrokerConfig", "-n", &nsaddr, "-b", &addr, "-k", "maxMessageSize", "-v", "0"]);
     assert!(!out.status.success(), "{}", text(&out));
 
@@ -318,12 +313,8 @@ async fn admin_requests_reach_clients_and_views_answer_as_apache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_reply_round_trip_and_message_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, port) = write_broker(dir.path(), "ca", "traceTopicEnable=true\n");
-    let (conf, _cport, ns) = write_container(dir.path(), &[&b]);
-    let _c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], dir.path(), "container");
-    wait_until("the broker listens", Duration::from_secs(20), || port_open(port));
-    let addr = format!("127.0.0.1:{port}");
-    let nsaddr = format!("127.0.0.1:{ns}");
+    let common::OneBroker { child: _c, addr, nsaddr, .. } =
+        common::start_one_broker(dir.path(), "ca", "traceTopicEnable=true\n");
     let client = RemotingClient::default();
     create_topic(&client, &addr, "CaTopic").await;
     let requester = FakeClient::connect(&addr).await;
@@ -376,7 +367,7 @@ async fn request_reply_round_trip_and_message_trace() {
     // Message trace: a producer's and a consumer's trace messages, found by the traced id.
     let traced = "7F00000100002A9F0000000000000042";
     let pub_rec = format!(
-        "Pub\u{1}1700000000000\u{1}DefaultRegion\u{1}trace-pg\u{1}CaTopic\u{1}{traced}\u{1}tagA\u{1}k1\u{1}127.0.0.1:{port}\u{1}8\u{1}4\u{1}0\u{1}OFF\u{1}true\u{2}"
+        "Pub\u{1}1700000000000\u{1}DefaultRegion\u{1}trace-pg\u{1}CaTopic\u{1}{traced}\u{1}tagA\u{1}k1\u{1}{addr}\u{1}8\u{1}4\u{1}0\u{1}OFF\u{1}true\u{2}"
     );
     let sub_recs = format!(
         "SubBefore\u{1}1700000000100\u{1}DefaultRegion\u{1}trace-cg\u{1}req1\u{1}{traced}\u{1}0\u{1}k1\u{2}\

@@ -7,13 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::rmq::{create_topic, pull, send, wait_max_offset, T};
-use common::{port_open, run, text, wait_until, write_broker, write_container, ChildGuard};
+use common::{run, text, wait_until};
 use rmqc::protocol::codes::{request, response};
 use rmqc::protocol::header::{pull_flag, PullMessageRequestHeader};
 use rmqc::protocol::message::decode_records;
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 
-const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
 const MQADMIN: &str = env!("CARGO_BIN_EXE_mqadmin");
 
 async fn committed(client: &RemotingClient, addr: &str, group: &str) -> i64 {
@@ -28,12 +27,7 @@ async fn committed(client: &RemotingClient, addr: &str, group: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_by_time_moves_the_consumer_and_clone_copies_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let (b, port) = write_broker(dir.path(), "reset-a", "");
-    let (conf, _cport, ns) = write_container(dir.path(), &[&b]);
-    let _c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], dir.path(), "container");
-    wait_until("the broker listens", Duration::from_secs(20), || port_open(port));
-    let addr = format!("127.0.0.1:{port}");
-    let nsaddr = format!("127.0.0.1:{ns}");
+    let common::OneBroker { child: _c, addr, nsaddr, .. } = common::start_one_broker(dir.path(), "reset-a", "");
     let client = RemotingClient::default();
     create_topic(&client, &addr, "ResetTopic").await;
     common::wait_async("the topic is routed", Duration::from_secs(20), || async {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::rmq::{send, wait_max_offset, T};
-use common::{port_open, run, text, wait_until, write_broker, write_container, ChildGuard};
+use common::{port_open, run, text, wait_until, ChildGuard};
 use rmqc::protocol::codes::{request, response};
 use rmqc::protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
@@ -26,11 +26,8 @@ const MQADMIN: &str = env!("CARGO_BIN_EXE_mqadmin");
 
 /// A container with one broker; returns the process and the broker address.
 fn start(dir: &Path, name: &str) -> (ChildGuard, String, std::path::PathBuf) {
-    let (b, port) = write_broker(dir, name, "");
-    let (conf, _cport, _ns) = write_container(dir, &[&b]);
-    let c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], dir, name);
-    wait_until("the broker listens", Duration::from_secs(30), || port_open(port));
-    (c, format!("127.0.0.1:{port}"), conf)
+    let b = common::start_one_broker(dir, name, "");
+    (b.child, b.addr, b.conf)
 }
 
 async fn create_topic(client: &RemotingClient, addr: &str, topic: &str, queues: i32) {

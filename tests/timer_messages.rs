@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::rmq::{create_topic, pull, send, wait_max_offset, T};
-use common::{port_open, wait_async, wait_until, write_broker, write_container, ChildGuard};
+use common::{port_open, wait_async, wait_until, ChildGuard};
 use rmqc::protocol::codes::{request, response};
 use rmqc::protocol::message::{decode_records, MessageExt};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
@@ -24,11 +24,8 @@ fn now_ms() -> i64 {
 
 /// One container process hosting broker `name`; returns (process, broker address, config path).
 fn start(d: &Path, name: &str) -> (ChildGuard, String, std::path::PathBuf) {
-    let (file, port) = write_broker(d, name, "mappedFileSizeTimerLog=65536\ntimerMaxDelaySec=60\n");
-    let (conf, _, _) = write_container(d, &[&file]);
-    let child = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, name);
-    wait_until("the broker listens", Duration::from_secs(30), || port_open(port));
-    (child, format!("127.0.0.1:{port}"), conf)
+    let b = common::start_one_broker(d, name, "mappedFileSizeTimerLog=65536\ntimerMaxDelaySec=60\n");
+    (b.child, b.addr, b.conf)
 }
 
 /// Every message of `topic` queue 0 from offset 0.

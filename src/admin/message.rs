@@ -14,7 +14,6 @@ pub use crate::client::send::DEFAULT_TOPIC;
 use crate::client::send::{send_header, send_request};
 use crate::client::transaction::end_after_send;
 pub use crate::client::transaction::TxState;
-use crate::client::uniq::{new_uniq_key, random_u64};
 use crate::protocol::body::TopicRouteData;
 use crate::protocol::codes::{request, response};
 use crate::protocol::header::{
@@ -26,6 +25,7 @@ use crate::protocol::message::{
     decode_offset_msg_id, decode_records, encode_properties, property, sysflag, MessageExt,
 };
 use crate::protocol::perm;
+use crate::protocol::uniq::{new_uniq_key, random_u64};
 use crate::remoting::RemotingCommand;
 
 /// Producer group of sendMessage (Apache uses a throw-away group too).

@@ -26,12 +26,12 @@ use tokio_util::sync::CancellationToken;
 use crate::client::parse_namesrv_list;
 use crate::client::route::route_request;
 use crate::client::send::{send_header, send_request};
-use crate::client::uniq::seq_uniq_key;
 use crate::protocol::body::{ClusterInfo, TopicRouteData};
 use crate::protocol::codes::{request, response, response_name};
 use crate::protocol::header::PullMessageRequestHeader;
 use crate::protocol::message::{decode_records, encode_batch_body, encode_properties, BatchItem};
 use crate::protocol::perm;
+use crate::protocol::uniq::seq_uniq_key;
 use crate::remoting::tls::TlsClient;
 use crate::remoting::{ClientConfig, RemotingClient, RemotingCommand, RemotingError};
 

@@ -46,6 +46,36 @@ struct Ns {
     namesrv: Option<String>,
 }
 
+/// What `sendMessage` and `sendTransactionMessage` send.
+#[derive(Args, Debug)]
+struct MsgArgs {
+    /// Topic name.
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    /// Message body (UTF-8).
+    #[arg(short = 'p', long = "body")]
+    body: String,
+    /// Message keys.
+    #[arg(short = 'k', long = "key")]
+    keys: Option<String>,
+    /// Message tags.
+    #[arg(short = 'c', long = "tags")]
+    tags: Option<String>,
+    /// Target broker name.
+    #[arg(short = 'b', long = "broker")]
+    broker: Option<String>,
+    /// Target queue id (needs -b).
+    #[arg(short = 'i', long = "qid")]
+    queue_id: Option<i32>,
+}
+
+impl MsgArgs {
+    fn into_send(self, transaction: Option<(String, message::TxState)>) -> message::SendArgs {
+        let MsgArgs { topic, body, keys, tags, broker, queue_id } = self;
+        message::SendArgs { topic, body, keys, tags, broker_name: broker, queue_id, transaction }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create an ACL 2.0 user.
@@ -414,24 +444,8 @@ enum Command {
     SendMessage {
         #[command(flatten)]
         ns: Ns,
-        /// Topic name.
-        #[arg(short = 't', long = "topic")]
-        topic: String,
-        /// Message body (UTF-8).
-        #[arg(short = 'p', long = "body")]
-        body: String,
-        /// Message keys.
-        #[arg(short = 'k', long = "key")]
-        keys: Option<String>,
-        /// Message tags.
-        #[arg(short = 'c', long = "tags")]
-        tags: Option<String>,
-        /// Target broker name.
-        #[arg(short = 'b', long = "broker")]
-        broker: Option<String>,
-        /// Target queue id (needs -b).
-        #[arg(short = 'i', long = "qid")]
-        queue_id: Option<i32>,
+        #[command(flatten)]
+        msg: MsgArgs,
     },
     /// Send one transactional message: a half message, then END_TRANSACTION (commit, rollback or
     /// unknown: left to the broker's check-back).
@@ -439,24 +453,8 @@ enum Command {
     SendTransactionMessage {
         #[command(flatten)]
         ns: Ns,
-        /// Topic name.
-        #[arg(short = 't', long = "topic")]
-        topic: String,
-        /// Message body (UTF-8).
-        #[arg(short = 'p', long = "body")]
-        body: String,
-        /// Message keys.
-        #[arg(short = 'k', long = "key")]
-        keys: Option<String>,
-        /// Message tags.
-        #[arg(short = 'c', long = "tags")]
-        tags: Option<String>,
-        /// Target broker name.
-        #[arg(short = 'b', long = "broker")]
-        broker: Option<String>,
-        /// Target queue id (needs -b).
-        #[arg(short = 'i', long = "qid")]
-        queue_id: Option<i32>,
+        #[command(flatten)]
+        msg: MsgArgs,
         /// Producer group (the broker checks back on it).
         #[arg(short = 'g', long = "producerGroup", default_value = "TOOLS_PRODUCER")]
         group: String,
@@ -886,21 +884,13 @@ async fn run(client: &RemotingClient, cmd: Command) -> Result<String, AdminError
         Command::CloneGroupOffset { ns, src, dest, topic, offline } => {
             consumer::clone_group_offset(&admin_with(client, &ns), &src, &dest, &topic, offline).await
         }
-        Command::SendMessage { ns, topic, body, keys, tags, broker, queue_id } => {
-            let args = message::SendArgs { topic, body, keys, tags, broker_name: broker, queue_id, transaction: None };
-            message::send_message(&admin_with(client, &ns), &args).await
-        }
-        Command::SendTransactionMessage { ns, topic, body, keys, tags, broker, queue_id, group, state } => {
-            match message::parse_tx_state(&state) {
-                Ok(st) => {
-                    let transaction = Some((group, st));
-                    let args =
-                        message::SendArgs { topic, body, keys, tags, broker_name: broker, queue_id, transaction };
-                    message::send_transaction_message(&admin_with(client, &ns), &args).await
-                }
-                Err(e) => Err(e),
+        Command::SendMessage { ns, msg } => message::send_message(&admin_with(client, &ns), &msg.into_send(None)).await,
+        Command::SendTransactionMessage { ns, msg, group, state } => match message::parse_tx_state(&state) {
+            Ok(st) => {
+                message::send_transaction_message(&admin_with(client, &ns), &msg.into_send(Some((group, st)))).await
             }
-        }
+            Err(e) => Err(e),
+        },
         Command::ConsumeMessage { ns, topic, group, count, broker, queue_id, offset, tags, timeout } => {
             let args = message::ConsumeArgs {
                 topic,

@@ -183,9 +183,9 @@ impl EscapeBridge {
         if candidates.is_empty() {
             return Err(EscapeError::NoMaster(m.topic.clone()));
         }
-        let pick = (crate::client::uniq::random_u64() % candidates.len() as u64) as usize;
+        let pick = (crate::protocol::uniq::random_u64() % candidates.len() as u64) as usize;
         let (addr, queues) = candidates.swap_remove(pick);
-        let queue_id = (crate::client::uniq::random_u64() % queues as u64) as i32;
+        let queue_id = (crate::protocol::uniq::random_u64() % queues as u64) as i32;
         let group = format!("InnerProducerGroup_{own_name}_{own_id}");
         let mut h = crate::client::send::send_header(&group, &m.topic, queue_id, 4, Some(m.properties.clone()));
         h.sys_flag = m.sys_flag

@@ -5,6 +5,6 @@ pub mod route;
 pub mod send;
 pub mod tls;
 pub mod transaction;
-pub mod uniq;
+pub use crate::protocol::uniq;
 
 pub use route::parse_namesrv_list;

@@ -793,6 +793,18 @@ impl Core {
             return (code::INCONSISTENT_LEADER, end);
         }
         let mut end = end;
+        // Entries of the current term come only from this term's leader, which never rewrites its
+        // own log, and each was appended after its predecessor was verified: a log ending in this
+        // term matches the leader's up to its end. Never drop them, even for a stale TRUNCATE
+        // (delayed or duplicated) that predates appends already acknowledged.
+        if log.last_term() == self.term && end > self.verified {
+            self.verified = end;
+        }
+        // Committed entries are in every later leader's log at the same places (leader
+        // completeness): they match too, and nothing at or below the commit index is ever dropped.
+        if self.commit.min(end) > self.verified {
+            self.verified = self.commit.min(end);
+        }
         let c = match kind {
             PushType::Append => {
                 if index <= self.verified && log.term_at(index) == Some(entry_term) {

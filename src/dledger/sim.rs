@@ -112,6 +112,12 @@ impl Cluster {
 
     fn apply(&mut self, n: usize, actions: Vec<Action<u64>>) {
         for a in actions {
+            if std::env::var("SIMTRACE").is_ok() {
+                eprintln!(
+                    "  t={} n{n} {:?} | log={:?} commit={}",
+                    self.now, a, self.nodes[n].log.entries, self.nodes[n].commit
+                );
+            }
             match a {
                 Action::PersistTerm { term, vote_for } => {
                     let node = &mut self.nodes[n];
@@ -496,4 +502,50 @@ fn diverged_follower_is_truncated() {
     c.isolate(None);
     assert!(c.run_until(10_000, Cluster::converged));
     assert_eq!(c.nodes[l].log.entries, c.nodes[l2].log.entries);
+}
+
+/// Found by the property test in CI: a follower that times out and follows the same leader again
+/// in the same term forgets what it verified; a TRUNCATE the leader sent before (delayed or
+/// duplicated by the network) then arrived and dropped entries the follower had acknowledged and
+/// the leader had counted towards a commit.
+#[test]
+fn stale_truncate_never_drops_acknowledged_entries() {
+    use super::core::Msg;
+    use super::wire::PushType;
+    let mut c = Cluster::new(3, 21, None);
+    assert!(c.run_until(10_000, |c| c.leaders_now().len() == 1));
+    let l = c.leaders_now()[0];
+    let f = (l + 1) % 3;
+    let fid = c.ids[f].clone();
+    assert!(c.propose(l));
+    let stale = c
+        .queue
+        .iter()
+        .find(|e| e.to == fid && matches!(e.msg, Msg::Push { kind: PushType::Truncate, .. }))
+        .cloned()
+        .expect("the first push to a follower with an unknown log is a TRUNCATE");
+    assert!(c.run_until(5_000, Cluster::converged));
+    for _ in 0..3 {
+        assert!(c.propose(l));
+    }
+    assert!(c.run_until(5_000, Cluster::converged));
+    let term = c.term(l);
+    // The follower hears nothing for an election timeout and stands as candidate in the same term,
+    // then follows the same leader again.
+    c.isolate(Some(f));
+    let mut k = 0;
+    while c.role(f) != Role::Candidate && k < 100 {
+        c.advance(10);
+        k += 1;
+    }
+    assert_eq!(c.role(f), Role::Candidate);
+    c.isolate(None);
+    assert!(c.run_until(5_000, |c| c.role(f) == Role::Follower));
+    assert_eq!((c.term(l), c.leaders_now()), (term, vec![l]), "the leader kept its term");
+    // Now the old TRUNCATE arrives.
+    let before = c.nodes[f].log.entries.clone();
+    c.queue.push(stale);
+    c.deliver_at(c.queue.len() - 1, false);
+    c.check();
+    assert_eq!(c.nodes[f].log.entries, before, "the follower dropped acknowledged entries");
 }

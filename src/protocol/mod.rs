@@ -9,3 +9,4 @@ pub mod header;
 pub mod message;
 pub mod perm;
 pub mod pop;
+pub mod uniq;

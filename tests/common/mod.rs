@@ -140,6 +140,28 @@ pub fn write_broker(dir: &Path, name: &str, extra: &str) -> (String, u16) {
     (file, port)
 }
 
+/// A container process hosting one broker written by [`write_broker`], with an embedded NameServer.
+pub struct OneBroker {
+    /// The container process (killed on drop).
+    pub child: ChildGuard,
+    /// The broker's address, `127.0.0.1:port`.
+    pub addr: String,
+    /// The embedded NameServer's address.
+    pub nsaddr: String,
+    /// The container config, to start it again.
+    pub conf: std::path::PathBuf,
+}
+
+/// Writes a broker `name` (with `extra` config lines) and a container hosting it in `dir`, starts
+/// the container (its output in `dir/<name>.{out,err}`) and waits until the broker listens.
+pub fn start_one_broker(dir: &Path, name: &str, extra: &str) -> OneBroker {
+    let (file, port) = write_broker(dir, name, extra);
+    let (conf, _cport, ns) = write_container(dir, &[&file]);
+    let child = ChildGuard::spawn(env!("CARGO_BIN_EXE_mqbrokercontainer"), &["-c", conf.to_str().unwrap()], dir, name);
+    wait_until("the broker listens", Duration::from_secs(30), || port_open(port));
+    OneBroker { child, addr: format!("127.0.0.1:{port}"), nsaddr: format!("127.0.0.1:{ns}"), conf }
+}
+
 /// Waits until the async condition holds, polling, or panics after `timeout` naming `what`.
 pub async fn wait_async<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where

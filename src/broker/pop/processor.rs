@@ -483,16 +483,10 @@ impl PopProcessor {
             Ok(h) => h,
             Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, e.to_string()),
         };
-        let Some(extra) = ExtraInfo::parse(&h.extra_info) else {
-            return RemotingCommand::error(
-                &req,
-                response::MESSAGE_ILLEGAL,
-                format!("extraInfo '{}' is illegal", h.extra_info),
-            );
+        let extra = match self.ack_target(conn, &req, &h.extra_info, &h.topic, h.queue_id, h.offset) {
+            Ok(extra) => extra,
+            Err(refused) => return refused,
         };
-        if let Err((code, remark)) = self.check_ack_target(conn, &h.topic, h.queue_id, h.offset) {
-            return RemotingCommand::error(&req, code, remark);
-        }
         if extra.revive_qid == POP_ORDER_REVIVE_QUEUE {
             return match self.ack_orderly(conn, &h.topic, &h.consumer_group, h.queue_id, h.offset, extra.pop_time) {
                 Ok(()) => ok,
@@ -514,6 +508,29 @@ impl PopProcessor {
             Ok(()) => ok,
             Err(e) => RemotingCommand::error(&req, response::SYSTEM_ERROR, e.to_string()),
         }
+    }
+
+    /// The common prologue of ACK and CHANGE_MESSAGE_INVISIBLETIME: the handle's extra info parsed,
+    /// then [`Self::check_ack_target`]; a refusal comes back as the answer to send.
+    fn ack_target(
+        &self,
+        conn: &ConnectionHandle,
+        req: &RemotingCommand,
+        extra_info: &str,
+        topic: &str,
+        q: i32,
+        offset: i64,
+    ) -> Result<ExtraInfo, RemotingCommand> {
+        let Some(extra) = ExtraInfo::parse(extra_info) else {
+            return Err(RemotingCommand::error(
+                req,
+                response::MESSAGE_ILLEGAL,
+                format!("extraInfo '{extra_info}' is illegal"),
+            ));
+        };
+        self.check_ack_target(conn, topic, q, offset)
+            .map_err(|(code, remark)| RemotingCommand::error(req, code, remark))?;
+        Ok(extra)
     }
 
     /// Apache's checks of an ACK / CHANGE_MESSAGE_INVISIBLETIME target.
@@ -582,16 +599,10 @@ impl PopProcessor {
             Ok(h) => h,
             Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, e.to_string()),
         };
-        let Some(extra) = ExtraInfo::parse(&h.extra_info) else {
-            return RemotingCommand::error(
-                &req,
-                response::MESSAGE_ILLEGAL,
-                format!("extraInfo '{}' is illegal", h.extra_info),
-            );
+        let extra = match self.ack_target(conn, &req, &h.extra_info, &h.topic, h.queue_id, h.offset) {
+            Ok(extra) => extra,
+            Err(refused) => return refused,
         };
-        if let Err((code, remark)) = self.check_ack_target(conn, &h.topic, h.queue_id, h.offset) {
-            return RemotingCommand::error(&req, code, remark);
-        }
         let now = crate::util::now_millis();
         let invisible = h.invisible_time.max(0);
         if extra.revive_qid == POP_ORDER_REVIVE_QUEUE {

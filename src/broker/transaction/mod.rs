@@ -269,7 +269,7 @@ pub fn op_message(half_queue_id: i32, half_offsets: &[i64], store_host: SocketAd
     let mut m = MessageInner::new(OP_TOPIC, half_queue_id, body.into_bytes());
     m.born_host = store_host;
     m.store_host = store_host;
-    let uniq = crate::client::uniq::new_uniq_key();
+    let uniq = crate::protocol::uniq::new_uniq_key();
     m.set_properties([(property::TAGS, REMOVE_TAG), (property::UNIQ_KEY, uniq.as_str()), (property::WAIT, "false")]);
     m
 }

@@ -1,4 +1,5 @@
-//! Client message ids (`UNIQ_KEY`).
+//! Message ids as producers make them (`UNIQ_KEY`), shared by the client, the broker (messages it
+//! writes itself: transaction commits, escape bridge) and the tools.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU16, Ordering};

@@ -123,6 +123,8 @@ struct Shared {
     config: MessageStoreConfig,
     /// `maxMessageSize` now (an operator may change it at runtime).
     max_message_size: std::sync::atomic::AtomicUsize,
+    /// The other keys an operator may change at runtime.
+    live: parking_lot::RwLock<config::LiveStoreKeys>,
     commitlog: CommitLog,
     cqs: consume_queue::ConsumeQueueTable,
     index: index::IndexService,
@@ -288,6 +290,7 @@ impl MessageStore {
         let delay_levels = config.delay_levels_ms();
         let shared = Arc::new(Shared {
             max_message_size: std::sync::atomic::AtomicUsize::new(config.max_message_size),
+            live: parking_lot::RwLock::new(config::LiveStoreKeys::from_config(&config)),
             config,
             commitlog,
             cqs,

@@ -73,7 +73,7 @@ impl MessageStore {
         let Some(rx) = wait else {
             return PutMessageResult { status: PutMessageStatus::PutOk, append: Some(res) };
         };
-        let timeout = Duration::from_millis(self.shared.config.sync_flush_timeout);
+        let timeout = Duration::from_millis(self.shared.live.read().sync_flush_timeout);
         let status = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(true)) => PutMessageStatus::PutOk,
             Ok(Ok(false)) | Ok(Err(_)) => PutMessageStatus::UnknownError,

@@ -446,6 +446,7 @@ async fn apache_config_and_runtime_key_sets_and_runtime_updates() {
     assert!(put_tps[0] > 0.0, "five messages were just stored: {}", s["putTps"]);
     assert!(s["getTransferredTps"].split(' ').next().unwrap().parse::<f64>().unwrap() > 0.0);
     assert_eq!(s["putMessageTimesTotal"], "5");
+    assert_eq!(s["putMessageFailedTimes"], "0");
     assert!(s["putMessageAverageSize"].parse::<f64>().unwrap() > 0.0);
     assert_eq!(s["msgPutTotalTodayNow"], "5");
     assert_eq!(s["pageCacheLockTimeMills"], "0");

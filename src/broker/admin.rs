@@ -192,6 +192,7 @@ impl BrokerAdminProcessor {
         let day = rates.day_totals();
         let mut t: Vec<(String, String)> = vec![
             ("putMessageTimesTotal".into(), puts.to_string()),
+            ("putMessageFailedTimes".into(), store.put_failed_times().to_string()),
             ("putMessageAverageSize".into(), java_double(put_bytes as f64 / puts.max(1) as f64)),
             // Apache never sets it (always 0).
             ("dispatchMaxBuffer".into(), "0".into()),

@@ -85,3 +85,31 @@ impl Drop for AdmissionGuard {
         self.0.in_queue.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_wait_is_the_age_of_the_oldest_request_not_yet_begun() {
+        let a = Admission::new("send", 3, Duration::ZERO);
+        assert_eq!(a.head_wait_ms(), 0);
+        let first = a.try_enter().unwrap();
+        let second = a.try_enter().unwrap();
+        let third = a.try_enter().unwrap();
+        assert!(a.try_enter().is_none(), "full");
+        std::thread::sleep(Duration::from_millis(30)); // ages the queued requests; not a synchronisation
+        assert!(a.head_wait_ms() >= 30, "{}", a.head_wait_ms());
+        // Begun requests no longer wait; the head is the oldest that still does.
+        first.begin();
+        second.begin();
+        let fresh = a.head_wait_ms();
+        assert!(fresh >= 30, "the third still waits: {fresh}");
+        drop(third);
+        assert_eq!(a.head_wait_ms(), 0);
+        assert_eq!(a.len(), 2);
+        drop((first, second));
+        assert!(a.is_empty());
+        assert_eq!(a.refused(), 1);
+    }
+}

@@ -333,3 +333,182 @@ fn broker_commands_against_a_container() {
     let t = fails(&["topicRoute", "-n", &ns, "-t", "AdminTopic"]);
     assert!(t.contains("TOPIC_NOT_EXIST"), "{t}");
 }
+
+/// `getBrokerConfig` output (`key  =  value` lines) as a map.
+fn config_map(t: &str) -> std::collections::BTreeMap<String, String> {
+    t.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty() && !k.starts_with("====="))
+        .collect()
+}
+
+/// `brokerStatus -b` output (`key : value` lines) as a map.
+fn status_map(t: &str) -> std::collections::BTreeMap<String, String> {
+    t.lines().filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apache_config_and_runtime_key_sets_and_runtime_updates() {
+    use rmqc::protocol::codes::response;
+    use rmqc::protocol::message::decode_records;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (fa, pa) = write_broker(d, "broker-k");
+    let (conf, cport, nport) = common::write_container(d, &[&fa]);
+    let mut container = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
+    wait_until("the container and broker-k listen", Duration::from_secs(30), || {
+        if let Some(status) = container.try_wait() {
+            let err = std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
+            panic!("the container exited ({status}): {err}");
+        }
+        port_open(cport) && port_open(nport) && port_open(pa)
+    });
+    let a = format!("127.0.0.1:{pa}");
+    let client = rmqc::remoting::RemotingClient::default();
+
+    // getBrokerConfig: Apache 5.3.3's whole key set (408 keys) plus ours; our values where we
+    // implement the key, Apache's defaults where we accept and ignore it.
+    let c = config_map(&ok(&["getBrokerConfig", "-b", &a]));
+    eprintln!("getBrokerConfig: {} keys", c.len());
+    assert!(c.len() >= 408, "{} keys: {c:?}", c.len());
+    for (k, _) in rmqc::broker::apache_config::APACHE_CONFIG_DEFAULTS {
+        assert!(c.contains_key(*k), "getBrokerConfig lacks Apache's {k}");
+    }
+    let want = [
+        ("brokerName", "broker-k"),
+        ("mappedFileSizeCommitLog", "1048576"),
+        ("maxMessageSize", "65536"),
+        ("maxTransferCountOnMessageInMemory", "32"),
+        ("maxTransferBytesOnMessageInMemory", "262144"),
+        ("deleteWhen", "04"),
+        ("fileReservedTime", "72"),
+        ("flushIntervalCommitLog", "500"),
+        ("longPollingEnable", "true"),
+        ("brokerPermission", "6"),
+        // Accepted and ignored: Apache's defaults.
+        ("maxTransferCountOnMessageInDisk", "8"),
+        ("transientStorePoolEnable", "false"),
+        ("enablePopBufferMerge", "false"),
+    ];
+    for (k, v) in want {
+        assert_eq!(c.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    assert!(c["sendMessageThreadPoolNums"].parse::<u32>().unwrap() >= 1);
+
+    // brokerStatus: Apache's runtime keys with our figures.
+    let topic = "KeysTopic";
+    rmq::create_topic(&client, &a, topic).await;
+    for i in 0..5 {
+        let r = rmq::send(&client, &a, topic, 0, format!("m{i}").as_bytes(), &[]).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    rmq::wait_max_offset(&client, &a, topic, 0, 5).await;
+    let r = rmq::pull(&client, &a, "keys-g", topic, 0, 0, "*", 0).await;
+    assert_eq!(decode_records(&r.body, true).len(), 5);
+    let s = status_map(&ok(&["brokerStatus", "-b", &a]));
+    eprintln!("brokerStatus: {} keys", s.len());
+    assert!(s.len() >= 62, "{} keys: {s:?}", s.len());
+    for k in [
+        "putTps",
+        "getFoundTps",
+        "getMissTps",
+        "getTotalTps",
+        "getTransferredTps",
+        "putMessageTimesTotal",
+        "putMessageAverageSize",
+        "msgPutTotalYesterdayMorning",
+        "msgGetTotalTodayMorning",
+        "pageCacheLockTimeMills",
+        "startAcceptSendRequestTimeStamp",
+        "remainTransientStoreBufferNumbs",
+        "remainHowManyDataToFlush",
+        "dispatchMaxBuffer",
+        "timerReadBehind",
+        "timerOffsetBehind",
+        "timerCongestNum",
+        "timerEnqueueTps",
+        "timerDequeueTps",
+        "sendThreadPoolQueueHeadWaitTimeMills",
+        "pullThreadPoolQueueHeadWaitTimeMills",
+        "queryThreadPoolQueueHeadWaitTimeMills",
+        "EndTransactionQueueSize",
+        "EndTransactionThreadPoolQueueCapacity",
+        "commitLogDiskRatio",
+        "consumeQueueDiskRatio",
+        "bootTimestamp",
+        "earliestMessageTimeStamp",
+    ] {
+        assert!(s.contains_key(k), "brokerStatus lacks {k}: {s:?}");
+    }
+    let put_tps: Vec<f64> = s["putTps"].split(' ').map(|v| v.parse().unwrap()).collect();
+    assert_eq!(put_tps.len(), 3, "{}", s["putTps"]);
+    assert!(put_tps[0] > 0.0, "five messages were just stored: {}", s["putTps"]);
+    assert!(s["getTransferredTps"].split(' ').next().unwrap().parse::<f64>().unwrap() > 0.0);
+    assert_eq!(s["putMessageTimesTotal"], "5");
+    assert_eq!(s["putMessageFailedTimes"], "0");
+    assert!(s["putMessageAverageSize"].parse::<f64>().unwrap() > 0.0);
+    assert_eq!(s["msgPutTotalTodayNow"], "5");
+    assert_eq!(s["pageCacheLockTimeMills"], "0");
+    assert_eq!(s["remainTransientStoreBufferNumbs"], "2147483647");
+    assert!(s["commitLogDirCapacity"].starts_with("Total : ") && s["commitLogDirCapacity"].contains("iB, Free : "));
+    assert!(s.keys().any(|k| k.starts_with("commitLogDiskRatio_")), "{s:?}");
+    assert_eq!(s["EndTransactionThreadPoolQueueCapacity"], "100000");
+    assert_eq!(s["timerEnqueueTps"], "0.0");
+
+    // Runtime updates: applied at once, read back, persisted to the broker's file.
+    for (k, v) in [
+        ("maxTransferCountOnMessageInMemory", "2"),
+        ("flushIntervalCommitLog", "200"),
+        ("deleteWhen", "01;13"),
+        ("fileReservedTime", "48"),
+        ("diskMaxUsedSpaceRatio", "80"),
+        ("longPollingEnable", "false"),
+        ("slaveReadEnable", "true"),
+    ] {
+        let t = ok(&["updateBrokerConfig", "-b", &a, "-k", k, "-v", v]);
+        assert!(t.contains("success"), "{k}: {t}");
+    }
+    let r = rmq::pull(&client, &a, "keys-g", topic, 0, 0, "*", 0).await;
+    assert_eq!(decode_records(&r.body, true).len(), 2, "maxTransferCountOnMessageInMemory=2 applies to the next pull");
+    let c = config_map(&ok(&["getBrokerConfig", "-b", &a]));
+    for (k, v) in [
+        ("maxTransferCountOnMessageInMemory", "2"),
+        ("flushIntervalCommitLog", "200"),
+        ("deleteWhen", "01;13"),
+        ("fileReservedTime", "48"),
+        ("diskMaxUsedSpaceRatio", "80"),
+        ("longPollingEnable", "false"),
+        ("slaveReadEnable", "true"),
+    ] {
+        assert_eq!(c.get(k).map(String::as_str), Some(v), "{k} reads back");
+    }
+    let file = std::fs::read_to_string(d.join(&fa)).unwrap();
+    for line in
+        ["maxTransferCountOnMessageInMemory=2", "deleteWhen=01;13", "fileReservedTime=48", "longPollingEnable=false"]
+    {
+        assert!(file.contains(line), "{line} persisted:\n{file}");
+    }
+    // A pull that finds nothing is no longer held (long polling off): it is answered after the
+    // short polling time (1 s), not the asked 10 s.
+    let started = Instant::now();
+    let r = rmq::pull(&client, &a, "keys-g", topic, 0, 5, "*", 10_000).await;
+    assert_eq!(r.code, response::PULL_NOT_FOUND);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // Refused: bad values, keys read only at start, keys Apache has that mean nothing here, the
+    // black list; the file is unchanged.
+    for (k, v, why) in [
+        ("deleteWhen", "25", "hour"),
+        ("maxTransferBytesOnMessageInMemory", "0", "must be > 0"),
+        ("mappedFileSizeCommitLog", "2097152", "cannot change while running"),
+        ("cleanResourceInterval", "5000", "cannot change while running"),
+        ("sendThreadPoolQueueCapacity", "5", "cannot change while running"),
+        ("sendMessageThreadPoolNums", "3", "unknown key"),
+        ("brokerName", "other", "black list"),
+    ] {
+        let t = fails(&["updateBrokerConfig", "-b", &a, "-k", k, "-v", v]);
+        assert!(t.contains(why), "{k}={v}: {t}");
+    }
+    assert_eq!(std::fs::read_to_string(d.join(&fa)).unwrap(), file, "refused updates change nothing");
+}

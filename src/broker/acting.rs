@@ -69,6 +69,16 @@ impl ActingState {
     pub fn install_timer(&self, timer: &Arc<super::timer::TimerService>) {
         let _ = self.timer.set(Arc::downgrade(timer));
     }
+    /// The timer service, if this broker runs one.
+    pub fn timer_service(&self) -> Option<Arc<super::timer::TimerService>> {
+        self.timer.get().and_then(std::sync::Weak::upgrade)
+    }
+    /// Units the timer service wrote into the wheel and messages it delivered so far (0, 0
+    /// without a timer service).
+    pub fn timer_counts(&self) -> (u64, u64) {
+        self.timer_service()
+            .map_or((0, 0), |t| (t.stats.enqueued.load(Ordering::Relaxed), t.stats.delivered.load(Ordering::Relaxed)))
+    }
     /// The slot time the timer service delivers next (-1: no timer files open yet).
     pub fn timer_read_time_ms(&self) -> i64 {
         self.timer.get().and_then(std::sync::Weak::upgrade).map_or(-1, |t| t.progress().1)

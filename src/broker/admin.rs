@@ -3,15 +3,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use tracing::info;
+use tracing::{info, warn};
 
+use super::config::{BrokerConfig, CleanupConfig, LIVE_CLEANUP_KEYS, LIVE_STORE_KEYS};
 use super::core::BrokerCore;
 use super::schedule::ScheduleService;
 use crate::config::{apply_runtime_update, to_properties_text, ConfigValue, Configurable, UpdateRefusal};
 use crate::protocol::codes::{request, response};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
-use crate::store::cleanup::{assess, CleanupPolicy, DiskProbe, StatvfsProbe};
+use crate::store::cleanup::{assess, DiskProbe, StatvfsProbe};
+use crate::store::config::LiveStoreKeys;
 
 /// Answers GET_BROKER_RUNTIME_INFO, GET_BROKER_CONFIG, UPDATE_BROKER_CONFIG, GET_ALL_DELAY_OFFSET,
 /// TRIGGER_DELETE_FILES.
@@ -22,15 +25,37 @@ pub struct BrokerAdminProcessor {
     /// Store and cleanup keys with their values, read-only at runtime.
     fixed: Vec<(&'static str, String)>,
     version: parking_lot::Mutex<crate::protocol::body::DataVersion>,
-    /// The cleanup policy (thresholds and disk share) the runtime info reports against.
-    policy: CleanupPolicy,
+    /// Cleanup and quota keys now (the runtime info reports against their policy; some change at
+    /// runtime).
+    cleanup: Arc<ArcSwap<CleanupConfig>>,
     /// The broker's bounded request queues (send, pull, query), reported by runtime info.
     queues: Vec<(Arc<crate::remoting::Admission>, usize)>,
 }
 
-/// Store keys an operator may change while the broker runs (Apache applies them to the live
-/// `MessageStoreConfig`).
-pub const STORE_LIVE_KEYS: &[&str] = &["maxMessageSize"];
+/// What UPDATE_BROKER_CONFIG may change, as one whole: the broker's keys, the store's runtime
+/// keys and the cleanup keys. Each key goes to the first part that knows it.
+#[derive(Clone)]
+struct RuntimeKeys {
+    broker: BrokerConfig,
+    store: LiveStoreKeys,
+    cleanup: CleanupConfig,
+}
+
+impl Configurable for RuntimeKeys {
+    fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        Ok(self.broker.set(key, value)? || self.store.set(key, value)? || self.cleanup.set(key, value)?)
+    }
+    fn entries(&self) -> Vec<(&'static str, String)> {
+        let mut e = self.broker.entries();
+        e.extend(self.store.entries());
+        e.extend(self.cleanup.entries());
+        e
+    }
+    /// The broker's keys (the store's and cleanup's are listed by their own types).
+    fn keys(&self) -> &'static [&'static str] {
+        BrokerConfig::KEYS
+    }
+}
 
 /// The codes [`BrokerAdminProcessor`] answers.
 pub const ADMIN_CODES: &[i32] = &[
@@ -42,14 +67,15 @@ pub const ADMIN_CODES: &[i32] = &[
 ];
 
 impl BrokerAdminProcessor {
-    /// A processor over a broker's core; `fixed` lists the store keys shown by GET_BROKER_CONFIG;
-    /// `policy` is the cleanup policy the disk figures are reported against.
+    /// A processor over a broker's core; `fixed` lists the store, cleanup and access-control keys
+    /// as the broker started with them (GET_BROKER_CONFIG shows the live ones' current values);
+    /// `cleanup` holds the cleanup keys now.
     pub fn new(
         core: Arc<BrokerCore>,
         schedule: Arc<ScheduleService>,
         config_path: PathBuf,
         fixed: Vec<(&'static str, String)>,
-        policy: CleanupPolicy,
+        cleanup: Arc<ArcSwap<CleanupConfig>>,
         queues: Vec<(Arc<crate::remoting::Admission>, usize)>,
     ) -> Self {
         BrokerAdminProcessor {
@@ -58,7 +84,7 @@ impl BrokerAdminProcessor {
             config_path,
             fixed,
             version: parking_lot::Mutex::new(crate::protocol::body::DataVersion::new()),
-            policy,
+            cleanup,
             queues,
         }
     }
@@ -116,111 +142,147 @@ impl BrokerAdminProcessor {
             table.push((format!("{name}ThreadPoolQueueSize"), q.len().to_string()));
             table.push((format!("{name}ThreadPoolQueueCapacity"), capacity.to_string()));
             table.push((format!("{name}ThreadPoolBusyRefusals"), q.refused().to_string()));
+            table.push((format!("{name}ThreadPoolQueueHeadWaitTimeMills"), q.head_wait_ms().to_string()));
+            if name == "endTransaction" {
+                // Apache's own spelling of the transaction queue's keys.
+                table.push(("EndTransactionQueueSize".into(), q.len().to_string()));
+                table.push(("EndTransactionThreadPoolQueueCapacity".into(), capacity.to_string()));
+            }
         }
         // Disk figures measured now (statvfs is cheap), against this broker's thresholds.
-        let a = assess(&self.policy, &store.sample_disk_usage(&StatvfsProbe));
+        let policy = self.cleanup.load().policy().0;
+        let a = assess(&policy, &store.sample_disk_usage(&StatvfsProbe));
         let ratio = |r: f64| if r < 0.0 { "-1".to_string() } else { format!("{r:.2}") };
         let dir = store.config().commit_log_dir();
-        let capacity = StatvfsProbe.partition(&dir).map(|u| {
+        let capacity = StatvfsProbe.partition(&store.config().store_path_root_dir).map(|u| {
             let free = (u.total_bytes as f64 * (1.0 - u.ratio)).max(0.0) as u64;
-            format!("Total : {} MiB, Free : {} MiB.", u.total_bytes >> 20, free >> 20)
+            format!("Total : {}, Free : {}.", human_bytes(u.total_bytes), human_bytes(free))
         });
         table.extend([
             ("commitLogDiskRatio".into(), ratio(a.commit_log_ratio)),
+            (format!("commitLogDiskRatio_{}", dir.display()), ratio(a.commit_log_ratio)),
             ("consumeQueueDiskRatio".into(), ratio(a.consume_queue_ratio)),
             ("commitLogDirCapacity".into(), capacity.unwrap_or_else(|| "unknown".into())),
             ("diskQuota".into(), a.quota_bytes.to_string()),
-            ("diskQuotaShare".into(), format!("{}", self.policy.disk_share)),
+            ("diskQuotaShare".into(), format!("{}", policy.disk_share)),
             ("logicalDiskUsage".into(), a.logical_bytes.to_string()),
             (
                 "logicalDiskRatio".into(),
                 if a.logical_ratio < 0.0 { "-1".into() } else { format!("{:.4}", a.logical_ratio) },
             ),
-            ("diskSpaceWarningLevelRatio".into(), format!("{:.2}", self.policy.warning_ratio)),
+            ("diskSpaceWarningLevelRatio".into(), format!("{:.2}", policy.warning_ratio)),
             ("earliestMessageTimeStamp".into(), store.earliest_message_time_in_store().unwrap_or(-1).to_string()),
         ]);
+        table.extend(self.store_stats(now));
         table
     }
 
-    fn get_config(&self, req: &RemotingCommand) -> RemotingCommand {
-        let mut entries = self.core.config().entries();
-        let live = self.core.max_message_size().to_string();
-        entries.extend(
-            self.fixed.iter().map(|(k, v)| (*k, if *k == "maxMessageSize" { live.clone() } else { v.clone() })),
-        );
-        RemotingCommand::success(req)
-            .with_ext("version", self.version.lock().to_json())
-            .with_body(Bytes::from(to_properties_text(&entries)))
+    /// Apache's `StoreStatsService`, `BrokerStats`, schedule and timer keys of the runtime info.
+    fn store_stats(&self, now: i64) -> Vec<(String, String)> {
+        use super::stats_window::{java_double, RateCounters};
+        let core = &self.core;
+        let store = core.store();
+        let rates = &core.rates;
+        let live = (now, core.rate_counters());
+        let since = core.started_at;
+        let tps = |pick: fn(&RateCounters) -> u64| rates.tps_text(live, since, pick);
+        let total_tps = |w: i64| rates.tps(live, since, w, |c| c.get_found) + rates.tps(live, since, w, |c| c.get_miss);
+        let puts = live.1.put;
+        let put_bytes = core.stats.put_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let day = rates.day_totals();
+        let mut t: Vec<(String, String)> = vec![
+            ("putMessageTimesTotal".into(), puts.to_string()),
+            ("putMessageFailedTimes".into(), store.put_failed_times().to_string()),
+            ("putMessageAverageSize".into(), java_double(put_bytes as f64 / puts.max(1) as f64)),
+            // Apache never sets it (always 0).
+            ("dispatchMaxBuffer".into(), "0".into()),
+            ("putTps".into(), tps(|c| c.put)),
+            ("getFoundTps".into(), tps(|c| c.get_found)),
+            ("getMissTps".into(), tps(|c| c.get_miss)),
+            ("getTotalTps".into(), [10, 60, 600].map(|w| java_double(total_tps(w))).join(" ")),
+            ("getTransferredTps".into(), tps(|c| c.transferred)),
+            ("msgPutTotalYesterdayMorning".into(), day.put_yesterday_morning.to_string()),
+            ("msgPutTotalTodayMorning".into(), day.put_today_morning.to_string()),
+            ("msgGetTotalYesterdayMorning".into(), day.get_yesterday_morning.to_string()),
+            ("msgGetTotalTodayMorning".into(), day.get_today_morning.to_string()),
+            // Puts hold our commitlog lock only to copy their bytes; Apache's figure is how long
+            // the current holder has held it, which we do not track.
+            ("pageCacheLockTimeMills".into(), "0".into()),
+            // Sends are accepted from the start (Apache's config key, default 0).
+            ("startAcceptSendRequestTimeStamp".into(), "0".into()),
+            // No transient store pool here: Apache's answer without one.
+            ("remainTransientStoreBufferNumbs".into(), i32::MAX.to_string()),
+            (
+                "remainHowManyDataToFlush".into(),
+                human_bytes((store.commit_log_max_offset() - store.commit_log_flushed_offset()).max(0) as u64),
+            ),
+        ];
+        for (level, offset) in self.schedule.offsets() {
+            let max = store.max_offset_in_queue(super::delay::SCHEDULE_TOPIC, level - 1);
+            t.push((format!("scheduleMessageOffset_{level}"), format!("{offset},{max}")));
+        }
+        match core.acting.timer_service() {
+            Some(timer) => {
+                let (queue_offset, read_ms) = timer.progress();
+                let wheel_max = store.max_offset_in_queue(crate::store::timer::TIMER_TOPIC, 0);
+                let read_behind = if read_ms > 0 { (now - read_ms).max(0) / 1000 } else { 0 };
+                t.extend([
+                    ("timerReadBehind".into(), read_behind.to_string()),
+                    ("timerOffsetBehind".into(), (wheel_max - queue_offset.max(0)).max(0).to_string()),
+                    // Messages waiting in the wheel: Apache sums the wheel's slots; not counted here.
+                    ("timerCongestNum".into(), "0".into()),
+                    ("timerEnqueueTps".into(), java_double(rates.tps(live, since, 10, |c| c.timer_enqueued))),
+                    ("timerDequeueTps".into(), java_double(rates.tps(live, since, 10, |c| c.timer_dequeued))),
+                ]);
+            }
+            None => t.extend(
+                [("timerReadBehind", "0"), ("timerOffsetBehind", "0"), ("timerCongestNum", "0")]
+                    .into_iter()
+                    .chain([("timerEnqueueTps", "0.0"), ("timerDequeueTps", "0.0")])
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            ),
+        }
+        t
     }
 
-    /// `maxMessageSize` from an update body, checked against the commitlog file size:
-    /// `Ok(None)` when the body does not name it; the rest of the body, re-written without it.
-    fn split_store_keys(&self, body: &[u8]) -> Result<(Option<usize>, Option<Vec<u8>>), String> {
-        let Ok(text) = std::str::from_utf8(body) else { return Ok((None, None)) };
-        let Ok(raw) = crate::config::RawConfig::from_properties(std::path::Path::new("<request>"), text) else {
-            return Ok((None, None));
-        };
-        if !raw.entries.iter().any(|e| STORE_LIVE_KEYS.contains(&e.key.as_str())) {
-            return Ok((None, None));
+    /// Every key GET_BROKER_CONFIG shows with its value, sorted by key: Apache 5.3.3's whole key
+    /// set (its `getAllConfigs`) with our values for the keys we implement (the live ones as they
+    /// are now, secrets masked) and Apache's defaults for the keys we accept and ignore, plus our
+    /// own keys.
+    pub fn config_entries(&self) -> Vec<(String, String)> {
+        let mut all: std::collections::BTreeMap<String, String> = super::apache_config::APACHE_CONFIG_DEFAULTS
+            .iter()
+            .filter_map(|(k, _)| Some((k.to_string(), super::apache_config::apache_default(k)?)))
+            .collect();
+        let live = self.core.store().live_keys().entries();
+        let cleanup = self.cleanup.load().entries();
+        let ours = self.core.config().entries().into_iter().chain(self.fixed.iter().map(|(k, v)| {
+            let now = live.iter().chain(cleanup.iter()).find(|(l, _)| l == k);
+            (*k, now.map_or_else(|| v.clone(), |(_, v)| v.clone()))
+        }));
+        for (k, v) in ours {
+            all.insert(k.to_string(), v);
         }
-        let file = self.core.store().config().mapped_file_size_commit_log;
-        let cap = file.saturating_sub(super::config::RECORD_OVERHEAD_ROOM);
-        let mut size = None;
-        let mut rest = String::new();
-        for e in &raw.entries {
-            if e.key == "maxMessageSize" {
-                match e.value.trim().parse::<u64>() {
-                    Ok(n) if n > 0 && n <= cap => size = Some(n as usize),
-                    _ => {
-                        return Err(format!(
-                            "maxMessageSize '{}': expected 1..={cap} (commitlog file {file} B)",
-                            e.value
-                        ))
-                    }
-                }
-            } else {
-                rest.push_str(&format!("{}={}\n", e.key, e.value));
-            }
-        }
-        Ok((size, (!rest.is_empty()).then(|| rest.into_bytes())))
+        all.into_iter().collect()
+    }
+
+    fn get_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        let entries = self.config_entries();
+        let refs: Vec<(&str, String)> = entries.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        RemotingCommand::success(req)
+            .with_ext("version", self.version.lock().to_json())
+            .with_body(Bytes::from(to_properties_text(&refs)))
     }
 
     fn update_config(&self, req: &RemotingCommand) -> RemotingCommand {
-        // Store keys Apache applies at runtime are taken out and applied to the store.
-        let (max_size, rest) = match self.split_store_keys(&req.body) {
-            Ok(x) => x,
-            Err(e) => return RemotingCommand::error(req, response::INVALID_PARAMETER, e),
+        let current = RuntimeKeys {
+            broker: (*self.core.config()).clone(),
+            store: self.core.store().live_keys(),
+            cleanup: (**self.cleanup.load()).clone(),
         };
-        if let Some(n) = max_size {
-            if let Some(rest) = rest {
-                let mut sub = req.clone();
-                sub.body = Bytes::from(rest);
-                let r = self.update_broker_keys(&sub);
-                if r.code != response::SUCCESS {
-                    return r;
-                }
-            }
-            let kv = [("maxMessageSize".to_string(), n.to_string())];
-            if let Err(e) = crate::config::update_properties_file(&self.config_path, &kv) {
-                return RemotingCommand::error(
-                    req,
-                    response::SYSTEM_ERROR,
-                    format!("cannot persist {}: {e}", self.config_path.display()),
-                );
-            }
-            self.core.store().set_max_message_size(n);
-            self.version.lock().next();
-            info!(max_message_size = n, "maxMessageSize updated");
-            return RemotingCommand::success(req);
-        }
-        self.update_broker_keys(req)
-    }
-
-    fn update_broker_keys(&self, req: &RemotingCommand) -> RemotingCommand {
-        let current = self.core.config();
         let black: Vec<&str> = ["brokerConfigPath", "configBlackList"]
             .into_iter()
-            .chain(current.config_black_list.split(';').map(str::trim))
+            .chain(current.broker.config_black_list.split(';').map(str::trim))
             .chain(["brokerClusterName", "brokerName", "brokerId", "brokerRole", "listenPort", "haListenPort"])
             .filter(|k| !k.is_empty())
             .collect();
@@ -230,6 +292,7 @@ impl BrokerAdminProcessor {
             .fixed
             .iter()
             .map(|(k, _)| *k)
+            .filter(|k| !LIVE_STORE_KEYS.contains(k) && !LIVE_CLEANUP_KEYS.contains(k))
             .chain([
                 "brokerIP1",
                 "brokerIP2",
@@ -244,6 +307,15 @@ impl BrokerAdminProcessor {
                 "enableSlaveActingMaster",
                 "duplicationEnable",
                 "isolateLogEnable",
+                // The broker's threads and request queues are built when it starts.
+                "brokerWorkerThreads",
+                "sendThreadPoolQueueCapacity",
+                "pullThreadPoolQueueCapacity",
+                "queryThreadPoolQueueCapacity",
+                "endTransactionPoolQueueCapacity",
+                "waitTimeMillsInSendQueue",
+                "waitTimeMillsInPullQueue",
+                "waitTimeMillsInTransactionQueue",
                 // The timer service reads these when it starts (timerMaxDelaySec applies at once).
                 "timerWheelEnable",
                 "timerPrecisionMs",
@@ -255,12 +327,24 @@ impl BrokerAdminProcessor {
             ])
             .collect();
         let path = self.config_path.clone();
-        let validate = move |c: &crate::broker::config::BrokerConfig| {
-            c.clone().validate(&path).map(|_| ()).map_err(|e| e.to_string())
+        let file_size = self.core.store().config().mapped_file_size_commit_log;
+        let validate = move |c: &RuntimeKeys| {
+            c.broker.clone().validate(&path).map_err(|e| e.to_string())?;
+            super::config::validate_live_store(&c.store, file_size)?;
+            c.cleanup.validate()
         };
-        match apply_runtime_update(&*current, &req.body, &black, &frozen, &validate, Some(&self.config_path)) {
+        match apply_runtime_update(&current, &req.body, &black, &frozen, &validate, Some(&self.config_path)) {
             Ok((next, keys)) => {
-                self.core.meta.config.store(Arc::new(next));
+                if next.store != current.store {
+                    self.core.store().set_live_keys(next.store);
+                }
+                if next.cleanup != current.cleanup {
+                    for n in next.cleanup.policy().1 {
+                        warn!("{n}");
+                    }
+                    self.cleanup.store(Arc::new(next.cleanup));
+                }
+                self.core.meta.config.store(Arc::new(next.broker));
                 self.version.lock().next();
                 self.core.wake_registration.notify_one();
                 info!(?keys, "broker config updated");
@@ -302,6 +386,18 @@ impl RequestProcessor for BrokerAdminProcessor {
             })
         })
     }
+}
+
+/// A byte count as Apache's `MixAll.humanReadableByteCount(bytes, false)` writes it (`512 B`,
+/// `1.5 KiB`, `3.0 GiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let exp = ((bytes as f64).ln() / 1024f64.ln()) as i32;
+    let exp = exp.clamp(1, 6);
+    let unit = ["K", "M", "G", "T", "P", "E"][exp as usize - 1];
+    format!("{:.1} {unit}iB", bytes as f64 / 1024f64.powi(exp))
 }
 
 /// The answer to a refused UPDATE_BROKER_CONFIG (broker or container), with Apache's codes.

@@ -41,9 +41,77 @@ configurable_fields!(MessageStoreConfig {
     max_hash_slot_num = "maxHashSlotNum",
     max_index_num = "maxIndexNum",
     default_query_max_num = "defaultQueryMaxNum",
+    max_transfer_count_on_message_in_memory = "maxTransferCountOnMessageInMemory",
+    max_transfer_bytes_on_message_in_memory = "maxTransferBytesOnMessageInMemory",
     auto_message_version_on_topic_len = "autoMessageVersionOnTopicLen",
     message_delay_level = "messageDelayLevel",
 });
+
+configurable_fields!(crate::store::config::LiveStoreKeys {
+    max_message_size = "maxMessageSize",
+    flush_interval_commit_log = "flushIntervalCommitLog",
+    flush_commit_log_least_pages = "flushCommitLogLeastPages",
+    flush_commit_log_thorough_interval = "flushCommitLogThoroughInterval",
+    flush_interval_consume_queue = "flushIntervalConsumeQueue",
+    sync_flush_timeout = "syncFlushTimeout",
+    default_query_max_num = "defaultQueryMaxNum",
+    max_transfer_count_on_message_in_memory = "maxTransferCountOnMessageInMemory",
+    max_transfer_bytes_on_message_in_memory = "maxTransferBytesOnMessageInMemory",
+});
+
+/// Store keys UPDATE_BROKER_CONFIG changes on the running store ([`LiveStoreKeys`]).
+///
+/// [`LiveStoreKeys`]: crate::store::config::LiveStoreKeys
+pub const LIVE_STORE_KEYS: &[&str] = &[
+    "maxMessageSize",
+    "flushIntervalCommitLog",
+    "flushCommitLogLeastPages",
+    "flushCommitLogThoroughInterval",
+    "flushIntervalConsumeQueue",
+    "syncFlushTimeout",
+    "defaultQueryMaxNum",
+    "maxTransferCountOnMessageInMemory",
+    "maxTransferBytesOnMessageInMemory",
+];
+
+/// Cleanup keys UPDATE_BROKER_CONFIG changes at runtime (the next cleanup run uses them). The
+/// others are read at start: the period (`cleanResourceInterval`, Apache schedules it once) and
+/// the disk share (index files are sized from it).
+pub const LIVE_CLEANUP_KEYS: &[&str] = &[
+    "deleteWhen",
+    "fileReservedTime",
+    "diskMaxUsedSpaceRatio",
+    "diskSpaceCleanForciblyRatio",
+    "diskSpaceWarningLevelRatio",
+    "cleanFileForciblyEnable",
+    "deleteFileBatchMax",
+    "logicalDiskSpaceCleanForciblyThreshold",
+];
+
+/// Checks runtime store key values: `maxMessageSize` must leave a commitlog file of `file_size`
+/// room for a record's header and properties; intervals and timeouts must be positive.
+pub fn validate_live_store(k: &crate::store::config::LiveStoreKeys, file_size: u64) -> Result<(), String> {
+    let cap = file_size.saturating_sub(RECORD_OVERHEAD_ROOM);
+    if k.max_message_size == 0 || k.max_message_size as u64 > cap {
+        return Err(format!(
+            "maxMessageSize '{}': expected 1..={cap} (commitlog file {file_size} B)",
+            k.max_message_size
+        ));
+    }
+    for (key, v) in [
+        ("flushIntervalCommitLog", k.flush_interval_commit_log),
+        ("flushIntervalConsumeQueue", k.flush_interval_consume_queue),
+        ("syncFlushTimeout", k.sync_flush_timeout),
+        ("defaultQueryMaxNum", k.default_query_max_num as u64),
+        ("maxTransferCountOnMessageInMemory", k.max_transfer_count_on_message_in_memory as u64),
+        ("maxTransferBytesOnMessageInMemory", k.max_transfer_bytes_on_message_in_memory as u64),
+    ] {
+        if v == 0 {
+            return Err(format!("{key} must be > 0"));
+        }
+    }
+    Ok(())
+}
 
 config_struct! {
     /// File cleanup and disk-quota keys (Apache keeps them in `MessageStoreConfig`).
@@ -109,6 +177,20 @@ impl CleanupConfig {
             logical_clean_forcibly_threshold: self.logical_disk_space_clean_forcibly_threshold,
         };
         (policy, notes)
+    }
+
+    /// Checks the values that have no clamp: `deleteWhen` hours, the logical threshold.
+    pub fn validate(&self) -> Result<(), String> {
+        for h in self.delete_when.split(';').filter(|h| !h.trim().is_empty()) {
+            if !h.trim().parse::<u32>().is_ok_and(|h| h < 24) {
+                return Err(format!("deleteWhen entry '{h}' must be an hour 00-23"));
+            }
+        }
+        let t = self.logical_disk_space_clean_forcibly_threshold;
+        if !(t > 0.0 && t <= 1.0) {
+            return Err(format!("logicalDiskSpaceCleanForciblyThreshold {t} must be in (0, 1]"));
+        }
+        Ok(())
     }
 
     /// Period of the cleanup task (`cleanResourceInterval`, at least 10 ms).
@@ -595,10 +677,8 @@ fn validate_store(
     if c.replicas_per_disk_partition == 0 {
         return invalid("replicasPerDiskPartition must be >= 1".into());
     }
-    for h in c.delete_when.split(';').filter(|h| !h.trim().is_empty()) {
-        if !h.trim().parse::<u32>().is_ok_and(|h| h < 24) {
-            return invalid(format!("deleteWhen entry '{h}' must be an hour 00-23"));
-        }
+    if let Err(e) = c.validate() {
+        return invalid(e);
     }
     Ok(notes)
 }

@@ -38,6 +38,10 @@ pub struct BrokerStats {
     pub get_msgs: AtomicU64,
     /// Bytes delivered since start.
     pub get_bytes: AtomicU64,
+    /// Reads of a queue (pulls, and each look-up of a held pull) that found messages.
+    pub get_found: AtomicU64,
+    /// Reads of a queue that found none.
+    pub get_miss: AtomicU64,
     /// The same by topic (stored) and by topic and group (delivered).
     pub topics: super::stats::TopicStats,
     /// Request latency by request and response code.
@@ -58,6 +62,8 @@ pub struct BrokerCore {
     pub stats: BrokerStats,
     /// Minute / hour / day samples of the stats items (VIEW_BROKER_STATS_DATA).
     pub stats_windows: super::stats_window::StatsWindows,
+    /// Per-second samples of the counters behind runtime info's TPS figures and day totals.
+    pub rates: super::stats_window::RateSamples,
     /// Started at (ms).
     pub started_at: i64,
     /// Signalled when topics change or a message is stored in the schedule topic.
@@ -92,6 +98,7 @@ impl BrokerCore {
             read_only: AtomicBool::new(false),
             stats: BrokerStats::default(),
             stats_windows: Default::default(),
+            rates: Default::default(),
             started_at: crate::util::now_millis(),
             wake_registration: Notify::new(),
             ha: Default::default(),
@@ -418,6 +425,25 @@ impl BrokerCore {
         self.stats.put_msgs.fetch_add(msgs as u64, Ordering::Relaxed);
         self.stats.put_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.stats.topics.stored(topic, msgs, bytes);
+    }
+
+    /// Counts one read of a queue, that found messages or not (Apache's get found / miss times).
+    pub fn stats_lookup(&self, found: bool) {
+        let c = if found { &self.stats.get_found } else { &self.stats.get_miss };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters behind runtime info's TPS figures, now.
+    pub fn rate_counters(&self) -> super::stats_window::RateCounters {
+        let (timer_enqueued, timer_dequeued) = self.acting.timer_counts();
+        super::stats_window::RateCounters {
+            put: self.stats.put_msgs.load(Ordering::Relaxed),
+            get_found: self.stats.get_found.load(Ordering::Relaxed),
+            get_miss: self.stats.get_miss.load(Ordering::Relaxed),
+            transferred: self.stats.get_msgs.load(Ordering::Relaxed),
+            timer_enqueued,
+            timer_dequeued,
+        }
     }
 
     /// Counts messages of `topic` delivered to `group`.

@@ -6,6 +6,7 @@
 
 pub mod acting;
 pub mod admin;
+pub mod apache_config;
 pub mod clients;
 pub mod config;
 pub mod core;
@@ -134,6 +135,8 @@ pub struct Broker {
     exec: executor::BrokerExecutor,
     queues: Vec<Arc<Admission>>,
     pop: Arc<pop::PopService>,
+    /// Cleanup and quota keys now (some change at runtime, UPDATE_BROKER_CONFIG).
+    cleanup: Arc<arc_swap::ArcSwap<config::CleanupConfig>>,
 }
 
 impl Broker {
@@ -219,7 +222,8 @@ impl Broker {
         fixed.extend(plan.cleanup.entries());
         fixed.extend(plan.auth_config.entries());
         let pop = pop::PopService::new(core.clone(), &plan.store.store_path_root_dir);
-        let (table, queues) = processor_table(&core, &schedule, &pop, &plan, fixed, &guard);
+        let cleanup = Arc::new(arc_swap::ArcSwap::from_pointee(plan.cleanup.clone()));
+        let (table, queues) = processor_table(&core, &schedule, &pop, &plan, fixed, &guard, &cleanup);
         let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
         let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads) {
             Ok(e) => e,
@@ -269,6 +273,7 @@ impl Broker {
             exec,
             queues,
             pop,
+            cleanup,
         };
         if cfg.enable_slave_acting_master && cfg.broker_role != config::BrokerRole::Slave {
             // A returning master takes the acting slave's progress before delivering anything.
@@ -346,7 +351,7 @@ impl Broker {
         self.tasks.spawn(pop::revive::run(self.pop.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks.spawn(stats_window::sampling_loop(core.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks
-            .spawn(cleanup_loop(core.clone(), self.plan.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
+            .spawn(cleanup_loop(core.clone(), self.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
         let tx_host = transaction::BrokerTxHost::new(core.clone(), self.plan.cleanup.file_reserved_time);
         let tx_check = Arc::new(transaction::check::TransactionCheckService::new(Arc::new(tx_host)));
         self.tasks.spawn(tx_check.run(self.exec.handle().clone(), cancel.clone()).instrument(self.span.clone()));
@@ -485,7 +490,7 @@ impl Broker {
                 )
             })
             .collect();
-        let a = assess(&self.plan.cleanup.policy().0, &store.sample_disk_usage(&StatvfsProbe));
+        let a = assess(&self.cleanup.load().policy().0, &store.sample_disk_usage(&StatvfsProbe));
         let ha: std::collections::HashMap<String, String> = core
             .ha
             .runtime_info(store.commit_log_max_offset(), cfg.broker_role == config::BrokerRole::Slave)
@@ -576,9 +581,15 @@ impl Broker {
 }
 
 /// Runs the store's cleanup every `cleanResourceInterval` (the first run at once, so a full disk
-/// is flagged before the first write) until cancelled. Each run is awaited: nothing is left
+/// is flagged before the first write) until cancelled, each run with the policy of the keys as
+/// they are then (an operator may change some at runtime). Each run is awaited: nothing is left
 /// running when the task ends.
-async fn cleanup_loop(core: Arc<BrokerCore>, cfg: config::CleanupConfig, cancel: CancellationToken) {
+async fn cleanup_loop(
+    core: Arc<BrokerCore>,
+    live: Arc<arc_swap::ArcSwap<config::CleanupConfig>>,
+    cancel: CancellationToken,
+) {
+    let cfg = live.load_full();
     let (policy, notes) = cfg.policy();
     for n in notes {
         warn!("{n}");
@@ -590,7 +601,6 @@ async fn cleanup_loop(core: Arc<BrokerCore>, cfg: config::CleanupConfig, cancel:
         clean_forcibly_ratio = policy.clean_forcibly_ratio,
         "disk cleanup service started"
     );
-    let policy = Arc::new(policy);
     let mut tick = tokio::time::interval(cfg.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -598,7 +608,8 @@ async fn cleanup_loop(core: Arc<BrokerCore>, cfg: config::CleanupConfig, cancel:
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let (store, policy, span) = (core.store().clone(), policy.clone(), tracing::Span::current());
+        let policy = live.load().policy().0;
+        let (store, span) = (core.store().clone(), tracing::Span::current());
         let run = tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
                 store.run_cleanup(
@@ -705,6 +716,7 @@ fn processor_table(
     plan: &BrokerPlan,
     fixed: Vec<(&'static str, String)>,
     guard: &Arc<crate::auth::AuthGuard>,
+    cleanup: &Arc<arc_swap::ArcSwap<config::CleanupConfig>>,
 ) -> (ProcessorTable, Vec<Arc<Admission>>) {
     let mut t = ProcessorTable::new();
     let c = &plan.config;
@@ -761,7 +773,7 @@ fn processor_table(
         schedule.clone(),
         plan.persist_path.clone(),
         fixed,
-        plan.cleanup.policy().0,
+        cleanup.clone(),
         vec![
             (send_queue.clone(), c.send_thread_pool_queue_capacity),
             (pull_queue.clone(), c.pull_thread_pool_queue_capacity),

@@ -49,13 +49,21 @@ impl PullProcessor {
             return RemotingCommand::response_to(&req, response::PULL_OFFSET_MOVED, Some("OFFSET_RESET".into()))
                 .with_header(&header);
         }
-        let max = h.max_msg_nums.clamp(1, 1024) as usize;
-        let max_bytes = h.max_msg_bytes.filter(|b| *b > 0).map(|b| b as usize).unwrap_or(usize::MAX);
+        // Apache's per-pull limits (`maxTransfer*OnMessageInMemory`: every read here is from mapped
+        // files); the first message always goes.
+        let limits = core.store().live_keys();
+        let max = (h.max_msg_nums.clamp(1, 1024) as usize).min(limits.max_transfer_count_on_message_in_memory.max(1));
+        let max_bytes = h
+            .max_msg_bytes
+            .filter(|b| *b > 0)
+            .map_or(usize::MAX, |b| b as usize)
+            .min(limits.max_transfer_bytes_on_message_in_memory.max(1));
         let suspend = h.sys_flag & pull_flag::SUSPEND != 0;
         let mut result = match core.store().get_message(&h.topic, h.queue_id, h.queue_offset, max, max_bytes, &filter) {
             Ok(r) => r,
             Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
         };
+        core.stats_lookup(!result.messages.is_empty());
         // The offset the client commits with its pull is stored when the request arrives, as Apache
         // does on the first pass (`brokerAllowSuspend`), never when a held pull is answered later:
         // by then the client may have committed a newer offset (UPDATE_CONSUMER_OFFSET at its
@@ -85,6 +93,7 @@ impl PullProcessor {
                 Ok(r) => r,
                 Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, format!("store: {e}")),
             };
+            core.stats_lookup(!result.messages.is_empty());
         }
         let mut code = pull_code(&result, h.queue_offset);
         if redirect && code != response::SUCCESS {

@@ -68,7 +68,7 @@ impl QueryProcessor {
             request::QUERY_MESSAGE => {
                 let h: QueryMessageRequestHeader = req.decode_header().map_err(bad)?;
                 let unique = req.ext("_UNIQUE_KEY_QUERY") == Some("true");
-                let max = if unique { store.config().default_query_max_num } else { h.max_num.max(0) as usize };
+                let max = if unique { store.live_keys().default_query_max_num } else { h.max_num.max(0) as usize };
                 let r = store.query_message(&h.topic, &h.key, max, h.begin_timestamp, h.end_timestamp);
                 if r.messages.is_empty() {
                     return Err((

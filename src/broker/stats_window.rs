@@ -135,23 +135,198 @@ fn name_static(name: &str) -> &'static str {
     STATS_NAMES.iter().copied().find(|n| *n == name).unwrap_or("")
 }
 
-/// Samples the broker's counters every [`SAMPLE_EVERY`] until cancelled.
+/// Samples the broker's counters until cancelled: the rate counters every [`RATE_SAMPLE_EVERY`],
+/// the stats items every [`SAMPLE_EVERY`].
 pub async fn sampling_loop(core: std::sync::Arc<BrokerCore>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    let mut tick = tokio::time::interval(RATE_SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = (SAMPLE_EVERY.as_millis() / RATE_SAMPLE_EVERY.as_millis()).max(1) as u64;
+    let mut n: u64 = 0;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let table = current(&core);
-        core.stats_windows.sample(crate::util::now_millis(), table);
+        let now = crate::util::now_millis();
+        core.rates.sample(now, core.rate_counters(), local_day(now));
+        if n % every == 0 {
+            let table = current(&core);
+            core.stats_windows.sample(now, table);
+        }
+        n += 1;
+    }
+}
+
+/// Sampling period of the rate counters (Apache's `StoreStatsService` samples every second).
+pub const RATE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Rate samples kept: ten minutes and one (Apache's longest TPS window is 600 s).
+const RATE_SAMPLES: usize = 601;
+
+/// The counters behind runtime info's TPS figures, as they are at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateCounters {
+    /// Messages stored.
+    pub put: u64,
+    /// Reads (pulls, each look-up of a held pull) that found messages.
+    pub get_found: u64,
+    /// Reads that found none.
+    pub get_miss: u64,
+    /// Messages delivered to consumers.
+    pub transferred: u64,
+    /// Units written into the timer wheel.
+    pub timer_enqueued: u64,
+    /// Timer messages put back to their topic.
+    pub timer_dequeued: u64,
+}
+
+/// Totals at the start of today and of yesterday (local time), Apache's `BrokerStats`: 0 until
+/// the broker has seen a midnight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    /// Messages stored before today.
+    pub put_today_morning: u64,
+    /// Messages stored before yesterday.
+    pub put_yesterday_morning: u64,
+    /// Messages delivered before today.
+    pub get_today_morning: u64,
+    /// Messages delivered before yesterday.
+    pub get_yesterday_morning: u64,
+}
+
+#[derive(Default)]
+struct Rates {
+    samples: VecDeque<(i64, RateCounters)>,
+    day: Option<i64>,
+    totals: DayTotals,
+}
+
+/// The last ten minutes of [`RateCounters`], one a second, and the day totals.
+#[derive(Default)]
+pub struct RateSamples {
+    inner: Mutex<Rates>,
+}
+
+/// The local calendar day of `ms` as `yyyymmdd` (only its changes matter), for the day totals.
+pub fn local_day(ms: i64) -> i64 {
+    match crate::util::local_time(ms) {
+        Some(t) => {
+            let d = t.date();
+            d.year() as i64 * 10_000 + d.month() as i64 * 100 + d.day() as i64
+        }
+        None => ms / 86_400_000,
+    }
+}
+
+impl RateSamples {
+    /// Records the counters at `at` (ms) on local day `day`; a new day moves the day totals.
+    pub fn sample(&self, at: i64, c: RateCounters, day: i64) {
+        let mut r = self.inner.lock();
+        match r.day {
+            Some(d) if d != day => {
+                r.totals = DayTotals {
+                    put_yesterday_morning: r.totals.put_today_morning,
+                    put_today_morning: c.put,
+                    get_yesterday_morning: r.totals.get_today_morning,
+                    get_today_morning: c.transferred,
+                };
+            }
+            _ => {}
+        }
+        r.day = Some(day);
+        r.samples.push_back((at, c));
+        while r.samples.len() > RATE_SAMPLES {
+            r.samples.pop_front();
+        }
+    }
+
+    /// The day totals.
+    pub fn day_totals(&self) -> DayTotals {
+        self.inner.lock().totals
+    }
+
+    /// Per-second growth of `pick` over the last `secs` seconds up to `now` (the live counters),
+    /// from the newest sample at least that old; with none so old, from the oldest sample, or
+    /// from 0 at `since` before the first sample.
+    pub fn tps(&self, now: (i64, RateCounters), since: i64, secs: i64, pick: fn(&RateCounters) -> u64) -> f64 {
+        let r = self.inner.lock();
+        let limit = now.0 - secs * 1000;
+        let base = r
+            .samples
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= limit)
+            .or_else(|| r.samples.front())
+            .map_or((since, 0), |(at, c)| (*at, pick(c)));
+        let ms = now.0 - base.0;
+        if ms <= 0 {
+            return 0.0;
+        }
+        pick(&now.1).saturating_sub(base.1) as f64 * 1000.0 / ms as f64
+    }
+
+    /// Apache's three-window TPS text (`"<10 s> <60 s> <600 s>"`), each a Java double.
+    pub fn tps_text(&self, now: (i64, RateCounters), since: i64, pick: fn(&RateCounters) -> u64) -> String {
+        [10, 60, 600].map(|w| java_double(self.tps(now, since, w, pick))).join(" ")
+    }
+}
+
+/// A number as Java's `Double.toString` writes it (`0.0`, `12.5`, `1.0E7`).
+pub fn java_double(v: f64) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "NaN".into()
+        } else if v > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let a = v.abs();
+    if a == 0.0 || (1e-3..1e7).contains(&a) {
+        let s = format!("{v}");
+        if s.contains('.') {
+            s
+        } else {
+            format!("{s}.0")
+        }
+    } else {
+        let s = format!("{v:E}");
+        match s.split_once('E') {
+            Some((m, e)) if !m.contains('.') => format!("{m}.0E{e}"),
+            _ => s,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_and_day_totals() {
+        let r = RateSamples::default();
+        let c = |put: u64| RateCounters { put, transferred: put / 2, ..Default::default() };
+        // Before any sample: growth since the start.
+        assert_eq!(r.tps((2_000, c(10)), 0, 10, |c| c.put), 5.0);
+        for i in 0..=700i64 {
+            r.sample(i * 1000, c(i as u64 * 3), 1);
+        }
+        // 3 a second over each window, measured against the live counters.
+        let now = (700_000, c(2100));
+        assert_eq!(r.tps_text(now, 0, |c| c.put), "3.0 3.0 3.0");
+        assert_eq!(r.tps_text(now, 0, |c| c.get_miss), "0.0 0.0 0.0");
+        assert_eq!(r.day_totals(), DayTotals::default());
+        r.sample(701_000, c(5000), 2);
+        r.sample(702_000, c(6000), 3);
+        let t = r.day_totals();
+        assert_eq!((t.put_today_morning, t.put_yesterday_morning), (6000, 5000));
+        assert_eq!((t.get_today_morning, t.get_yesterday_morning), (3000, 2500));
+        assert_eq!(java_double(0.0), "0.0");
+        assert_eq!(java_double(12.5), "12.5");
+        assert_eq!(java_double(3.0), "3.0");
+        assert_eq!(java_double(12_345_678.0), "1.2345678E7");
+        assert!([19_691_231, 19_700_101, 19_700_102].contains(&local_day(0)), "{}", local_day(0));
+    }
 
     #[test]
     fn windows_measure_growth_since_their_oldest_sample() {

@@ -648,7 +648,10 @@ impl RemotingServer {
             let hard = st.hard.clone();
             requests.spawn(
                 async move {
-                    let _permits = (permit, byte_permit, guard, admitted);
+                    let _permits = (permit, byte_permit, guard);
+                    if let Some(g) = &admitted {
+                        g.begin();
+                    }
                     let oneway = cmd.is_oneway();
                     let code = cmd.code;
                     let on_panic = RemotingCommand::response_to(&cmd, response::SYSTEM_ERROR, None);

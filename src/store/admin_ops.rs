@@ -27,6 +27,23 @@ impl MessageStore {
     /// Changes the body size limit (UPDATE_BROKER_CONFIG); the caller validated it.
     pub fn set_max_message_size(&self, n: usize) {
         self.shared.max_message_size.store(n, std::sync::atomic::Ordering::Relaxed);
+        self.shared.live.write().max_message_size = n;
+    }
+
+    /// The keys an operator may change at runtime, as they are now.
+    pub fn live_keys(&self) -> super::config::LiveStoreKeys {
+        let mut k = *self.shared.live.read();
+        k.max_message_size = self.max_message_size();
+        k
+    }
+
+    /// Applies runtime key changes (UPDATE_BROKER_CONFIG; the caller validated them) and wakes the
+    /// flush services so that new intervals apply from their next round.
+    pub fn set_live_keys(&self, keys: super::config::LiveStoreKeys) {
+        self.shared.max_message_size.store(keys.max_message_size, std::sync::atomic::Ordering::Relaxed);
+        *self.shared.live.write() = keys;
+        self.shared.flush_cv.notify_all();
+        self.shared.logics_cv.notify_all();
     }
 
     /// Up to `count` entries of `topic`/`queue_id` from queue offset `index`; `None` when the

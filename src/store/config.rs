@@ -48,6 +48,11 @@ pub struct MessageStoreConfig {
     pub max_index_num: u32,
     /// `defaultQueryMaxNum` (default 32).
     pub default_query_max_num: usize,
+    /// `maxTransferCountOnMessageInMemory` (default 32): most messages one pull returns.
+    pub max_transfer_count_on_message_in_memory: usize,
+    /// `maxTransferBytesOnMessageInMemory` (default 256 KiB): most bytes one pull returns (the
+    /// first message always goes).
+    pub max_transfer_bytes_on_message_in_memory: usize,
     /// `maxMsgsNumBatch` (default 64): upper bound of a key query's result.
     pub max_msgs_num_batch: usize,
     /// `autoMessageVersionOnTopicLen` (default true): v2 records for topics longer than 127.
@@ -60,6 +65,48 @@ pub struct MessageStoreConfig {
     /// store's quota is the commitlog partition's size times this share; new index files are
     /// capped at [`INDEX_QUOTA_DIVISOR`]th of it (see [`MessageStoreConfig::index_file_cap`]).
     pub disk_share: f64,
+}
+
+/// The store keys an operator may change while the store runs (UPDATE_BROKER_CONFIG), read by
+/// the store each time it needs them: Apache's flush services, sync flush and queries read them
+/// from the live `MessageStoreConfig` the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveStoreKeys {
+    /// `maxMessageSize`.
+    pub max_message_size: usize,
+    /// `flushIntervalCommitLog`, ms.
+    pub flush_interval_commit_log: u64,
+    /// `flushCommitLogLeastPages`.
+    pub flush_commit_log_least_pages: usize,
+    /// `flushCommitLogThoroughInterval`, ms.
+    pub flush_commit_log_thorough_interval: u64,
+    /// `flushIntervalConsumeQueue`, ms.
+    pub flush_interval_consume_queue: u64,
+    /// `syncFlushTimeout`, ms.
+    pub sync_flush_timeout: u64,
+    /// `defaultQueryMaxNum`.
+    pub default_query_max_num: usize,
+    /// `maxTransferCountOnMessageInMemory`.
+    pub max_transfer_count_on_message_in_memory: usize,
+    /// `maxTransferBytesOnMessageInMemory`.
+    pub max_transfer_bytes_on_message_in_memory: usize,
+}
+
+impl LiveStoreKeys {
+    /// The values a store starts with.
+    pub fn from_config(c: &MessageStoreConfig) -> Self {
+        LiveStoreKeys {
+            max_message_size: c.max_message_size,
+            flush_interval_commit_log: c.flush_interval_commit_log,
+            flush_commit_log_least_pages: c.flush_commit_log_least_pages,
+            flush_commit_log_thorough_interval: c.flush_commit_log_thorough_interval,
+            flush_interval_consume_queue: c.flush_interval_consume_queue,
+            sync_flush_timeout: c.sync_flush_timeout,
+            default_query_max_num: c.default_query_max_num,
+            max_transfer_count_on_message_in_memory: c.max_transfer_count_on_message_in_memory,
+            max_transfer_bytes_on_message_in_memory: c.max_transfer_bytes_on_message_in_memory,
+        }
+    }
 }
 
 /// New index files take at most this fraction (1/n) of the store's disk quota: with a small quota,
@@ -86,6 +133,8 @@ impl Default for MessageStoreConfig {
             max_hash_slot_num: 5_000_000,
             max_index_num: 20_000_000,
             default_query_max_num: 32,
+            max_transfer_count_on_message_in_memory: 32,
+            max_transfer_bytes_on_message_in_memory: 256 * 1024,
             max_msgs_num_batch: 64,
             auto_message_version_on_topic_len: true,
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h".to_string(),
@@ -142,6 +191,8 @@ impl MessageStoreConfig {
             "maxHashSlotNum" => self.max_hash_slot_num = num(key, v)?,
             "maxIndexNum" => self.max_index_num = num(key, v)?,
             "defaultQueryMaxNum" => self.default_query_max_num = num(key, v)?,
+            "maxTransferCountOnMessageInMemory" => self.max_transfer_count_on_message_in_memory = num(key, v)?,
+            "maxTransferBytesOnMessageInMemory" => self.max_transfer_bytes_on_message_in_memory = num(key, v)?,
             "maxMsgsNumBatch" => self.max_msgs_num_batch = num(key, v)?,
             "autoMessageVersionOnTopicLen" => self.auto_message_version_on_topic_len = boolean(key, v)?,
             "messageDelayLevel" => self.message_delay_level = v.to_string(),

@@ -60,8 +60,6 @@ impl Shared {
 
     pub(super) fn flush_loop(&self) {
         let sync = self.config.flush_disk_type == FlushDiskType::SyncFlush;
-        let interval = Duration::from_millis(self.config.flush_interval_commit_log.max(1));
-        let thorough = Duration::from_millis(self.config.flush_commit_log_thorough_interval);
         let mut last_full = Instant::now();
         // Requests not yet satisfied (e.g. the disk stalls): they stay here until their offset is
         // flushed, the flush fails, or the waiter gave up (FLUSH_DISK_TIMEOUT).
@@ -71,6 +69,10 @@ impl Shared {
             if self.halt.load(Ordering::Acquire) {
                 return;
             }
+            // Read each round: an operator may change them at runtime.
+            let live = *self.live.read();
+            let interval = Duration::from_millis(live.flush_interval_commit_log.max(1));
+            let thorough = Duration::from_millis(live.flush_commit_log_thorough_interval);
             {
                 let mut g = self.flush_reqs.lock();
                 if !stopping && g.is_empty() {
@@ -83,7 +85,7 @@ impl Shared {
                 last_full = Instant::now();
                 0
             } else {
-                self.config.flush_commit_log_least_pages
+                live.flush_commit_log_least_pages
             };
             let mut ok = self.flush_commitlog(least);
             if !stopping {
@@ -143,8 +145,8 @@ impl Shared {
     }
 
     pub(super) fn logics_loop(&self) {
-        let interval = Duration::from_millis(self.config.flush_interval_consume_queue.max(1));
         loop {
+            let interval = Duration::from_millis(self.live.read().flush_interval_consume_queue.max(1));
             {
                 let mut g = self.logics_lock.lock();
                 if !self.stop_flush.load(Ordering::Acquire) {

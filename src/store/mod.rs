@@ -123,6 +123,10 @@ struct Shared {
     config: MessageStoreConfig,
     /// `maxMessageSize` now (an operator may change it at runtime).
     max_message_size: std::sync::atomic::AtomicUsize,
+    /// The other keys an operator may change at runtime.
+    live: parking_lot::RwLock<config::LiveStoreKeys>,
+    /// Puts that did not end PUT_OK.
+    put_failed: std::sync::atomic::AtomicU64,
     commitlog: CommitLog,
     cqs: consume_queue::ConsumeQueueTable,
     index: index::IndexService,
@@ -288,6 +292,8 @@ impl MessageStore {
         let delay_levels = config.delay_levels_ms();
         let shared = Arc::new(Shared {
             max_message_size: std::sync::atomic::AtomicUsize::new(config.max_message_size),
+            live: parking_lot::RwLock::new(config::LiveStoreKeys::from_config(&config)),
+            put_failed: std::sync::atomic::AtomicU64::new(0),
             config,
             commitlog,
             cqs,

@@ -66,6 +66,20 @@ impl MessageStore {
     /// Appends a batch of messages of one topic-queue as consecutive records in one file, with
     /// consecutive queue offsets.
     pub async fn put_messages(&self, msgs: &[MessageInner]) -> PutMessageResult {
+        let r = self.put_messages_uncounted(msgs).await;
+        if r.status != PutMessageStatus::PutOk {
+            self.shared.put_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Puts that did not end PUT_OK so far (refused by the store, or not flushed in time):
+    /// Apache's `putMessageFailedTimes`.
+    pub fn put_failed_times(&self) -> u64 {
+        self.shared.put_failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn put_messages_uncounted(&self, msgs: &[MessageInner]) -> PutMessageResult {
         let (res, wait) = match self.append_now(msgs) {
             Ok(x) => x,
             Err(s) => return PutMessageResult::status(s),
@@ -73,7 +87,7 @@ impl MessageStore {
         let Some(rx) = wait else {
             return PutMessageResult { status: PutMessageStatus::PutOk, append: Some(res) };
         };
-        let timeout = Duration::from_millis(self.shared.config.sync_flush_timeout);
+        let timeout = Duration::from_millis(self.shared.live.read().sync_flush_timeout);
         let status = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(true)) => PutMessageStatus::PutOk,
             Ok(Ok(false)) | Ok(Err(_)) => PutMessageStatus::UnknownError,

@@ -249,7 +249,7 @@ impl MessageStore {
     /// Messages whose UNIQ_KEY or one of whose KEYS equals `key`, stored within `[begin, end]` ms,
     /// newest first, at most `max_num` (0 ⇒ `defaultQueryMaxNum`; capped at `maxMsgsNumBatch`).
     pub fn query_message(&self, topic: &str, key: &str, max_num: usize, begin: i64, end: i64) -> QueryMessageResult {
-        let max = if max_num == 0 { self.shared.config.default_query_max_num } else { max_num }
+        let max = if max_num == 0 { self.shared.live.read().default_query_max_num } else { max_num }
             .min(self.shared.config.max_msgs_num_batch.max(1));
         let offsets = self.shared.index.query(topic, key, max, begin, end);
         let (ts, phy) = self.shared.index.last_update();

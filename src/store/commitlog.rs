@@ -112,7 +112,7 @@ struct PutState {
 /// The commitlog.
 #[derive(Debug)]
 pub struct CommitLog {
-    files: MappedFileQueue,
+    files: Arc<MappedFileQueue>,
     put: Mutex<PutState>,
     /// Store time of the newest record appended.
     last_store_ts: AtomicI64,
@@ -127,14 +127,20 @@ pub struct CommitLog {
 impl CommitLog {
     /// Loads the commitlog directory.
     pub fn load(dir: &std::path::Path, file_size: u64) -> Result<CommitLog> {
-        Ok(CommitLog {
-            files: MappedFileQueue::load(dir, file_size)?,
+        Ok(Self::over(Arc::new(MappedFileQueue::load(dir, file_size)?)))
+    }
+
+    /// A commitlog reading its records from `files` (a replicated log's data files, whose owner
+    /// writes them: see [`super::replicated`]).
+    pub fn over(files: Arc<MappedFileQueue>) -> CommitLog {
+        CommitLog {
+            files,
             put: Mutex::new(PutState::default()),
             last_store_ts: AtomicI64::new(0),
             empty_start: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
             create_log: FailureLog::default(),
-        })
+        }
     }
 
     /// The file queue.
@@ -290,6 +296,78 @@ impl CommitLog {
             store_timestamp: store_ts,
             msg_num: msgs.len(),
         })
+    }
+
+    /// Encodes `msgs` (one message or a batch of one topic-queue) as consecutive records of one
+    /// entry body under the put lock (queue offsets assigned here, PHYSICALOFFSET left for the
+    /// log's hook) and hands the body, the records' start offsets in it and the store time to
+    /// `submit`, still under the lock so entries enter the log in queue-offset order. The queue
+    /// offsets are taken only if `submit` accepts. Returns what `submit` returned, the first
+    /// queue offset and the record starts.
+    pub fn append_replicated<W>(
+        &self,
+        msgs: &[MessageInner],
+        crcs: &[i32],
+        version: MessageVersion,
+        submit: impl FnOnce(Bytes, Vec<usize>) -> std::result::Result<W, PutMessageStatus>,
+    ) -> std::result::Result<(W, i64, Vec<usize>, i64), PutMessageStatus> {
+        let lens: Vec<usize> = msgs.iter().map(|m| m.record_length(version)).collect();
+        let total: usize = lens.iter().sum();
+        if msgs.is_empty()
+            || total + END_FILE_MIN_BLANK_LENGTH > self.files.file_size() as usize
+            || !msgs.iter().all(|m| encodable(m, version))
+        {
+            return Err(PutMessageStatus::MessageIllegal);
+        }
+        let has_cq_entry = |m: &MessageInner| {
+            let tran = sysflag::transaction_value(m.sys_flag);
+            tran != sysflag::TRANSACTION_PREPARED && tran != sysflag::TRANSACTION_ROLLBACK
+        };
+        let mut st = self.put.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PutMessageStatus::ServiceNotAvailable);
+        }
+        let store_ts = now_ms();
+        let mut body = vec![0u8; total];
+        let mut starts = Vec::with_capacity(msgs.len());
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let mut at = 0usize;
+        let mut first_qo = 0;
+        for (i, m) in msgs.iter().enumerate() {
+            let qo = if has_cq_entry(m) {
+                let e = next.entry(m.queue_id).or_insert_with(|| {
+                    st.table.get(m.topic.as_str()).and_then(|q| q.get(&m.queue_id)).copied().unwrap_or(0)
+                });
+                let q = *e;
+                *e += 1;
+                q
+            } else {
+                0
+            };
+            if i == 0 {
+                first_qo = qo;
+            }
+            let stamp = RecordStamp {
+                version,
+                body_crc: crcs[i],
+                queue_offset: qo,
+                physical_offset: 0,
+                store_timestamp: store_ts,
+            };
+            let n = encode_record(m, &stamp, &mut body[at..at + lens[i]]).ok_or(PutMessageStatus::MessageIllegal)?;
+            starts.push(at);
+            at += n;
+        }
+        let w = submit(Bytes::from(body), starts.clone())?;
+        if let Some(first) = msgs.first() {
+            let queues = st.table.entry(first.topic.clone()).or_default();
+            for (q, n) in next {
+                queues.insert(q, n);
+            }
+        }
+        self.last_store_ts.store(store_ts, Ordering::Release);
+        drop(st);
+        Ok((w, first_qo, starts, store_ts))
     }
 
     fn file_for_write(&self, start: u64) -> std::result::Result<Arc<MappedFile>, PutMessageStatus> {

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::error::{Result, StoreError};
 use super::failure_log::FailureNote;
 use super::message::{self, sysflag, MessageInner, MessageVersion};
+use super::replicated::{patch_physical_offsets, BodyHook, ReplicaAppendError, ReplicatedLog};
 use super::{index, AppendMessageResult, FlushDiskType, MessageStore, PutMessageStatus, Shared};
 
 /// Result of a put: status plus what was appended (if anything).
@@ -66,6 +67,9 @@ impl MessageStore {
     /// Appends a batch of messages of one topic-queue as consecutive records in one file, with
     /// consecutive queue offsets.
     pub async fn put_messages(&self, msgs: &[MessageInner]) -> PutMessageResult {
+        if let Some(log) = self.shared.replica.clone() {
+            return self.put_replicated(log.as_ref(), msgs).await;
+        }
         let (res, wait) = match self.append_now(msgs) {
             Ok(x) => x,
             Err(s) => return PutMessageResult::status(s),
@@ -83,6 +87,60 @@ impl MessageStore {
             tracing::warn!(status = status.name(), offset = res.wrote_offset, "sync flush did not complete");
         }
         PutMessageResult { status, append: Some(res) }
+    }
+
+    /// The put of a store on a replicated log: the records go into one entry, acknowledged once
+    /// the log committed it (Apache's `DLedgerCommitLog` statuses: not the leader or leadership
+    /// lost ⇒ SERVICE_NOT_AVAILABLE, no majority in time ⇒ OS_PAGE_CACHE_BUSY).
+    async fn put_replicated(&self, log: &dyn ReplicatedLog, msgs: &[MessageInner]) -> PutMessageResult {
+        if let Err(s) = self.precheck(msgs) {
+            return PutMessageResult::status(s);
+        }
+        let s = &self.shared;
+        let version = MessageVersion::for_topic(&msgs[0].topic, s.config.auto_message_version_on_topic_len);
+        let crcs: Vec<i32> = msgs.iter().map(|m| message::body_crc(&m.body)).collect();
+        let submitted = s.commitlog.append_replicated(msgs, &crcs, version, |body, starts| {
+            let total = body.len();
+            let hook: BodyHook = Box::new(move |pos, b| patch_physical_offsets(pos, b, &starts));
+            log.submit(body, hook).map(|w| (w, total)).map_err(|e| {
+                tracing::debug!(error = ?e, "replicated log refused an append");
+                PutMessageStatus::ServiceNotAvailable
+            })
+        });
+        let ((wait, total), first_qo, starts, store_ts) = match submitted {
+            Ok(x) => x,
+            Err(st) => return PutMessageResult::status(st),
+        };
+        let body_pos = match wait.await {
+            Ok(p) => p,
+            Err(e) => {
+                let status = match e {
+                    ReplicaAppendError::Timeout => PutMessageStatus::OsPageCacheBusy,
+                    _ => PutMessageStatus::ServiceNotAvailable,
+                };
+                tracing::warn!(error = ?e, status = status.name(), "replicated append not acknowledged");
+                return PutMessageResult::status(status);
+            }
+        };
+        s.wake_dispatcher();
+        let mut ids = String::new();
+        for (m, st) in msgs.iter().zip(&starts) {
+            if !ids.is_empty() {
+                ids.push(',');
+            }
+            crate::protocol::message::push_offset_msg_id(&mut ids, &m.store_host, body_pos + *st as i64);
+        }
+        PutMessageResult {
+            status: PutMessageStatus::PutOk,
+            append: Some(AppendMessageResult {
+                wrote_offset: body_pos,
+                wrote_bytes: total,
+                msg_id: ids,
+                logics_offset: first_qo,
+                store_timestamp: store_ts,
+                msg_num: msgs.len(),
+            }),
+        }
     }
 
     #[allow(clippy::type_complexity)]
@@ -127,6 +185,9 @@ impl MessageStore {
     /// Makes an empty store's commitlog (and dispatch) start at `offset`: a fresh slave replicates
     /// from the start of its master's last file. Refused once the commitlog holds a file.
     pub fn start_replica_at(&self, offset: i64) -> Result<()> {
+        if self.is_replicated() {
+            return Err(StoreError::InvalidArgument("the commitlog lives in a replicated log".into()));
+        }
         self.shared.commitlog.start_empty_at(offset)?;
         self.shared.reput_from.store(offset, Ordering::Release);
         Ok(())
@@ -135,6 +196,9 @@ impl MessageStore {
     /// Appends raw commitlog bytes (replication) at exactly [`Self::commit_log_max_offset`].
     /// Consume queues and index follow through the dispatcher.
     pub fn append_raw(&self, start_offset: i64, data: &[u8]) -> Result<()> {
+        if self.is_replicated() {
+            return Err(StoreError::InvalidArgument("the commitlog lives in a replicated log".into()));
+        }
         if self.is_shutdown() {
             return Err(StoreError::ShutDown);
         }

@@ -211,3 +211,200 @@ async fn stores_on_three_dledger_nodes_dispatch_committed_entries() {
         r.node.shutdown().await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Three containers, one DLedger broker of group `dl-a` each, with a NameServer: real processes.
+
+const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
+const NAMESRV: &str = env!("CARGO_BIN_EXE_mqnamesrv");
+
+use common::rmq::{pull, send, wait_max_offset, T};
+use common::ChildGuard;
+use rmqc::protocol::body::ClusterInfo;
+use rmqc::protocol::codes::{request, response};
+use rmqc::remoting::{RemotingClient, RemotingCommand};
+
+struct Member {
+    conf: std::path::PathBuf,
+    port: u16,
+    child: ChildGuard,
+}
+
+fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16) {
+    let port = common::free_port_block(2, 1);
+    let broker = d.join(format!("dl-a-n{i}.conf"));
+    std::fs::write(
+        &broker,
+        format!(
+            "brokerClusterName=DlCluster\nbrokerName=dl-a\nlistenPort={port}\nbrokerIP1=127.0.0.1\n\
+             storePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\n\
+             mappedFileSizeConsumeQueue=6000\nenableDLegerCommitLog=true\ndLegerGroup=dl-a\ndLegerPeers={peers}\n\
+             dLegerSelfId=n{i}\nheartBeatTimeIntervalMs=1000\n",
+            d.join(format!("store-n{i}")).display()
+        ),
+    )
+    .unwrap();
+    let cport = common::free_port_block(2, 0);
+    let conf = d.join(format!("container-{i}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "listenPort={cport}\nbindAddress=127.0.0.1\nnamesrvAddr={ns}\nbrokerConfigPaths={}\nbrokerConfigDirs={}\nlogRoot={}\n",
+            broker.display(),
+            d.display(),
+            d.join(format!("logs-{i}")).display()
+        ),
+    )
+    .unwrap();
+    (conf, port)
+}
+
+fn start_member(d: &std::path::Path, i: usize, conf: &std::path::Path) -> ChildGuard {
+    ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, &format!("container-{i}"))
+}
+
+async fn group_addrs(client: &RemotingClient, ns: &str) -> std::collections::BTreeMap<i64, String> {
+    let Ok(r) = client.invoke(ns, RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO), T).await else {
+        return Default::default();
+    };
+    let ci: ClusterInfo = rmqc::json::from_slice_lenient(&r.body).unwrap_or_default();
+    ci.broker_addr_table.get("dl-a").map(|b| b.broker_addrs.clone()).unwrap_or_default()
+}
+
+/// Every message of queue 0 of `topic` on `addr`, in queue order: (queue offset, body).
+async fn read_all(client: &RemotingClient, addr: &str, topic: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    for _ in 0..1000 {
+        let r = pull(client, addr, "dl-reader", topic, 0, off, "*", 0).await;
+        if r.code != response::SUCCESS {
+            break;
+        }
+        let msgs = rmqc::store::message::decode_records(&r.body, true);
+        if msgs.is_empty() {
+            break;
+        }
+        for m in &msgs {
+            out.push((m.queue_offset, String::from_utf8_lossy(&m.body).into_owned()));
+        }
+        off = msgs.last().unwrap().queue_offset + 1;
+    }
+    out
+}
+
+/// Sends `bodies` to `addr` one by one; returns the acknowledged ones with their queue offsets.
+async fn send_all(client: &RemotingClient, addr: &str, topic: &str, bodies: &[String]) -> Vec<(i64, String)> {
+    let mut acked = Vec::new();
+    for b in bodies {
+        let r = send(client, addr, topic, 0, b.as_bytes(), &[]).await;
+        if r.code == response::SUCCESS {
+            let qo: i64 = r.ext("queueOffset").and_then(|o| o.parse().ok()).unwrap();
+            acked.push((qo, b.clone()));
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_containers_fail_over_the_dledger_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_ns, ns) = common::start_namesrv(NAMESRV, d);
+    let q = common::free_port_block(0, 2);
+    let peers = format!("n0-127.0.0.1:{q};n1-127.0.0.1:{};n2-127.0.0.1:{}", q + 1, q + 2);
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| {
+            let (conf, port) = write_member(d, i, &peers, &ns);
+            let child = start_member(d, i, &conf);
+            Member { conf, port, child }
+        })
+        .collect();
+    let client = RemotingClient::default();
+    let addr_of = |m: &Member| format!("127.0.0.1:{}", m.port);
+
+    // One master (brokerId 0) and two slaves (brokerId = n + 1) register.
+    common::wait_async("dl-a registers a master and two slaves", Duration::from_secs(30), || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let a = group_addrs(&client, &ns).await;
+            a.len() == 3 && a.contains_key(&0)
+        }
+    })
+    .await;
+    let addrs = group_addrs(&client, &ns).await;
+    let master = addrs[&0].clone();
+    let leader = members.iter().position(|m| addr_of(m) == master).unwrap();
+    for (id, a) in &addrs {
+        if *id != 0 {
+            let i = members.iter().position(|m| &addr_of(m) == a).unwrap();
+            assert_eq!(*id, i as i64 + 1, "a follower n{i} registers brokerId n+1");
+        }
+    }
+    for m in &members {
+        common::rmq::create_topic(&client, &addr_of(m), "DlTopic").await;
+    }
+
+    // Sends are acknowledged by the leader; followers refuse them.
+    let follower = addr_of(&members[(leader + 1) % 3]);
+    let r = send(&client, &follower, "DlTopic", 0, b"to a follower", &[]).await;
+    assert_eq!(r.code, response::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
+    let first: Vec<String> = (0..50).map(|i| format!("first-{i}")).collect();
+    let mut acked = send_all(&client, &master, "DlTopic", &first).await;
+    assert_eq!(acked.len(), 50, "every send to a healthy leader is acknowledged");
+    wait_max_offset(&client, &master, "DlTopic", 0, 50).await;
+    assert_eq!(read_all(&client, &master, "DlTopic").await, acked);
+    // Followers have them.
+    for m in &members {
+        wait_max_offset(&client, &addr_of(m), "DlTopic", 0, 50).await;
+    }
+
+    // SIGKILL the leader's container: a new leader registers as master within 10 s.
+    let killed_at = std::time::Instant::now();
+    members[leader].child.kill9();
+    common::wait_async("a new master registers", Duration::from_secs(10), || {
+        let (client, ns, old) = (client.clone(), ns.clone(), master.clone());
+        async move { group_addrs(&client, &ns).await.get(&0).is_some_and(|a| *a != old) }
+    })
+    .await;
+    let took = killed_at.elapsed();
+    let new_master = group_addrs(&client, &ns).await[&0].clone();
+    eprintln!("new DLedger master {new_master} registered {took:?} after SIGKILL of the old one");
+
+    // Sends resume; every acknowledged message is readable once, in queue order.
+    let second: Vec<String> = (0..50).map(|i| format!("second-{i}")).collect();
+    let more = send_all(&client, &new_master, "DlTopic", &second).await;
+    assert_eq!(more.len(), 50, "every send to the new leader is acknowledged");
+    acked.extend(more);
+    wait_max_offset(&client, &new_master, "DlTopic", 0, 100).await;
+    let read = read_all(&client, &new_master, "DlTopic").await;
+    assert_eq!(read, acked, "every acknowledged message once, in order");
+    assert_eq!(read.iter().map(|(o, _)| *o).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
+
+    // The killed container restarts and catches up as a follower.
+    let conf = members[leader].conf.clone();
+    members[leader].child = start_member(d, leader, &conf);
+    let back = addr_of(&members[leader]);
+    common::wait_async("the restarted member catches up", Duration::from_secs(30), || {
+        let (client, back) = (client.clone(), back.clone());
+        async move {
+            let req =
+                RemotingCommand::request(request::GET_MAX_OFFSET).with_ext("topic", "DlTopic").with_ext("queueId", "0");
+            match client.invoke(&back, req, T).await {
+                Ok(r) => r.ext("offset").and_then(|o| o.parse::<i64>().ok()) == Some(100),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(read_all(&client, &back, "DlTopic").await, acked);
+    let addrs = group_addrs(&client, &ns).await;
+    assert_eq!(addrs.get(&0), Some(&new_master), "one master");
+    common::wait_async("the restarted member registers as a slave", Duration::from_secs(20), || {
+        let (client, ns, back) = (client.clone(), ns.clone(), back.clone());
+        async move { group_addrs(&client, &ns).await.get(&(leader as i64 + 1)) == Some(&back) }
+    })
+    .await;
+    for m in &mut members {
+        m.child.terminate();
+    }
+}

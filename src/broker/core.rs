@@ -397,7 +397,9 @@ impl BrokerCore {
     /// its end offset, else FLUSH_SLAVE_TIMEOUT after `slaveTimeout` (the message stays stored).
     async fn await_replicas(&self, mut r: PutMessageResult, wait: bool) -> PutMessageResult {
         let cfg = self.config();
-        if !wait || cfg.broker_role != BrokerRole::SyncMaster || cfg.in_sync_replicas < 2 {
+        // A DLedger store acknowledges only what a majority has: nothing more to wait for.
+        if !wait || cfg.broker_role != BrokerRole::SyncMaster || cfg.in_sync_replicas < 2 || self.store.is_replicated()
+        {
             return r;
         }
         let Some(end) = r.append.as_ref().map(|a| a.end_offset()) else { return r };

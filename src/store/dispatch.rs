@@ -168,8 +168,14 @@ impl Shared {
         // Bounded rounds: publish regularly so readers see progress during a long catch-up.
         for _ in 0..4096 {
             let at = self.reput_from.load(Ordering::Acquire);
+            let committed = log.committed_index();
             match log.step(at) {
-                LogStep::Wait => break,
+                LogStep::Wait => {
+                    // Every entry before `at` is dispatched and the one at `at` (if any) is not
+                    // committed: everything up to `committed` is dispatched.
+                    self.replica_dispatched_index.fetch_max(committed, Ordering::AcqRel);
+                    break;
+                }
                 LogStep::Invalid => {
                     if self.dispatch_stalled_at.swap(at, Ordering::AcqRel) != at {
                         tracing::error!(offset = at, "no entry of the replicated log starts here; dispatch stalled");

@@ -217,6 +217,7 @@ async fn stores_on_three_dledger_nodes_dispatch_committed_entries() {
 
 const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
 const NAMESRV: &str = env!("CARGO_BIN_EXE_mqnamesrv");
+const MQADMIN: &str = env!("CARGO_BIN_EXE_mqadmin");
 
 use common::rmq::{pull, send, wait_max_offset, T};
 use common::ChildGuard;
@@ -404,6 +405,13 @@ async fn three_containers_fail_over_the_dledger_master() {
         async move { group_addrs(&client, &ns).await.get(&(leader as i64 + 1)) == Some(&back) }
     })
     .await;
+    // clusterList shows each member's DLedger role, the term, the leader and the lag in entries.
+    common::wait_until("clusterList shows the group caught up", Duration::from_secs(20), || {
+        let out = common::text(&common::run(MQADMIN, &["clusterList", "-n", &ns]));
+        out.lines().filter(|l| l.contains("dl-a")).filter(|l| l.contains("lagEntries=0")).count() == 3
+            && out.matches(":LEADER,term=").count() == 1
+            && out.matches(":FOLLOWER,term=").count() == 2
+    });
     for m in &mut members {
         m.child.terminate();
     }

@@ -69,6 +69,8 @@ pub struct BrokerCore {
     inner_credentials: std::sync::OnceLock<crate::auth::signature::Credentials>,
     /// Acting-master state (group minimum, hand-back hold, escape bridge).
     pub acting: super::acting::ActingState,
+    /// The DLedger node of a broker with `enableDLegerCommitLog=true` (set once, at start).
+    dledger: std::sync::OnceLock<Arc<crate::dledger::server::DLedgerServer>>,
 }
 
 impl BrokerCore {
@@ -97,7 +99,18 @@ impl BrokerCore {
             ha: Default::default(),
             inner_credentials: std::sync::OnceLock::new(),
             acting: Default::default(),
+            dledger: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Attaches the broker's DLedger node (once, at start).
+    pub fn set_dledger(&self, node: Arc<crate::dledger::server::DLedgerServer>) {
+        let _ = self.dledger.set(node);
+    }
+
+    /// The broker's DLedger node (`enableDLegerCommitLog=true` only).
+    pub fn dledger(&self) -> Option<&Arc<crate::dledger::server::DLedgerServer>> {
+        self.dledger.get()
     }
 
     /// Sets the credentials the broker signs its own requests with (once, at start).

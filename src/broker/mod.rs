@@ -237,6 +237,9 @@ impl Broker {
             }
         };
         let core = BrokerCore::new(identity.clone(), meta.clone(), store.clone(), store_host);
+        if let Some(n) = &dledger {
+            core.set_dledger(n.clone());
+        }
         let guard = match open_auth(&plan, &env, &cfg.broker_cluster_name).await {
             Ok(g) => g,
             Err(source) => {

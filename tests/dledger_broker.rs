@@ -138,7 +138,7 @@ async fn stores_on_three_dledger_nodes_dispatch_committed_entries() {
         assert_eq!(i64::from_be_bytes(head[24..32].try_into().unwrap()), a.wrote_offset - 48);
         sent[i % 2].push(format!("m{i}-{}", "z".repeat((i * 131) % 900)));
     }
-    // A batch is one entry of consecutive records.
+    // A batch is one entry per message.
     let batch: Vec<MessageInner> = (160..164)
         .map(|i| {
             let mut m = msg(i);

@@ -298,23 +298,25 @@ impl CommitLog {
         })
     }
 
-    /// Encodes `msgs` (one message or a batch of one topic-queue) as consecutive records of one
-    /// entry body under the put lock (queue offsets assigned here, PHYSICALOFFSET left for the
-    /// log's hook) and hands the body, the records' start offsets in it and the store time to
-    /// `submit`, still under the lock so entries enter the log in queue-offset order. The queue
-    /// offsets are taken only if `submit` accepts. Returns what `submit` returned, the first
-    /// queue offset and the record starts.
+    /// Encodes `msgs` (one message or a batch of one topic-queue) as one record each under the put
+    /// lock (queue offsets assigned here, PHYSICALOFFSET left for the log's hook) and hands each
+    /// record to `submit` in order, still under the lock, so entries enter the log in queue-offset
+    /// order (Apache's `DLedgerCommitLog`: one entry per message, a batch as one
+    /// `BatchAppendEntryRequest`). The queue offsets of the records `submit` accepted are taken;
+    /// the first refusal stops the batch. Returns what `submit` returned for each accepted record,
+    /// the refusal if any, the first queue offset, the record lengths and the store time.
+    #[allow(clippy::type_complexity)]
     pub fn append_replicated<W>(
         &self,
         msgs: &[MessageInner],
         crcs: &[i32],
         version: MessageVersion,
-        submit: impl FnOnce(Bytes, Vec<usize>) -> std::result::Result<W, PutMessageStatus>,
-    ) -> std::result::Result<(W, i64, Vec<usize>, i64), PutMessageStatus> {
+        mut submit: impl FnMut(Bytes) -> std::result::Result<W, PutMessageStatus>,
+    ) -> std::result::Result<(Vec<W>, Option<PutMessageStatus>, i64, Vec<usize>, i64), PutMessageStatus> {
         let lens: Vec<usize> = msgs.iter().map(|m| m.record_length(version)).collect();
-        let total: usize = lens.iter().sum();
+        let file_size = self.files.file_size() as usize;
         if msgs.is_empty()
-            || total + END_FILE_MIN_BLANK_LENGTH > self.files.file_size() as usize
+            || lens.iter().any(|l| l + END_FILE_MIN_BLANK_LENGTH > file_size)
             || !msgs.iter().all(|m| encodable(m, version))
         {
             return Err(PutMessageStatus::MessageIllegal);
@@ -323,30 +325,25 @@ impl CommitLog {
             let tran = sysflag::transaction_value(m.sys_flag);
             tran != sysflag::TRANSACTION_PREPARED && tran != sysflag::TRANSACTION_ROLLBACK
         };
+        // Encoded first (nothing is submitted if one does not encode).
         let mut st = self.put.lock();
         if self.closed.load(Ordering::Acquire) {
             return Err(PutMessageStatus::ServiceNotAvailable);
         }
         let store_ts = now_ms();
-        let mut body = vec![0u8; total];
-        let mut starts = Vec::with_capacity(msgs.len());
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        let mut at = 0usize;
-        let mut first_qo = 0;
+        let topic = msgs[0].topic.as_str();
+        let mut next = st.table.get(topic).and_then(|q| q.get(&msgs[0].queue_id)).copied().unwrap_or(0);
+        let first_qo = if has_cq_entry(&msgs[0]) { next } else { 0 };
+        let mut records = Vec::with_capacity(msgs.len());
+        let mut taken = Vec::with_capacity(msgs.len());
         for (i, m) in msgs.iter().enumerate() {
             let qo = if has_cq_entry(m) {
-                let e = next.entry(m.queue_id).or_insert_with(|| {
-                    st.table.get(m.topic.as_str()).and_then(|q| q.get(&m.queue_id)).copied().unwrap_or(0)
-                });
-                let q = *e;
-                *e += 1;
-                q
+                next += 1;
+                next - 1
             } else {
                 0
             };
-            if i == 0 {
-                first_qo = qo;
-            }
+            taken.push(next);
             let stamp = RecordStamp {
                 version,
                 body_crc: crcs[i],
@@ -354,20 +351,29 @@ impl CommitLog {
                 physical_offset: 0,
                 store_timestamp: store_ts,
             };
-            let n = encode_record(m, &stamp, &mut body[at..at + lens[i]]).ok_or(PutMessageStatus::MessageIllegal)?;
-            starts.push(at);
-            at += n;
+            let mut rec = vec![0u8; lens[i]];
+            encode_record(m, &stamp, &mut rec).ok_or(PutMessageStatus::MessageIllegal)?;
+            records.push(Bytes::from(rec));
         }
-        let w = submit(Bytes::from(body), starts.clone())?;
-        if let Some(first) = msgs.first() {
-            let queues = st.table.entry(first.topic.clone()).or_default();
-            for (q, n) in next {
-                queues.insert(q, n);
+        let mut waits = Vec::with_capacity(msgs.len());
+        let mut refused = None;
+        for rec in records {
+            match submit(rec) {
+                Ok(w) => waits.push(w),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
             }
         }
+        if waits.is_empty() {
+            return Err(refused.unwrap_or(PutMessageStatus::UnknownError));
+        }
+        let upto = taken[waits.len() - 1];
+        st.table.entry(topic.to_string()).or_default().insert(msgs[0].queue_id, upto);
         self.last_store_ts.store(store_ts, Ordering::Release);
         drop(st);
-        Ok((w, first_qo, starts, store_ts))
+        Ok((waits, refused, first_qo, lens, store_ts))
     }
 
     fn file_for_write(&self, start: u64) -> std::result::Result<Arc<MappedFile>, PutMessageStatus> {

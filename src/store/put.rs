@@ -89,9 +89,10 @@ impl MessageStore {
         PutMessageResult { status, append: Some(res) }
     }
 
-    /// The put of a store on a replicated log: the records go into one entry, acknowledged once
-    /// the log committed it (Apache's `DLedgerCommitLog` statuses: not the leader or leadership
-    /// lost ⇒ SERVICE_NOT_AVAILABLE, no majority in time ⇒ OS_PAGE_CACHE_BUSY).
+    /// The put of a store on a replicated log: one entry per record (a batch: consecutive
+    /// entries), acknowledged once the log committed every one (Apache's `DLedgerCommitLog`
+    /// statuses: not the leader or leadership lost ⇒ SERVICE_NOT_AVAILABLE, no majority in time ⇒
+    /// OS_PAGE_CACHE_BUSY).
     async fn put_replicated(&self, log: &dyn ReplicatedLog, msgs: &[MessageInner]) -> PutMessageResult {
         if let Err(s) = self.precheck(msgs) {
             return PutMessageResult::status(s);
@@ -99,42 +100,48 @@ impl MessageStore {
         let s = &self.shared;
         let version = MessageVersion::for_topic(&msgs[0].topic, s.config.auto_message_version_on_topic_len);
         let crcs: Vec<i32> = msgs.iter().map(|m| message::body_crc(&m.body)).collect();
-        let submitted = s.commitlog.append_replicated(msgs, &crcs, version, |body, starts| {
-            let total = body.len();
-            let hook: BodyHook = Box::new(move |pos, b| patch_physical_offsets(pos, b, &starts));
-            log.submit(body, hook).map(|w| (w, total)).map_err(|e| {
+        let submitted = s.commitlog.append_replicated(msgs, &crcs, version, |rec| {
+            let hook: BodyHook = Box::new(move |pos, b| patch_physical_offsets(pos, b, &[0]));
+            log.submit(rec, hook).map_err(|e| {
                 tracing::debug!(error = ?e, "replicated log refused an append");
                 PutMessageStatus::ServiceNotAvailable
             })
         });
-        let ((wait, total), first_qo, starts, store_ts) = match submitted {
+        let (waits, refused, first_qo, lens, store_ts) = match submitted {
             Ok(x) => x,
             Err(st) => return PutMessageResult::status(st),
         };
-        let body_pos = match wait.await {
-            Ok(p) => p,
-            Err(e) => {
-                let status = match e {
-                    ReplicaAppendError::Timeout => PutMessageStatus::OsPageCacheBusy,
-                    _ => PutMessageStatus::ServiceNotAvailable,
-                };
-                tracing::warn!(error = ?e, status = status.name(), "replicated append not acknowledged");
-                return PutMessageResult::status(status);
+        let mut positions = Vec::with_capacity(waits.len());
+        let mut failed = refused;
+        for w in waits {
+            match w.await {
+                Ok(p) => positions.push(p),
+                Err(e) => {
+                    let status = match e {
+                        ReplicaAppendError::Timeout => PutMessageStatus::OsPageCacheBusy,
+                        _ => PutMessageStatus::ServiceNotAvailable,
+                    };
+                    tracing::warn!(error = ?e, status = status.name(), "replicated append not acknowledged");
+                    failed.get_or_insert(status);
+                }
             }
-        };
+        }
         s.wake_dispatcher();
+        if let Some(status) = failed {
+            return PutMessageResult::status(status);
+        }
         let mut ids = String::new();
-        for (m, st) in msgs.iter().zip(&starts) {
+        for (m, pos) in msgs.iter().zip(&positions) {
             if !ids.is_empty() {
                 ids.push(',');
             }
-            crate::protocol::message::push_offset_msg_id(&mut ids, &m.store_host, body_pos + *st as i64);
+            crate::protocol::message::push_offset_msg_id(&mut ids, &m.store_host, *pos);
         }
         PutMessageResult {
             status: PutMessageStatus::PutOk,
             append: Some(AppendMessageResult {
-                wrote_offset: body_pos,
-                wrote_bytes: total,
+                wrote_offset: positions.first().copied().unwrap_or(-1),
+                wrote_bytes: lens.iter().sum(),
                 msg_id: ids,
                 logics_offset: first_qo,
                 store_timestamp: store_ts,

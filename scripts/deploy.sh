@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Starts or stops a RIP-31 cross deployment on loopback: mqnamesrv on 127.0.0.1:9876 and the
 # containers of container-conf/2container-2m-2s (2c: 2 masters + 2 slaves) or
-# container-conf/3container-3m-6s (3c: 3 masters + 6 slaves), in the background.
-# Usage: scripts/deploy.sh <2c|3c> start|stop|status
-# Pids and stdout/stderr go to $RMQC_RUN_DIR (default /tmp/rmqc-deploy-<2c|3c>), printed at start.
+# container-conf/3container-3m-6s (3c: 3 masters + 6 slaves) or container-conf/3container-dledger
+# (3d: three DLedger groups of three members, one member of each per container), in the background.
+# Usage: scripts/deploy.sh <2c|3c|3d> start|stop|status
+# Pids and stdout/stderr go to $RMQC_RUN_DIR (default /tmp/rmqc-deploy-<2c|3c|3d>), printed at start.
 # Binaries: $RMQC_BIN (default target/release, built with cargo if missing). Stores live under
 # ~/rmqc-store/<deployment>/ as the broker configs say.
 set -euo pipefail
@@ -13,7 +14,8 @@ mode="${1:-}"; action="${2:-}"
 case "$mode" in
   2c) confdir=container-conf/2container-2m-2s; n=2 ;;
   3c) confdir=container-conf/3container-3m-6s; n=3 ;;
-  *) echo "usage: $0 <2c|3c> start|stop|status" >&2; exit 2 ;;
+  3d) confdir=container-conf/3container-dledger; n=3 ;;
+  *) echo "usage: $0 <2c|3c|3d> start|stop|status" >&2; exit 2 ;;
 esac
 run="${RMQC_RUN_DIR:-/tmp/rmqc-deploy-$mode}"
 bin="${RMQC_BIN:-$root/target/release}"
@@ -65,5 +67,5 @@ case "$action" in
       if alive "$f"; then echo "$(basename "$f" .pid): running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid): not running"; fi
     done
     ;;
-  *) echo "usage: $0 <2c|3c> start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 <2c|3c|3d> start|stop|status" >&2; exit 2 ;;
 esac

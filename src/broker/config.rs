@@ -670,6 +670,23 @@ mod tests {
     }
 
     #[test]
+    fn the_dledger_sample_deployment_loads() {
+        // brokers-conf/3container-dledger: three groups of three members, one per container.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("brokers-conf/3container-dledger");
+        let mut leaders = std::collections::BTreeSet::new();
+        for g in ["a", "b", "c"] {
+            for n in 0..3 {
+                let plan = load_broker_config(&dir.join(format!("raft-{g}-n{n}.conf"))).unwrap();
+                let d = plan.config.dledger_config(&plan.store).unwrap();
+                assert_eq!((d.group.as_str(), d.peers.len()), (format!("raft-{g}").as_str(), 3));
+                assert_eq!(plan.config.identity().id, n);
+                leaders.insert(d.preferred_leader.clone().unwrap());
+            }
+        }
+        assert_eq!(leaders.len(), 3, "each group prefers a leader in another container");
+    }
+
+    #[test]
     fn small_commitlog_files_cap_max_message_size() {
         // Apache starts with these values; so do we, with a note and a capped limit.
         let dir = tempfile::tempdir().unwrap();

@@ -228,10 +228,11 @@ use rmqc::remoting::{RemotingClient, RemotingCommand};
 struct Member {
     conf: std::path::PathBuf,
     port: u16,
+    admin: u16,
     child: ChildGuard,
 }
 
-fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16) {
+fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16, u16) {
     let port = common::free_port_block(2, 1);
     let broker = d.join(format!("dl-a-n{i}.conf"));
     std::fs::write(
@@ -257,7 +258,7 @@ fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::p
         ),
     )
     .unwrap();
-    (conf, port)
+    (conf, port, cport)
 }
 
 fn start_member(d: &std::path::Path, i: usize, conf: &std::path::Path) -> ChildGuard {
@@ -315,9 +316,9 @@ async fn three_containers_fail_over_the_dledger_master() {
     let peers = format!("n0-127.0.0.1:{q};n1-127.0.0.1:{};n2-127.0.0.1:{}", q + 1, q + 2);
     let mut members: Vec<Member> = (0..3)
         .map(|i| {
-            let (conf, port) = write_member(d, i, &peers, &ns);
+            let (conf, port, admin) = write_member(d, i, &peers, &ns);
             let child = start_member(d, i, &conf);
-            Member { conf, port, child }
+            Member { conf, port, admin, child }
         })
         .collect();
     let client = RemotingClient::default();
@@ -411,6 +412,16 @@ async fn three_containers_fail_over_the_dledger_master() {
         out.lines().filter(|l| l.contains("dl-a")).filter(|l| l.contains("lagEntries=0")).count() == 3
             && out.matches(":LEADER,term=").count() == 1
             && out.matches(":FOLLOWER,term=").count() == 2
+    });
+    // Removing a member at runtime stops its DLedger node (its peer port closes) and unregisters it.
+    let f = (0..3).find(|&i| addr_of(&members[i]) != new_master).unwrap();
+    let out = common::run(
+        MQADMIN,
+        &["removeBroker", "-c", &format!("127.0.0.1:{}", members[f].admin), "-b", &format!("DlCluster:dl-a:{f}")],
+    );
+    assert!(out.status.success(), "{}", common::text(&out));
+    common::wait_until("the removed member's DLedger port closes", Duration::from_secs(20), || {
+        !common::port_open(q + f as u16)
     });
     for m in &mut members {
         m.child.terminate();

@@ -2,9 +2,9 @@
 # Starts or stops a RIP-31 cross deployment on loopback: mqnamesrv on 127.0.0.1:9876 and the
 # containers of container-conf/2container-2m-2s (2c: 2 masters + 2 slaves) or
 # container-conf/3container-3m-6s (3c: 3 masters + 6 slaves) or container-conf/3container-dledger
-# (3d: three DLedger groups of three replicas, one replica of each per container), in the background.
+# (3d: three DLedger groups of three members, one member of each per container), in the background.
 # Usage: scripts/deploy.sh <2c|3c|3d> start|stop|status
-# Pids and stdout/stderr go to $RMQC_RUN_DIR (default /tmp/rmqc-deploy-<2c|3c>), printed at start.
+# Pids and stdout/stderr go to $RMQC_RUN_DIR (default /tmp/rmqc-deploy-<2c|3c|3d>), printed at start.
 # Binaries: $RMQC_BIN (default target/release, built with cargo if missing). Stores live under
 # ~/rmqc-store/<deployment>/ as the broker configs say.
 set -euo pipefail

@@ -84,9 +84,21 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
             }
         }
     }
+    // DLedger groups: the leader's end index per group, to show each member's lag in entries.
+    let mut dledger_ends: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &rows {
+        if let Some(t) = &r.4 {
+            if t.get("dLegerRole").is_some_and(|v| v == "LEADER") {
+                if let Some(e) = t.get("dLegerEndIndex").and_then(|v| v.parse::<i64>().ok()) {
+                    dledger_ends.insert(r.1.clone(), e);
+                }
+            }
+        }
+    }
     // Only when some group replicates: a slave is listed, or a master has slaves connected.
     let show_replication = rows.iter().any(|r| {
         r.2 > 0
+            || r.4.as_ref().is_some_and(|t| t.contains_key("dLegerRole"))
             || r.4
                 .as_ref()
                 .and_then(|t| t.get("haConnectedSlaves"))
@@ -162,7 +174,21 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
         }
         let line = format!("{line} {:<13}", state);
         out.push_str(line.trim_end());
-        if show_replication {
+        if show_replication && t.contains_key("dLegerRole") {
+            // role, term, leader id, and how many entries the member is behind its leader.
+            let lag = match (dledger_ends.get(name), t.get("dLegerEndIndex").and_then(|v| v.parse::<i64>().ok())) {
+                (Some(l), Some(e)) => (l - e).max(0).to_string(),
+                _ => "?".to_string(),
+            };
+            let _ = write!(
+                out,
+                "  dLeger={}:{},term={},leader={},lagEntries={lag}",
+                get("dLegerSelfId"),
+                get("dLegerRole"),
+                get("dLegerTerm"),
+                get("dLegerLeader"),
+            );
+        } else if show_replication {
             let rep: Vec<String> = REPLICATION_KEYS
                 .iter()
                 .filter_map(|k| t.get(*k).filter(|v| !v.is_empty()).map(|v| format!("{k}={v}")))

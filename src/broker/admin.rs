@@ -132,10 +132,26 @@ impl BrokerAdminProcessor {
             ("storeRunningFlags".into(), store.running_flags().to_string()),
             ("brokerRole".into(), core.config().broker_role.render()),
         ];
-        table.extend(core.ha.runtime_info(
-            core.store().commit_log_max_offset(),
-            core.config().broker_role == super::config::BrokerRole::Slave,
-        ));
+        match core.dledger() {
+            // A DLedger broker replicates through its Raft group, not classic HA.
+            Some(n) => {
+                let st = n.status();
+                table.extend([
+                    ("dLegerGroup".to_string(), n.config().group.clone()),
+                    ("dLegerSelfId".to_string(), n.self_id().to_string()),
+                    ("dLegerRole".to_string(), format!("{:?}", st.role).to_ascii_uppercase()),
+                    ("dLegerTerm".to_string(), st.term.to_string()),
+                    ("dLegerLeader".to_string(), st.leader.unwrap_or_default()),
+                    ("dLegerCommittedIndex".to_string(), st.committed.to_string()),
+                    ("dLegerEndIndex".to_string(), st.end_index.to_string()),
+                    ("dLegerDispatchedIndex".to_string(), store.replica_dispatched_index().to_string()),
+                ]);
+            }
+            None => table.extend(core.ha.runtime_info(
+                core.store().commit_log_max_offset(),
+                core.config().broker_role == super::config::BrokerRole::Slave,
+            )),
+        }
         // Apache's queue keys (clusterList's #InTPS(LOAD) / #OutTPS(LOAD) columns read them).
         for (q, capacity) in &self.queues {
             let name = q.name();
@@ -303,6 +319,10 @@ impl BrokerAdminProcessor {
                 "dLegerSelfId",
                 "preferredLeaderId",
                 "storePathDLedgerCommitLog",
+                "heartBeatTimeIntervalMs",
+                "maxHeartBeatLeak",
+                "minVoteIntervalMs",
+                "maxVoteIntervalMs",
                 "enableControllerMode",
                 "enableSlaveActingMaster",
                 "duplicationEnable",

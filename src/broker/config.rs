@@ -276,6 +276,15 @@ config_struct! {
         preferred_leader_id: Option<String> = "preferredLeaderId" => None,
         /// DLedger data files (default `<storePathRootDir>/dledger-<selfId>/data`).
         store_path_dledger_commit_log: Option<String> = "storePathDLedgerCommitLog" => None,
+        /// DLedger leader heartbeat interval, ms (DLedger's `heartBeatTimeIntervalMs`; not an
+        /// Apache broker key: Apache always runs DLedger's default).
+        dleger_heartbeat_ms: u64 = "heartBeatTimeIntervalMs" => 2000,
+        /// Heartbeats a follower misses before it stands for election (DLedger's `maxHeartBeatLeak`).
+        dleger_max_heartbeat_leak: u64 = "maxHeartBeatLeak" => 3,
+        /// Lower bound of the randomized vote interval, ms (DLedger's `minVoteIntervalMs`).
+        dleger_min_vote_ms: u64 = "minVoteIntervalMs" => 300,
+        /// Upper bound of the randomized vote interval, ms (DLedger's `maxVoteIntervalMs`).
+        dleger_max_vote_ms: u64 = "maxVoteIntervalMs" => 1000,
         /// Controller mode (not supported in a container).
         enable_controller_mode: bool = "enableControllerMode" => false,
         /// Slave acting as master when the master is gone.
@@ -514,12 +523,21 @@ impl BrokerConfig {
                 return Err(format!("preferredLeaderId '{p}' is not one of dLegerPeers"));
             }
         }
+        if self.dleger_heartbeat_ms == 0 || self.dleger_max_heartbeat_leak == 0 {
+            return Err("heartBeatTimeIntervalMs and maxHeartBeatLeak must be positive".into());
+        }
+        if self.dleger_min_vote_ms >= self.dleger_max_vote_ms {
+            return Err(format!(
+                "minVoteIntervalMs {} must be below maxVoteIntervalMs {}",
+                self.dleger_min_vote_ms, self.dleger_max_vote_ms
+            ));
+        }
         Ok(())
     }
 
     /// The DLedger node settings of a validated DLedger broker (`None` without
     /// `enableDLegerCommitLog`), Apache's derivation: `storeBaseDir = storePathRootDir`, data
-    /// files of `mappedFileSizeCommitLog`, DLedger's default timing.
+    /// files of `mappedFileSizeCommitLog`, DLedger's timing keys (DLedger's defaults).
     pub fn dledger_config(&self, store: &MessageStoreConfig) -> Option<crate::dledger::server::DLedgerConfig> {
         if !self.enable_dleger_commit_log {
             return None;
@@ -534,6 +552,10 @@ impl BrokerConfig {
         c.data_dir = self.store_path_dledger_commit_log.as_ref().map(PathBuf::from);
         c.data_file_size = store.mapped_file_size_commit_log;
         c.preferred_leader = self.preferred_leader_id.clone();
+        c.heartbeat_ms = self.dleger_heartbeat_ms;
+        c.max_heartbeat_leak = self.dleger_max_heartbeat_leak;
+        c.min_vote_ms = self.dleger_min_vote_ms;
+        c.max_vote_ms = self.dleger_max_vote_ms;
         Some(c)
     }
 
@@ -617,16 +639,6 @@ pub fn load_broker_config_with_overlay(path: &Path, runtime_dir: Option<&Path>) 
     }
     notes.extend(config.validate(path)?);
     notes.extend(validate_store(path, &mut store, &cleanup)?);
-    if config.enable_dleger_commit_log {
-        // The replicated log exists (src/dledger) but the broker's commitlog cannot be backed by
-        // it yet: refuse rather than run a plain broker that ignores the Raft group.
-        return Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            reason: "enableDLegerCommitLog=true: DLedger brokers are not supported yet (the DLedger log and \
-                     its Raft node exist, the broker's commitlog is not backed by them yet)"
-                .into(),
-        });
-    }
     // The store sizes its index files from its quota.
     store.disk_share = cleanup.policy().0.disk_share;
     let auth = auth_config
@@ -706,7 +718,10 @@ mod tests {
                 "dLegerGroup=g\ndLegerSelfId=n0\ndLegerPeers=n0-127.0.0.1:40911;n1-127.0.0.1:40912\npreferredLeaderId=n4\n",
                 "preferredLeaderId",
             ),
-            ("dLegerGroup=g\ndLegerSelfId=n1\ndLegerPeers=n0-127.0.0.1:40911;n1-127.0.0.1:40912\n", "not supported yet"),
+            (
+                "dLegerGroup=g\ndLegerSelfId=n0\ndLegerPeers=n0-127.0.0.1:40911\nminVoteIntervalMs=900\nmaxVoteIntervalMs=900\n",
+                "minVoteIntervalMs",
+            ),
         ];
         for (i, (extra, want)) in cases.iter().enumerate() {
             let p = write(dir.path(), &format!("d{i}.conf"), &format!("{base}{extra}"));
@@ -732,6 +747,23 @@ mod tests {
         assert_eq!(d.preferred_leader.as_deref(), Some("n0"));
         assert_eq!(d.data_dir, None);
         assert!(BrokerConfig::default().dledger_config(&store).is_none());
+    }
+
+    #[test]
+    fn the_dledger_sample_deployment_loads() {
+        // brokers-conf/3container-dledger: three groups of three members, one per container.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("brokers-conf/3container-dledger");
+        let mut leaders = std::collections::BTreeSet::new();
+        for g in ["a", "b", "c"] {
+            for n in 0..3 {
+                let plan = load_broker_config(&dir.join(format!("raft-{g}-n{n}.conf"))).unwrap();
+                let d = plan.config.dledger_config(&plan.store).unwrap();
+                assert_eq!((d.group.as_str(), d.peers.len()), (format!("raft-{g}").as_str(), 3));
+                assert_eq!(plan.config.identity().id, n);
+                leaders.insert(d.preferred_leader.clone().unwrap());
+            }
+        }
+        assert_eq!(leaders.len(), 3, "each group prefers a leader in another container");
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct BrokerCore {
     inner_credentials: std::sync::OnceLock<crate::auth::signature::Credentials>,
     /// Acting-master state (group minimum, hand-back hold, escape bridge).
     pub acting: super::acting::ActingState,
+    /// The DLedger node of a broker with `enableDLegerCommitLog=true` (set once, at start).
+    dledger: std::sync::OnceLock<Arc<crate::dledger::server::DLedgerServer>>,
 }
 
 impl BrokerCore {
@@ -104,7 +106,18 @@ impl BrokerCore {
             ha: Default::default(),
             inner_credentials: std::sync::OnceLock::new(),
             acting: Default::default(),
+            dledger: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Attaches the broker's DLedger node (once, at start).
+    pub fn set_dledger(&self, node: Arc<crate::dledger::server::DLedgerServer>) {
+        let _ = self.dledger.set(node);
+    }
+
+    /// The broker's DLedger node (`enableDLegerCommitLog=true` only).
+    pub fn dledger(&self) -> Option<&Arc<crate::dledger::server::DLedgerServer>> {
+        self.dledger.get()
     }
 
     /// Sets the credentials the broker signs its own requests with (once, at start).
@@ -404,7 +417,9 @@ impl BrokerCore {
     /// its end offset, else FLUSH_SLAVE_TIMEOUT after `slaveTimeout` (the message stays stored).
     async fn await_replicas(&self, mut r: PutMessageResult, wait: bool) -> PutMessageResult {
         let cfg = self.config();
-        if !wait || cfg.broker_role != BrokerRole::SyncMaster || cfg.in_sync_replicas < 2 {
+        // A DLedger store acknowledges only what a majority has: nothing more to wait for.
+        if !wait || cfg.broker_role != BrokerRole::SyncMaster || cfg.in_sync_replicas < 2 || self.store.is_replicated()
+        {
             return r;
         }
         let Some(end) = r.append.as_ref().map(|a| a.end_offset()) else { return r };

@@ -11,6 +11,7 @@ pub mod clients;
 pub mod config;
 pub mod core;
 pub mod delay;
+pub mod dledger_role;
 pub mod executor;
 pub mod meta;
 pub mod pop;
@@ -137,6 +138,8 @@ pub struct Broker {
     pop: Arc<pop::PopService>,
     /// Cleanup and quota keys now (some change at runtime, UPDATE_BROKER_CONFIG).
     cleanup: Arc<arc_swap::ArcSwap<config::CleanupConfig>>,
+    /// The DLedger node of a broker with `enableDLegerCommitLog=true`.
+    dledger: Option<Arc<crate::dledger::server::DLedgerServer>>,
 }
 
 impl Broker {
@@ -175,17 +178,59 @@ impl Broker {
             })?;
         let store_cfg = plan.store.clone();
         let store_span = span.clone();
-        let store = tokio::task::spawn_blocking(move || store_span.in_scope(|| MessageStore::open(store_cfg)))
-            .await
-            .map_err(|source| BrokerError::StoreTask { identity: id.clone(), source })?
-            .map_err(|source| BrokerError::Store { identity: id.clone(), source })?;
+        // A DLedger broker's commitlog is its node's log: the node starts first (its port on the
+        // shared transport), the store opens on it.
+        let dledger = match cfg.dledger_config(&plan.store) {
+            Some(dc) => Some(
+                crate::dledger::server::DLedgerServer::start(dc, &env.server, None)
+                    .await
+                    .map_err(|e| BrokerError::Config { identity: id.clone(), reason: format!("DLedger node: {e}") })?,
+            ),
+            None => None,
+        };
+        let stop_node = |node: Option<Arc<crate::dledger::server::DLedgerServer>>| async move {
+            if let Some(n) = node {
+                n.shutdown().await;
+            }
+        };
+        let log = dledger.clone().map(|n| {
+            Arc::new(crate::dledger::commitlog::DLedgerCommitLog::new(n))
+                as Arc<dyn crate::store::replicated::ReplicatedLog>
+        });
+        let opened = tokio::task::spawn_blocking(move || {
+            store_span.in_scope(|| match log {
+                Some(log) => MessageStore::open_replicated(store_cfg, log),
+                None => MessageStore::open(store_cfg),
+            })
+        })
+        .await;
+        let store = match opened {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                stop_node(dledger).await;
+                return Err(BrokerError::Store { identity: id.clone(), source });
+            }
+            Err(source) => {
+                stop_node(dledger).await;
+                return Err(BrokerError::StoreTask { identity: id.clone(), source });
+            }
+        };
         let store = Arc::new(store);
+        let node_on_fail = dledger.clone();
         let close_store = |store: Arc<MessageStore>| async move {
             let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+            stop_node(node_on_fail).await;
         };
+        let mut meta_cfg = cfg.clone();
+        if dledger.is_some() {
+            // Apache: a DLedger broker starts with brokerId -1 and registers once its role is
+            // known (dledger_role).
+            meta_cfg.broker_role = config::BrokerRole::Slave;
+            meta_cfg.broker_id = -1;
+        }
         let meta = match meta::BrokerMeta::load(
             &plan.store.store_path_root_dir,
-            cfg.clone(),
+            meta_cfg,
             Arc::new(StoreViewImpl(store.clone())),
         ) {
             Ok(m) => m,
@@ -195,6 +240,9 @@ impl Broker {
             }
         };
         let core = BrokerCore::new(identity.clone(), meta.clone(), store.clone(), store_host);
+        if let Some(n) = &dledger {
+            core.set_dledger(n.clone());
+        }
         let guard = match open_auth(&plan, &env, &cfg.broker_cluster_name).await {
             Ok(g) => g,
             Err(source) => {
@@ -248,22 +296,26 @@ impl Broker {
             }
         }
         let ha_addr = SocketAddr::new(env.server.config().bind_address, cfg.ha_listen_port);
-        let ha_listener = match tokio::net::TcpListener::bind(ha_addr).await {
-            Ok(l) => l,
-            Err(source) => {
-                for p in ports {
-                    p.close().await;
+        // Classic HA is not started in DLedger mode (the Raft group replicates).
+        let ha_listener = match dledger.is_some() {
+            true => None,
+            false => match tokio::net::TcpListener::bind(ha_addr).await {
+                Ok(l) => Some(l),
+                Err(source) => {
+                    for p in ports {
+                        p.close().await;
+                    }
+                    store.set_arrival_listener(None);
+                    close_store(store).await;
+                    return Err(BrokerError::HaBind { identity: id, port: cfg.ha_listen_port, source });
                 }
-                store.set_arrival_listener(None);
-                close_store(store).await;
-                return Err(BrokerError::HaBind { identity: id, port: cfg.ha_listen_port, source });
-            }
+            },
         };
         let broker = Broker {
             core: core.clone(),
             plan,
             ports,
-            ha_listener: parking_lot::Mutex::new(Some(ha_listener)),
+            ha_listener: parking_lot::Mutex::new(ha_listener),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             schedule: schedule.clone(),
@@ -274,6 +326,7 @@ impl Broker {
             queues,
             pop,
             cleanup,
+            dledger,
         };
         if cfg.enable_slave_acting_master && cfg.broker_role != config::BrokerRole::Slave {
             // A returning master takes the acting slave's progress before delivering anything.
@@ -281,7 +334,12 @@ impl Broker {
         }
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
-        let registered = register::register_all(&core, &broker.env.client, &list).await;
+        // A DLedger broker registers once its role is known (brokerId -1 until then).
+        let registered = if core.config().broker_id >= 0 {
+            register::register_all(&core, &broker.env.client, &list).await
+        } else {
+            Vec::new()
+        };
         core.ha.slave.on_register(registered.iter().map(|r| (r.master_addr.as_deref(), r.ha_server_addr.as_deref())));
         let p = &broker.plan;
         for n in &p.notes {
@@ -292,7 +350,10 @@ impl Broker {
              registered with {}/{} NameServer(s)",
             cfg.broker_name,
             cfg.broker_id,
-            cfg.broker_role,
+            match &broker.dledger {
+                Some(n) => format!("DLedger member {} of group {} (no HA port)", n.self_id(), n.config().group),
+                None => cfg.broker_role.to_string(),
+            },
             cfg.broker_addr(),
             cfg.listen_port - 2,
             cfg.ha_listen_port,
@@ -370,7 +431,20 @@ impl Broker {
                 .instrument(self.span.clone()),
             );
         }
-        if core.config().broker_role == config::BrokerRole::Slave {
+        if let Some(node) = &self.dledger {
+            self.tasks
+                .spawn(dledger_role::run(core.clone(), node.clone(), cancel.clone()).instrument(self.span.clone()));
+            // A follower copies its leader's metadata as a slave does (while it is one).
+            self.tasks.spawn(
+                slave_sync::run_slave_sync(
+                    core.clone(),
+                    self.schedule.clone(),
+                    self.env.client.clone(),
+                    cancel.clone(),
+                )
+                .instrument(self.span.clone()),
+            );
+        } else if core.config().broker_role == config::BrokerRole::Slave {
             let tls = self.env.client.config().tls.clone();
             self.tasks.spawn(ha::run_ha_client(core.clone(), tls, cancel.clone()).instrument(self.span.clone()));
             self.tasks.spawn(
@@ -416,6 +490,11 @@ impl Broker {
     /// The shared core (for tests and the container's status commands).
     pub fn core(&self) -> &Arc<BrokerCore> {
         &self.core
+    }
+
+    /// The DLedger node (`enableDLegerCommitLog=true` only).
+    pub fn dledger(&self) -> Option<&Arc<crate::dledger::server::DLedgerServer>> {
+        self.dledger.as_ref()
     }
 
     /// The timer message service (`None` with `timerWheelEnable=false`).
@@ -521,7 +600,10 @@ impl Broker {
             consumer_ready: ready,
             producer_connections,
             consumer_connections,
-            dledger: None,
+            dledger: self.dledger.as_ref().map(|n| {
+                let st = n.status();
+                (format!("{:?}", st.role).to_ascii_lowercase(), st.term)
+            }),
             queues: self.queues.iter().map(|q| (q.name().to_string(), q.len() as u64, q.refused())).collect(),
             rpc_latency: core
                 .stats
@@ -576,6 +658,9 @@ impl Broker {
             }
         })
         .await;
+        if let Some(node) = self.dledger {
+            node.shutdown().await;
+        }
         info!("broker {id} shut down");
     }
 }

@@ -81,6 +81,10 @@ pub async fn register_all(core: &BrokerCore, client: &RemotingClient, namesrvs: 
 /// Unregisters from every NameServer (best effort, bounded by the registration timeout).
 pub async fn unregister_all(core: &BrokerCore, client: &RemotingClient, namesrvs: &[String]) {
     let cfg = core.config();
+    if cfg.broker_id < 0 {
+        // A DLedger broker that never registered.
+        return;
+    }
     let header = UnRegisterBrokerRequestHeader {
         broker_name: cfg.broker_name.clone(),
         broker_addr: cfg.broker_addr(),
@@ -124,6 +128,10 @@ pub async fn registration_loop(
         }
         if cancel.is_cancelled() {
             break;
+        }
+        if core.config().broker_id < 0 {
+            // A DLedger broker whose role is not known yet.
+            continue;
         }
         let list = namesrvs.load_full();
         let results = register_all(&core, &client, &list).await;

@@ -40,6 +40,9 @@ pub async fn run_slave_sync(
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
+        if core.config().broker_role != super::config::BrokerRole::Slave {
+            continue;
+        }
         let Some(master) = core.ha.slave.master_addr() else { continue };
         if let Err(e) = sync_once(&core, &schedule, &client, &master, &mut memo).await {
             debug!(master = %master, error = %e, "slave sync failed");

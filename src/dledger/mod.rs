@@ -10,6 +10,7 @@
 //! - [`server`]: the tokio driver that runs the core over the remoting client and server on the
 //!   `dLegerPeers` port of this node.
 
+pub mod commitlog;
 pub mod core;
 pub mod entry;
 pub mod server;

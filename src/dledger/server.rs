@@ -285,6 +285,7 @@ pub struct DLedgerServer {
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     sub: parking_lot::Mutex<Option<SubServer>>,
     client: RemotingClient,
+    data: Arc<crate::store::mapped_file_queue::MappedFileQueue>,
 }
 
 /// Bound of the event queue of a node's thread.
@@ -311,6 +312,7 @@ impl DLedgerServer {
             .await
             .map_err(|e| DLedgerError::Config(format!("opening the log panicked: {e}")))??;
         let ts = log.load_term()?;
+        let data = log.data_queue().clone();
         let mut cc = CoreConfig::new(&cfg.self_id, &cfg.peers.iter().map(|p| p.id.clone()).collect::<Vec<_>>());
         cc.heartbeat_ms = cfg.heartbeat_ms;
         cc.max_heartbeat_leak = cfg.max_heartbeat_leak;
@@ -384,6 +386,7 @@ impl DLedgerServer {
             thread: parking_lot::Mutex::new(Some(thread)),
             sub: parking_lot::Mutex::new(None),
             client,
+            data,
         });
         let mut table = ProcessorTable::new();
         let codes = [
@@ -433,9 +436,42 @@ impl DLedgerServer {
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
+    /// The committed index now (no allocation; the dispatcher asks often).
+    pub fn committed_index(&self) -> i64 {
+        self.status.borrow().committed
+    }
     /// Watches the status (role changes, commits).
     pub fn watch(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// The log's data files (entry bodies are read there; the node writes them).
+    pub fn data_files(&self) -> &Arc<crate::store::mapped_file_queue::MappedFileQueue> {
+        &self.data
+    }
+
+    /// Queues `body` for appending as leader, in call order, and returns the receiver of the
+    /// outcome (resolved once a majority has the entry, or failed; the node fails it after
+    /// `maxWaitAckTimeMs`). Refused at once when this node is not the leader.
+    pub fn submit(
+        &self,
+        body: Bytes,
+        hook: Option<AppendHook>,
+    ) -> Result<oneshot::Receiver<Result<Appended, DLedgerError>>, DLedgerError> {
+        {
+            let st = self.status.borrow();
+            if st.role != Role::Leader {
+                return Err(DLedgerError::NotLeader { leader: st.leader.clone() });
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        self.events.try_send(Event::Append { body, hook, reply: tx }).map_err(|_| DLedgerError::Shutdown)?;
+        Ok(rx)
+    }
+
+    /// The longest an appended entry waits for a majority (`maxWaitAckTimeMs`).
+    pub fn max_wait_ack(&self) -> Duration {
+        Duration::from_millis(self.cfg.max_wait_ack_ms)
     }
 
     /// Appends `body` as leader and waits until a majority has it. `hook` may patch the body once

@@ -145,8 +145,10 @@ impl MessageStore {
             let dispatched = s.reput_from.load(Ordering::Acquire).max(0) as u64;
             let file_size = s.commitlog.files().file_size();
             let (reserved, now, at_once) = (policy.file_reserved_ms, clock.now_ms, report.clean_at_once);
+            // A replicated log's data files are the log's own: never deleted here.
+            let replicated = s.replica.is_some();
             let taken = s.commitlog.files().take_leading(policy.delete_file_batch_max, |f| {
-                let dispatched_all = f.from_offset() + file_size <= dispatched;
+                let dispatched_all = !replicated && f.from_offset() + file_size <= dispatched;
                 let expired = f.last_modified_ms().is_some_and(|m| m.saturating_add(reserved) <= now);
                 dispatched_all && (at_once || expired)
             });

@@ -112,7 +112,7 @@ struct PutState {
 /// The commitlog.
 #[derive(Debug)]
 pub struct CommitLog {
-    files: MappedFileQueue,
+    files: Arc<MappedFileQueue>,
     put: Mutex<PutState>,
     /// Store time of the newest record appended.
     last_store_ts: AtomicI64,
@@ -127,14 +127,20 @@ pub struct CommitLog {
 impl CommitLog {
     /// Loads the commitlog directory.
     pub fn load(dir: &std::path::Path, file_size: u64) -> Result<CommitLog> {
-        Ok(CommitLog {
-            files: MappedFileQueue::load(dir, file_size)?,
+        Ok(Self::over(Arc::new(MappedFileQueue::load(dir, file_size)?)))
+    }
+
+    /// A commitlog reading its records from `files` (a replicated log's data files, whose owner
+    /// writes them: see [`super::replicated`]).
+    pub fn over(files: Arc<MappedFileQueue>) -> CommitLog {
+        CommitLog {
+            files,
             put: Mutex::new(PutState::default()),
             last_store_ts: AtomicI64::new(0),
             empty_start: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
             create_log: FailureLog::default(),
-        })
+        }
     }
 
     /// The file queue.
@@ -290,6 +296,84 @@ impl CommitLog {
             store_timestamp: store_ts,
             msg_num: msgs.len(),
         })
+    }
+
+    /// Encodes `msgs` (one message or a batch of one topic-queue) as one record each under the put
+    /// lock (queue offsets assigned here, PHYSICALOFFSET left for the log's hook) and hands each
+    /// record to `submit` in order, still under the lock, so entries enter the log in queue-offset
+    /// order (Apache's `DLedgerCommitLog`: one entry per message, a batch as one
+    /// `BatchAppendEntryRequest`). The queue offsets of the records `submit` accepted are taken;
+    /// the first refusal stops the batch. Returns what `submit` returned for each accepted record,
+    /// the refusal if any, the first queue offset, the record lengths and the store time.
+    #[allow(clippy::type_complexity)]
+    pub fn append_replicated<W>(
+        &self,
+        msgs: &[MessageInner],
+        crcs: &[i32],
+        version: MessageVersion,
+        mut submit: impl FnMut(Bytes) -> std::result::Result<W, PutMessageStatus>,
+    ) -> std::result::Result<(Vec<W>, Option<PutMessageStatus>, i64, Vec<usize>, i64), PutMessageStatus> {
+        let lens: Vec<usize> = msgs.iter().map(|m| m.record_length(version)).collect();
+        let file_size = self.files.file_size() as usize;
+        if msgs.is_empty()
+            || lens.iter().any(|l| l + END_FILE_MIN_BLANK_LENGTH > file_size)
+            || !msgs.iter().all(|m| encodable(m, version))
+        {
+            return Err(PutMessageStatus::MessageIllegal);
+        }
+        let has_cq_entry = |m: &MessageInner| {
+            let tran = sysflag::transaction_value(m.sys_flag);
+            tran != sysflag::TRANSACTION_PREPARED && tran != sysflag::TRANSACTION_ROLLBACK
+        };
+        // Encoded first (nothing is submitted if one does not encode).
+        let mut st = self.put.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PutMessageStatus::ServiceNotAvailable);
+        }
+        let store_ts = now_ms();
+        let topic = msgs[0].topic.as_str();
+        let mut next = st.table.get(topic).and_then(|q| q.get(&msgs[0].queue_id)).copied().unwrap_or(0);
+        let first_qo = if has_cq_entry(&msgs[0]) { next } else { 0 };
+        let mut records = Vec::with_capacity(msgs.len());
+        let mut taken = Vec::with_capacity(msgs.len());
+        for (i, m) in msgs.iter().enumerate() {
+            let qo = if has_cq_entry(m) {
+                next += 1;
+                next - 1
+            } else {
+                0
+            };
+            taken.push(next);
+            let stamp = RecordStamp {
+                version,
+                body_crc: crcs[i],
+                queue_offset: qo,
+                physical_offset: 0,
+                store_timestamp: store_ts,
+            };
+            let mut rec = vec![0u8; lens[i]];
+            encode_record(m, &stamp, &mut rec).ok_or(PutMessageStatus::MessageIllegal)?;
+            records.push(Bytes::from(rec));
+        }
+        let mut waits = Vec::with_capacity(msgs.len());
+        let mut refused = None;
+        for rec in records {
+            match submit(rec) {
+                Ok(w) => waits.push(w),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        if waits.is_empty() {
+            return Err(refused.unwrap_or(PutMessageStatus::UnknownError));
+        }
+        let upto = taken[waits.len() - 1];
+        st.table.entry(topic.to_string()).or_default().insert(msgs[0].queue_id, upto);
+        self.last_store_ts.store(store_ts, Ordering::Release);
+        drop(st);
+        Ok((waits, refused, first_qo, lens, store_ts))
     }
 
     fn file_for_write(&self, start: u64) -> std::result::Result<Arc<MappedFile>, PutMessageStatus> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::error::{Result, StoreError};
 use super::failure_log::FailureNote;
 use super::message::{self, check_record, sysflag, RecordCheck, RecordView};
+use super::replicated::{LogStep, ReplicatedLog};
 use super::{running_flags, CqEntry, Shared};
 
 /// New max offsets per topic and queue collected during one dispatch round.
@@ -82,6 +83,9 @@ impl Shared {
     /// Dispatches records from `reput_from` to the end of the written data. Returns whether it
     /// advanced.
     pub(super) fn do_reput(&self) -> bool {
+        if let Some(r) = &self.replica {
+            return self.do_reput_replicated(r.as_ref());
+        }
         let mut progressed = false;
         let mut arrivals: Arrivals = HashMap::new();
         loop {
@@ -147,6 +151,79 @@ impl Shared {
             self.publish(&mut arrivals);
             if stalled {
                 break;
+            }
+        }
+        if progressed {
+            self.publish(&mut arrivals);
+        }
+        progressed
+    }
+
+    /// Dispatches the records of committed entries of a replicated log from `reput_from` (an
+    /// entry's position), skipping no-op entries and file-end fillers. Returns whether it
+    /// advanced.
+    fn do_reput_replicated(&self, log: &dyn ReplicatedLog) -> bool {
+        let mut progressed = false;
+        let mut arrivals: Arrivals = HashMap::new();
+        // Bounded rounds: publish regularly so readers see progress during a long catch-up.
+        for _ in 0..4096 {
+            let at = self.reput_from.load(Ordering::Acquire);
+            let committed = log.committed_index();
+            match log.step(at) {
+                LogStep::Wait => {
+                    // Every entry before `at` is dispatched and the one at `at` (if any) is not
+                    // committed: everything up to `committed` is dispatched.
+                    self.replica_dispatched_index.fetch_max(committed, Ordering::AcqRel);
+                    break;
+                }
+                LogStep::Invalid => {
+                    if self.dispatch_stalled_at.swap(at, Ordering::AcqRel) != at {
+                        tracing::error!(offset = at, "no entry of the replicated log starts here; dispatch stalled");
+                    }
+                    break;
+                }
+                LogStep::Skip { next } => {
+                    self.reput_from.store(next, Ordering::Release);
+                    progressed = true;
+                }
+                LogStep::Entry { index, body_pos, body_len, next } => {
+                    if body_len > 0 {
+                        let Some(body) = self.commitlog.read(body_pos, body_len) else {
+                            break;
+                        };
+                        let mut p = 0usize;
+                        while p < body.len() {
+                            match check_record(&body[p..], false) {
+                                RecordCheck::Message(v) => {
+                                    let rec = &body[p..p + v.store_size];
+                                    if let Err(e) = self.dispatch(&v, rec, &mut arrivals) {
+                                        self.dispatch_failed(body_pos + p as i64, &e);
+                                        self.publish(&mut arrivals);
+                                        // Records of this entry before `p` are re-dispatched
+                                        // (idempotently) on the next attempt.
+                                        return progressed;
+                                    }
+                                    self.dispatch_succeeded();
+                                    p += v.store_size;
+                                }
+                                _ => {
+                                    let off = body_pos + p as i64;
+                                    if self.dispatch_stalled_at.swap(off, Ordering::AcqRel) != off {
+                                        tracing::error!(
+                                            offset = off,
+                                            index,
+                                            "entry body is not a sequence of commitlog records; skipping the rest"
+                                        );
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    self.replica_dispatched_index.store(index, Ordering::Release);
+                    self.reput_from.store(next, Ordering::Release);
+                    progressed = true;
+                }
             }
         }
         if progressed {

@@ -65,6 +65,7 @@ mod flush;
 mod put;
 mod read;
 mod recovery;
+pub mod replicated;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -170,6 +171,10 @@ struct Shared {
     flush_flag_bits: AtomicU32,
     /// The latest assessment of a cleanup run (remarks, runtime info).
     last_assessment: Mutex<Option<cleanup::Assessment>>,
+    /// The replicated log the commitlog lives in (`None`: a plain commitlog).
+    replica: Option<Arc<dyn replicated::ReplicatedLog>>,
+    /// Index of the last replicated-log entry dispatched (-1 if none; plain stores: -1).
+    replica_dispatched_index: AtomicI64,
 }
 
 /// What cleanup runs remember between runs.
@@ -258,12 +263,31 @@ impl MessageStore {
     /// Opens the store at `config.store_path_root_dir`: lock, load, recover (normal or abnormal
     /// depending on the abort file), re-dispatch, then start the background threads.
     pub fn open(config: MessageStoreConfig) -> Result<MessageStore> {
+        Self::open_with(config, None)
+    }
+
+    /// Opens a store whose commitlog lives in `log` (see [`replicated`]): consume queues and
+    /// index are recovered against the log's data and rebuilt from its committed entries.
+    pub fn open_replicated(
+        config: MessageStoreConfig,
+        log: Arc<dyn replicated::ReplicatedLog>,
+    ) -> Result<MessageStore> {
+        Self::open_with(config, Some(log))
+    }
+
+    fn open_with(
+        config: MessageStoreConfig,
+        replica: Option<Arc<dyn replicated::ReplicatedLog>>,
+    ) -> Result<MessageStore> {
         let root = config.store_path_root_dir.clone();
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
         let lock_file = lock_store_dir(&root)?;
         let abort_path = root.join("abort");
         let last_exit_ok = !abort_path.exists();
-        let commitlog = CommitLog::load(&config.commit_log_dir(), config.mapped_file_size_commit_log)?;
+        let commitlog = match &replica {
+            Some(r) => CommitLog::over(r.data()),
+            None => CommitLog::load(&config.commit_log_dir(), config.mapped_file_size_commit_log)?,
+        };
         let cqs = consume_queue::ConsumeQueueTable::load(&root.join("consumequeue"), config.consume_queue_file_size())?;
         let checkpoint = Checkpoint::open(&root.join("checkpoint"))?;
         let cp = checkpoint.get();
@@ -278,8 +302,10 @@ impl MessageStore {
         for q in cqs.all() {
             q.recover()?;
         }
-        let reput_from =
-            Self::recover_commit_log(&config, &commitlog, &cqs, &index, last_exit_ok, cp, index_redispatch)?;
+        let reput_from = match &replica {
+            Some(r) => Self::recover_replicated(r.as_ref(), &commitlog, &cqs, &index)?,
+            None => Self::recover_commit_log(&config, &commitlog, &cqs, &index, last_exit_ok, cp, index_redispatch)?,
+        };
 
         {
             let mut f = File::create(&abort_path).map_err(io_err(&abort_path))?;
@@ -334,11 +360,13 @@ impl MessageStore {
             dispatch_flag_bits: AtomicU32::new(0),
             flush_flag_bits: AtomicU32::new(0),
             last_assessment: Mutex::new(None),
+            replica,
+            replica_dispatched_index: AtomicI64::new(-1),
         });
         // Catch up synchronously so consume queues are complete when open() returns.
         while shared.do_reput() {}
         let reput = shared.reput_from.load(Ordering::Acquire);
-        if reput < shared.commitlog.max_offset() {
+        if shared.replica.is_none() && reput < shared.commitlog.max_offset() {
             return Err(StoreError::Corrupt(format!(
                 "dispatch stalled at {reput} during recovery (commitlog max {})",
                 shared.commitlog.max_offset()
@@ -377,7 +405,10 @@ impl MessageStore {
                 .map_err(io_err(Path::new(name)))
         };
         threads.push(spawn("store-reput", Shared::reput_loop)?);
-        threads.push(spawn("store-flush-commitlog", Shared::flush_loop)?);
+        if self.shared.replica.is_none() {
+            // A replicated log flushes and allocates its own files.
+            threads.push(spawn("store-flush-commitlog", Shared::flush_loop)?);
+        }
         threads.push(spawn("store-flush-logics", Shared::logics_loop)?);
         Ok(())
     }
@@ -424,9 +455,27 @@ impl MessageStore {
     pub fn commit_log_min_offset(&self) -> i64 {
         self.shared.commitlog.min_offset()
     }
-    /// End of the commitlog data.
+    /// End of the commitlog data (with a replicated log: of the dispatched committed entries).
     pub fn commit_log_max_offset(&self) -> i64 {
+        if self.shared.replica.is_some() {
+            return self.shared.reput_from.load(Ordering::Acquire);
+        }
         self.shared.commitlog.max_offset()
+    }
+
+    /// Whether the commitlog lives in a replicated log ([`MessageStore::open_replicated`]).
+    pub fn is_replicated(&self) -> bool {
+        self.shared.replica.is_some()
+    }
+
+    /// Index of the last replicated-log entry the dispatcher went past (-1 if none or plain).
+    pub fn replica_dispatched_index(&self) -> i64 {
+        self.shared.replica_dispatched_index.load(Ordering::Acquire)
+    }
+
+    /// Wakes the dispatcher (a replicated log's committed index moved).
+    pub fn notify_committed(&self) {
+        self.shared.wake_dispatcher();
     }
     /// Offset up to which the commitlog is flushed.
     pub fn commit_log_flushed_offset(&self) -> i64 {
@@ -528,7 +577,12 @@ impl MessageStore {
         let mut result = Ok(());
         let s = &self.shared;
         let ts = s.commitlog.last_store_timestamp();
-        if let Err(e) = s.commitlog.flush(0) {
+        if s.replica.is_some() {
+            // The replicated log flushes its own files.
+            if ts > 0 {
+                s.checkpoint.set_physic_msg_timestamp(ts);
+            }
+        } else if let Err(e) = s.commitlog.flush(0) {
             s.poison(&e);
             result = Err(e);
         } else if ts > 0 {
@@ -537,8 +591,9 @@ impl MessageStore {
         if let Err(e) = s.flush_logics() {
             result = Err(e);
         }
-        let clean =
-            result.is_ok() && !self.is_poisoned() && s.reput_from.load(Ordering::Acquire) >= s.commitlog.max_offset();
+        let clean = result.is_ok()
+            && !self.is_poisoned()
+            && (s.replica.is_some() || s.reput_from.load(Ordering::Acquire) >= s.commitlog.max_offset());
         if clean {
             if let Err(e) = std::fs::remove_file(&self.abort_path) {
                 result = Err(io_err(&self.abort_path)(e));

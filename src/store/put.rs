@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::error::{Result, StoreError};
 use super::failure_log::FailureNote;
 use super::message::{self, sysflag, MessageInner, MessageVersion};
+use super::replicated::{patch_physical_offsets, BodyHook, ReplicaAppendError, ReplicatedLog};
 use super::{index, AppendMessageResult, FlushDiskType, MessageStore, PutMessageStatus, Shared};
 
 /// Result of a put: status plus what was appended (if anything).
@@ -80,6 +81,9 @@ impl MessageStore {
     }
 
     async fn put_messages_uncounted(&self, msgs: &[MessageInner]) -> PutMessageResult {
+        if let Some(log) = self.shared.replica.clone() {
+            return self.put_replicated(log.as_ref(), msgs).await;
+        }
         let (res, wait) = match self.append_now(msgs) {
             Ok(x) => x,
             Err(s) => return PutMessageResult::status(s),
@@ -97,6 +101,67 @@ impl MessageStore {
             tracing::warn!(status = status.name(), offset = res.wrote_offset, "sync flush did not complete");
         }
         PutMessageResult { status, append: Some(res) }
+    }
+
+    /// The put of a store on a replicated log: one entry per record (a batch: consecutive
+    /// entries), acknowledged once the log committed every one (Apache's `DLedgerCommitLog`
+    /// statuses: not the leader or leadership lost ⇒ SERVICE_NOT_AVAILABLE, no majority in time ⇒
+    /// OS_PAGE_CACHE_BUSY).
+    async fn put_replicated(&self, log: &dyn ReplicatedLog, msgs: &[MessageInner]) -> PutMessageResult {
+        if let Err(s) = self.precheck(msgs) {
+            return PutMessageResult::status(s);
+        }
+        let s = &self.shared;
+        let version = MessageVersion::for_topic(&msgs[0].topic, s.config.auto_message_version_on_topic_len);
+        let crcs: Vec<i32> = msgs.iter().map(|m| message::body_crc(&m.body)).collect();
+        let submitted = s.commitlog.append_replicated(msgs, &crcs, version, |rec| {
+            let hook: BodyHook = Box::new(move |pos, b| patch_physical_offsets(pos, b, &[0]));
+            log.submit(rec, hook).map_err(|e| {
+                tracing::debug!(error = ?e, "replicated log refused an append");
+                PutMessageStatus::ServiceNotAvailable
+            })
+        });
+        let (waits, refused, first_qo, lens, store_ts) = match submitted {
+            Ok(x) => x,
+            Err(st) => return PutMessageResult::status(st),
+        };
+        let mut positions = Vec::with_capacity(waits.len());
+        let mut failed = refused;
+        for w in waits {
+            match w.await {
+                Ok(p) => positions.push(p),
+                Err(e) => {
+                    let status = match e {
+                        ReplicaAppendError::Timeout => PutMessageStatus::OsPageCacheBusy,
+                        _ => PutMessageStatus::ServiceNotAvailable,
+                    };
+                    tracing::warn!(error = ?e, status = status.name(), "replicated append not acknowledged");
+                    failed.get_or_insert(status);
+                }
+            }
+        }
+        s.wake_dispatcher();
+        if let Some(status) = failed {
+            return PutMessageResult::status(status);
+        }
+        let mut ids = String::new();
+        for (m, pos) in msgs.iter().zip(&positions) {
+            if !ids.is_empty() {
+                ids.push(',');
+            }
+            crate::protocol::message::push_offset_msg_id(&mut ids, &m.store_host, *pos);
+        }
+        PutMessageResult {
+            status: PutMessageStatus::PutOk,
+            append: Some(AppendMessageResult {
+                wrote_offset: positions.first().copied().unwrap_or(-1),
+                wrote_bytes: lens.iter().sum(),
+                msg_id: ids,
+                logics_offset: first_qo,
+                store_timestamp: store_ts,
+                msg_num: msgs.len(),
+            }),
+        }
     }
 
     #[allow(clippy::type_complexity)]
@@ -141,6 +206,9 @@ impl MessageStore {
     /// Makes an empty store's commitlog (and dispatch) start at `offset`: a fresh slave replicates
     /// from the start of its master's last file. Refused once the commitlog holds a file.
     pub fn start_replica_at(&self, offset: i64) -> Result<()> {
+        if self.is_replicated() {
+            return Err(StoreError::InvalidArgument("the commitlog lives in a replicated log".into()));
+        }
         self.shared.commitlog.start_empty_at(offset)?;
         self.shared.reput_from.store(offset, Ordering::Release);
         Ok(())
@@ -149,6 +217,9 @@ impl MessageStore {
     /// Appends raw commitlog bytes (replication) at exactly [`Self::commit_log_max_offset`].
     /// Consume queues and index follow through the dispatcher.
     pub fn append_raw(&self, start_offset: i64, data: &[u8]) -> Result<()> {
+        if self.is_replicated() {
+            return Err(StoreError::InvalidArgument("the commitlog lives in a replicated log".into()));
+        }
         if self.is_shutdown() {
             return Err(StoreError::ShutDown);
         }

@@ -8,6 +8,7 @@ use super::consume_queue;
 use super::error::Result;
 use super::index;
 use super::message::{check_record, RecordCheck};
+use super::replicated::{LogStep, ReplicatedLog};
 use super::{CheckpointValues, CommitLog, MessageStore, MessageStoreConfig};
 
 impl MessageStore {
@@ -114,5 +115,34 @@ impl MessageStore {
             }
         }
         Ok(start as i64)
+    }
+
+    /// Recovery of a store whose commitlog lives in a replicated log: consume queues and index
+    /// are cut at the end of the log's data, and dispatch restarts at the consume queues' end
+    /// when an entry starts there, else at the start of the data (dispatch is idempotent).
+    pub(super) fn recover_replicated(
+        log: &dyn ReplicatedLog,
+        commitlog: &CommitLog,
+        cqs: &consume_queue::ConsumeQueueTable,
+        index: &index::IndexService,
+    ) -> Result<i64> {
+        let data_min = commitlog.min_offset();
+        let data_end = commitlog.files().max_offset() as i64;
+        for q in cqs.all() {
+            q.truncate_dirty(data_end)?;
+        }
+        let dispatched = cqs.max_physic_offset();
+        let mut start = if dispatched >= data_min { dispatched } else { data_min };
+        if start > data_min && matches!(log.step(start), LogStep::Invalid) {
+            tracing::warn!(offset = start, "consume queues end inside an entry: re-dispatching the whole log");
+            start = data_min;
+        }
+        if let Some(b) = index.destroy_beyond(data_end)? {
+            if b < start {
+                start = data_min;
+            }
+        }
+        tracing::info!(start, data_end, "replicated commitlog recovered");
+        Ok(start)
     }
 }

@@ -1,0 +1,429 @@
+#![allow(clippy::unwrap_used)]
+//! The broker's commitlog on the DLedger log: stores opened on three DLedger nodes over real TCP
+//! on 127.0.0.1 keep their records in entry bodies (PHYSICALOFFSET = entry pos + 48), dispatch
+//! committed entries only on every replica, rebuild their consume queues from the log, and a new
+//! leader's store continues the queue offsets.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmqc::dledger::commitlog::DLedgerCommitLog;
+use rmqc::dledger::core::Role;
+use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
+use rmqc::remoting::{RemotingServer, ServerConfig};
+use rmqc::store::config::MessageStoreConfig;
+use rmqc::store::message::MessageInner;
+use rmqc::store::{MessageStore, PutMessageStatus};
+
+fn node_config(id: &str, peers: &str, root: &std::path::Path) -> DLedgerConfig {
+    let mut c = DLedgerConfig::new("RaftNode00", id, parse_peers(peers).unwrap(), root.to_path_buf());
+    c.data_file_size = 64 * 1024;
+    c.index_file_size = 32 * 1024;
+    c.heartbeat_ms = 100;
+    c.max_heartbeat_leak = 3;
+    c.min_vote_ms = 50;
+    c.max_vote_ms = 150;
+    c.push_timeout_ms = 300;
+    c.max_wait_ack_ms = 2000;
+    c
+}
+
+fn store_config(root: &std::path::Path) -> MessageStoreConfig {
+    let mut c = MessageStoreConfig::with_root(root);
+    c.mapped_file_size_commit_log = 64 * 1024;
+    c.mapped_file_size_consume_queue = 20 * 100;
+    c.max_hash_slot_num = 64;
+    c.max_index_num = 400;
+    c
+}
+
+fn transport() -> RemotingServer {
+    RemotingServer::new(ServerConfig { bind_address: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() })
+}
+
+struct Replica {
+    node: Arc<DLedgerServer>,
+    store: Arc<MessageStore>,
+}
+
+async fn open_store(root: std::path::PathBuf, node: &Arc<DLedgerServer>) -> Arc<MessageStore> {
+    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
+    Arc::new(
+        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&root), log))
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+}
+
+async fn close_store(store: Arc<MessageStore>) {
+    tokio::task::spawn_blocking(move || store.shutdown().unwrap()).await.unwrap();
+}
+
+fn leader_of(rs: &[Option<Replica>]) -> Option<usize> {
+    let leaders: Vec<usize> =
+        (0..rs.len()).filter(|&i| rs[i].as_ref().is_some_and(|r| r.node.status().role == Role::Leader)).collect();
+    (leaders.len() == 1).then(|| leaders[0])
+}
+
+fn msg(i: usize) -> MessageInner {
+    let mut m = MessageInner::new(
+        "DlT".to_string(),
+        (i % 2) as i32,
+        Bytes::from(format!("m{i}-{}", "z".repeat((i * 131) % 900))),
+    );
+    m.born_host = "127.0.0.1:1".parse().unwrap();
+    m.store_host = "127.0.0.1:2".parse().unwrap();
+    m.properties = format!("KEYS\u{1}k{i}\u{2}");
+    m
+}
+
+/// Bodies of queue `q` read from `store` from offset 0.
+fn bodies(store: &MessageStore, q: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    for _ in 0..1000 {
+        let r = store.get_message("DlT", q, off, 32, 1 << 20, |_: i64| true).unwrap();
+        if r.messages.is_empty() {
+            break;
+        }
+        for (rec, qo) in r.messages.iter().zip(&r.queue_offsets) {
+            let v = rmqc::protocol::message::decode_record(rec, true).unwrap();
+            assert_eq!(v.queue_offset, *qo);
+            out.push(String::from_utf8_lossy(&v.body).into_owned());
+        }
+        off = r.next_begin_offset;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_on_three_dledger_nodes_dispatch_committed_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::free_port_block(0, 2);
+    let peers = format!("n0-127.0.0.1:{};n1-127.0.0.1:{};n2-127.0.0.1:{}", base, base + 1, base + 2);
+    let net = transport();
+    let mut rs: Vec<Option<Replica>> = Vec::new();
+    for i in 0..3 {
+        let root = dir.path().join(format!("r{i}"));
+        let node = DLedgerServer::start(node_config(&format!("n{i}"), &peers, &root), &net, None).await.unwrap();
+        let store = open_store(root, &node).await;
+        rs.push(Some(Replica { node, store }));
+    }
+    common::wait_until("a leader", Duration::from_secs(20), || leader_of(&rs).is_some());
+    let l = leader_of(&rs).unwrap();
+    let leader = rs[l].as_ref().unwrap();
+
+    // A follower's store refuses puts (it is not the leader).
+    let f = (l + 1) % 3;
+    assert_eq!(rs[f].as_ref().unwrap().store.put_message(msg(0)).await.status, PutMessageStatus::ServiceNotAvailable);
+
+    // Puts are acknowledged once committed; the record's PHYSICALOFFSET is its body position in
+    // the DLedger data files (entry pos + 48), and the data files roll over (64 KiB).
+    let mut sent = [Vec::new(), Vec::new()];
+    for i in 0..160 {
+        let r = leader.store.put_message(msg(i)).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk, "put {i}");
+        let a = r.append.unwrap();
+        let rec = leader.store.look_message_by_offset(a.wrote_offset).unwrap();
+        let v = rmqc::protocol::message::decode_record(&rec, true).unwrap();
+        assert_eq!(v.commit_log_offset, a.wrote_offset);
+        assert_eq!(v.queue_offset, sent[i % 2].len() as i64);
+        // The 48 bytes before the body are the entry's header: magic 1, pos = body - 48.
+        let head = leader.store.look_message_by_offset_size(a.wrote_offset - 48, 48).unwrap();
+        assert_eq!(i32::from_be_bytes(head[0..4].try_into().unwrap()), 1);
+        assert_eq!(i64::from_be_bytes(head[24..32].try_into().unwrap()), a.wrote_offset - 48);
+        sent[i % 2].push(format!("m{i}-{}", "z".repeat((i * 131) % 900)));
+    }
+    // A batch is one entry per message.
+    let batch: Vec<MessageInner> = (160..164)
+        .map(|i| {
+            let mut m = msg(i);
+            m.queue_id = 0;
+            m
+        })
+        .collect();
+    let r = leader.store.put_messages(&batch).await;
+    assert_eq!(r.status, PutMessageStatus::PutOk);
+    assert_eq!(r.append.as_ref().unwrap().msg_id.split(',').count(), 4);
+    for i in 160..164 {
+        sent[0].push(format!("m{i}-{}", "z".repeat((i * 131) % 900)));
+    }
+    assert!(leader.node.data_files().files().len() > 1, "the data files rolled over");
+
+    // Every replica dispatches the committed entries: same queues, same bytes, same offsets.
+    let files_of = |i: usize| rs[i].as_ref().unwrap();
+    common::wait_until("every replica dispatched", Duration::from_secs(20), || {
+        (0..3).all(|i| {
+            let s = &files_of(i).store;
+            s.max_offset_in_queue("DlT", 0) == sent[0].len() as i64
+                && s.max_offset_in_queue("DlT", 1) == sent[1].len() as i64
+        })
+    });
+    for i in 0..3 {
+        let s = &files_of(i).store;
+        assert_eq!(bodies(s, 0), sent[0], "replica {i} queue 0");
+        assert_eq!(bodies(s, 1), sent[1], "replica {i} queue 1");
+        assert_eq!(s.commit_log_max_offset(), leader.store.commit_log_max_offset());
+        // The index points into the DLedger data too.
+        let q = s.query_message("DlT", "k7", 10, 0, i64::MAX);
+        assert_eq!(q.messages.len(), 1, "replica {i} finds key k7");
+    }
+
+    // A follower rebuilds its consume queues from the log: reopen with them deleted.
+    let fr = rs[f].take().unwrap();
+    close_store(fr.store).await;
+    let froot = dir.path().join(format!("r{f}"));
+    std::fs::remove_dir_all(froot.join("consumequeue")).unwrap();
+    std::fs::remove_dir_all(froot.join("index")).unwrap();
+    let store = open_store(froot, &fr.node).await;
+    assert_eq!(bodies(&store, 0), sent[0]);
+    assert_eq!(bodies(&store, 1), sent[1]);
+    rs[f] = Some(Replica { node: fr.node, store });
+
+    // The leader goes away; the new leader's store continues the queue offsets once it has
+    // dispatched everything committed.
+    let old = rs[l].take().unwrap();
+    close_store(old.store).await;
+    old.node.shutdown().await;
+    common::wait_until("a new leader", Duration::from_secs(20), || leader_of(&rs).is_some());
+    let nl = leader_of(&rs).unwrap();
+    let new_leader = rs[nl].as_ref().unwrap();
+    common::wait_until("the new leader dispatched what is committed", Duration::from_secs(20), || {
+        let st = new_leader.node.status();
+        st.committed >= st.end_index && new_leader.store.replica_dispatched_index() >= st.committed
+    });
+    new_leader.store.recompute_queue_offsets();
+    let r = new_leader.store.put_message(msg(1000)).await;
+    assert_eq!(r.status, PutMessageStatus::PutOk);
+    sent[0].push(format!("m1000-{}", "z".repeat((1000 * 131) % 900)));
+    common::wait_until("the survivors dispatched the new message", Duration::from_secs(20), || {
+        rs.iter().flatten().all(|r| r.store.max_offset_in_queue("DlT", 0) == sent[0].len() as i64)
+    });
+    for r in rs.iter().flatten() {
+        assert_eq!(bodies(&r.store, 0), sent[0]);
+    }
+    for r in rs.into_iter().flatten() {
+        close_store(r.store).await;
+        r.node.shutdown().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Three containers, one DLedger broker of group `dl-a` each, with a NameServer: real processes.
+
+const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
+const NAMESRV: &str = env!("CARGO_BIN_EXE_mqnamesrv");
+const MQADMIN: &str = env!("CARGO_BIN_EXE_mqadmin");
+
+use common::rmq::{pull, send, wait_max_offset, T};
+use common::ChildGuard;
+use rmqc::protocol::body::ClusterInfo;
+use rmqc::protocol::codes::{request, response};
+use rmqc::remoting::{RemotingClient, RemotingCommand};
+
+struct Member {
+    conf: std::path::PathBuf,
+    port: u16,
+    admin: u16,
+    child: ChildGuard,
+}
+
+fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16, u16) {
+    let port = common::free_port_block(2, 1);
+    let broker = d.join(format!("dl-a-n{i}.conf"));
+    std::fs::write(
+        &broker,
+        format!(
+            "brokerClusterName=DlCluster\nbrokerName=dl-a\nlistenPort={port}\nbrokerIP1=127.0.0.1\n\
+             storePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\n\
+             mappedFileSizeConsumeQueue=6000\nenableDLegerCommitLog=true\ndLegerGroup=dl-a\ndLegerPeers={peers}\n\
+             dLegerSelfId=n{i}\nheartBeatTimeIntervalMs=1000\n",
+            d.join(format!("store-n{i}")).display()
+        ),
+    )
+    .unwrap();
+    let cport = common::free_port_block(2, 0);
+    let conf = d.join(format!("container-{i}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "listenPort={cport}\nbindAddress=127.0.0.1\nnamesrvAddr={ns}\nbrokerConfigPaths={}\nbrokerConfigDirs={}\nlogRoot={}\n",
+            broker.display(),
+            d.display(),
+            d.join(format!("logs-{i}")).display()
+        ),
+    )
+    .unwrap();
+    (conf, port, cport)
+}
+
+fn start_member(d: &std::path::Path, i: usize, conf: &std::path::Path) -> ChildGuard {
+    ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, &format!("container-{i}"))
+}
+
+async fn group_addrs(client: &RemotingClient, ns: &str) -> std::collections::BTreeMap<i64, String> {
+    let Ok(r) = client.invoke(ns, RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO), T).await else {
+        return Default::default();
+    };
+    let ci: ClusterInfo = rmqc::json::from_slice_lenient(&r.body).unwrap_or_default();
+    ci.broker_addr_table.get("dl-a").map(|b| b.broker_addrs.clone()).unwrap_or_default()
+}
+
+/// Every message of queue 0 of `topic` on `addr`, in queue order: (queue offset, body).
+async fn read_all(client: &RemotingClient, addr: &str, topic: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    for _ in 0..1000 {
+        let r = pull(client, addr, "dl-reader", topic, 0, off, "*", 0).await;
+        if r.code != response::SUCCESS {
+            break;
+        }
+        let msgs = rmqc::store::message::decode_records(&r.body, true);
+        if msgs.is_empty() {
+            break;
+        }
+        for m in &msgs {
+            out.push((m.queue_offset, String::from_utf8_lossy(&m.body).into_owned()));
+        }
+        off = msgs.last().unwrap().queue_offset + 1;
+    }
+    out
+}
+
+/// Sends `bodies` to `addr` one by one; returns the acknowledged ones with their queue offsets.
+async fn send_all(client: &RemotingClient, addr: &str, topic: &str, bodies: &[String]) -> Vec<(i64, String)> {
+    let mut acked = Vec::new();
+    for b in bodies {
+        let r = send(client, addr, topic, 0, b.as_bytes(), &[]).await;
+        if r.code == response::SUCCESS {
+            let qo: i64 = r.ext("queueOffset").and_then(|o| o.parse().ok()).unwrap();
+            acked.push((qo, b.clone()));
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_containers_fail_over_the_dledger_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_ns, ns) = common::start_namesrv(NAMESRV, d);
+    let q = common::free_port_block(0, 2);
+    let peers = format!("n0-127.0.0.1:{q};n1-127.0.0.1:{};n2-127.0.0.1:{}", q + 1, q + 2);
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| {
+            let (conf, port, admin) = write_member(d, i, &peers, &ns);
+            let child = start_member(d, i, &conf);
+            Member { conf, port, admin, child }
+        })
+        .collect();
+    let client = RemotingClient::default();
+    let addr_of = |m: &Member| format!("127.0.0.1:{}", m.port);
+
+    // One master (brokerId 0) and two slaves (brokerId = n + 1) register.
+    common::wait_async("dl-a registers a master and two slaves", Duration::from_secs(30), || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let a = group_addrs(&client, &ns).await;
+            a.len() == 3 && a.contains_key(&0)
+        }
+    })
+    .await;
+    let addrs = group_addrs(&client, &ns).await;
+    let master = addrs[&0].clone();
+    let leader = members.iter().position(|m| addr_of(m) == master).unwrap();
+    for (id, a) in &addrs {
+        if *id != 0 {
+            let i = members.iter().position(|m| &addr_of(m) == a).unwrap();
+            assert_eq!(*id, i as i64 + 1, "a follower n{i} registers brokerId n+1");
+        }
+    }
+    for m in &members {
+        common::rmq::create_topic(&client, &addr_of(m), "DlTopic").await;
+    }
+
+    // Sends are acknowledged by the leader; followers refuse them.
+    let follower = addr_of(&members[(leader + 1) % 3]);
+    let r = send(&client, &follower, "DlTopic", 0, b"to a follower", &[]).await;
+    assert_eq!(r.code, response::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
+    let first: Vec<String> = (0..50).map(|i| format!("first-{i}")).collect();
+    let mut acked = send_all(&client, &master, "DlTopic", &first).await;
+    assert_eq!(acked.len(), 50, "every send to a healthy leader is acknowledged");
+    wait_max_offset(&client, &master, "DlTopic", 0, 50).await;
+    assert_eq!(read_all(&client, &master, "DlTopic").await, acked);
+    // Followers have them.
+    for m in &members {
+        wait_max_offset(&client, &addr_of(m), "DlTopic", 0, 50).await;
+    }
+
+    // SIGKILL the leader's container: a new leader registers as master within 10 s.
+    let killed_at = std::time::Instant::now();
+    members[leader].child.kill9();
+    common::wait_async("a new master registers", Duration::from_secs(10), || {
+        let (client, ns, old) = (client.clone(), ns.clone(), master.clone());
+        async move { group_addrs(&client, &ns).await.get(&0).is_some_and(|a| *a != old) }
+    })
+    .await;
+    let took = killed_at.elapsed();
+    let new_master = group_addrs(&client, &ns).await[&0].clone();
+    eprintln!("new DLedger master {new_master} registered {took:?} after SIGKILL of the old one");
+
+    // Sends resume; every acknowledged message is readable once, in queue order.
+    let second: Vec<String> = (0..50).map(|i| format!("second-{i}")).collect();
+    let more = send_all(&client, &new_master, "DlTopic", &second).await;
+    assert_eq!(more.len(), 50, "every send to the new leader is acknowledged");
+    acked.extend(more);
+    wait_max_offset(&client, &new_master, "DlTopic", 0, 100).await;
+    let read = read_all(&client, &new_master, "DlTopic").await;
+    assert_eq!(read, acked, "every acknowledged message once, in order");
+    assert_eq!(read.iter().map(|(o, _)| *o).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
+
+    // The killed container restarts and catches up as a follower.
+    let conf = members[leader].conf.clone();
+    members[leader].child = start_member(d, leader, &conf);
+    let back = addr_of(&members[leader]);
+    common::wait_async("the restarted member catches up", Duration::from_secs(30), || {
+        let (client, back) = (client.clone(), back.clone());
+        async move {
+            let req =
+                RemotingCommand::request(request::GET_MAX_OFFSET).with_ext("topic", "DlTopic").with_ext("queueId", "0");
+            match client.invoke(&back, req, T).await {
+                Ok(r) => r.ext("offset").and_then(|o| o.parse::<i64>().ok()) == Some(100),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(read_all(&client, &back, "DlTopic").await, acked);
+    let addrs = group_addrs(&client, &ns).await;
+    assert_eq!(addrs.get(&0), Some(&new_master), "one master");
+    common::wait_async("the restarted member registers as a slave", Duration::from_secs(20), || {
+        let (client, ns, back) = (client.clone(), ns.clone(), back.clone());
+        async move { group_addrs(&client, &ns).await.get(&(leader as i64 + 1)) == Some(&back) }
+    })
+    .await;
+    // clusterList shows each member's DLedger role, the term, the leader and the lag in entries.
+    common::wait_until("clusterList shows the group caught up", Duration::from_secs(20), || {
+        let out = common::text(&common::run(MQADMIN, &["clusterList", "-n", &ns]));
+        out.lines().filter(|l| l.contains("dl-a")).filter(|l| l.contains("lagEntries=0")).count() == 3
+            && out.matches(":LEADER,term=").count() == 1
+            && out.matches(":FOLLOWER,term=").count() == 2
+    });
+    // Removing a member at runtime stops its DLedger node (its peer port closes) and unregisters it.
+    let f = (0..3).find(|&i| addr_of(&members[i]) != new_master).unwrap();
+    let out = common::run(
+        MQADMIN,
+        &["removeBroker", "-c", &format!("127.0.0.1:{}", members[f].admin), "-b", &format!("DlCluster:dl-a:{f}")],
+    );
+    assert!(out.status.success(), "{}", common::text(&out));
+    common::wait_until("the removed member's DLedger port closes", Duration::from_secs(20), || {
+        !common::port_open(q + f as u16)
+    });
+    for m in &mut members {
+        m.child.terminate();
+    }
+}

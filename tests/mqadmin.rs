@@ -215,8 +215,14 @@ fn broker_commands_against_a_container() {
     // A topic that does not exist yet is auto-created through the TBW102 route.
     let t = ok(&["sendMessage", "-n", &ns, "-t", "AutoTopic", "-p", "auto"]);
     assert!(t.contains("SEND_OK"), "{t}");
-    let t = ok(&["consumeMessage", "-n", &ns, "-t", "AutoTopic"]);
-    assert!(t.contains("BODY: auto") && t.contains("Consumed 1 message"), "{t}");
+    // The send is acknowledged once stored; its consume queue entry follows from the store's
+    // dispatcher, so a read right after may find nothing yet: read again until it shows.
+    let mut t = String::new();
+    wait_until("the auto-created topic's message is consumable", Duration::from_secs(20), || {
+        t = ok(&["consumeMessage", "-n", &ns, "-t", "AutoTopic"]);
+        t.contains("BODY: auto")
+    });
+    assert!(t.contains("Consumed 1 message"), "{t}");
 
     // sendTransactionMessage: a committed half message arrives, a rolled-back one never does.
     let tx = ["sendTransactionMessage", "-n", &ns, "-t", "TxAdminTopic", "-b", "broker-a", "-i", "0"];

@@ -244,9 +244,9 @@ config_struct! {
         adaptive_priority_busy_nice: i32 = "adaptivePriorityBusyNice" => 10,
         /// A saturated broker's threads also run as `SCHED_BATCH` (no wake-up preemption).
         adaptive_priority_busy_batch: bool = "adaptivePriorityBusyBatch" => true,
-        /// Window over which the queues are sampled (ten samples), ms: a broker with work waiting
-        /// in nine samples of a window is demoted, one with work waiting in at most five of a
-        /// window gets its weight back.
+        /// Window over which the queues are sampled (ten samples), ms: a broker whose queues held
+        /// more requests than it has worker threads in nine samples of a window is demoted (while a
+        /// neighbour needs the CPU), one where they did in at most five gets its weight back.
         adaptive_priority_window_millis: u64 = "adaptivePriorityWindowMillis" => 100,
         /// Sends queued or running at once; more are answered SYSTEM_BUSY `[OVERLOAD]`.
         send_thread_pool_queue_capacity: usize = "sendThreadPoolQueueCapacity" => 10_000,

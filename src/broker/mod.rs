@@ -356,6 +356,7 @@ impl Broker {
             self.env.priority.clone(),
             self.threads.clone(),
             self.queues.clone(),
+            self.exec.threads(),
             priority::PrioritySettings::from_config(&core.config()),
         );
         self.tasks.spawn(governor.run(cancel.clone()).instrument(self.span.clone()));

@@ -1,12 +1,12 @@
 //! Adaptive per-broker CPU priority (issue 13). Each hosted broker runs on its own threads (its
 //! runtime's workers and blocking threads, its store's flush and dispatch threads), registered
 //! here by kernel thread id as they start. A governor samples the broker's admission queues; when
-//! work has been waiting for the broker's threads through a whole window (the broker is saturated
-//! by its clients) while a neighbour in the container has work and is not saturated, the busy
-//! broker's threads are moved to a lower CPU weight (a higher nice value) and to `SCHED_BATCH`, so
-//! that the neighbour's thread, when it wakes up with a request, preempts them at once instead of
-//! waiting for a scheduler slot. Once the queues are quiet again, or the neighbours are idle or
-//! saturated too, the threads get their own weight back. Linux only; elsewhere nothing changes.
+//! they held more requests than the broker has worker threads through a whole window (the broker
+//! is saturated by its clients) while a neighbour in the container has work and is not saturated,
+//! the busy broker's threads are moved to a lower CPU weight (a higher nice value) and to
+//! `SCHED_BATCH`, so that the neighbour's thread, when it wakes up with a request, gets the CPU
+//! sooner. Once the queues are quiet again, or the neighbours are idle or saturated too, the
+//! threads get their own weight back. Linux only; elsewhere nothing changes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,10 +51,11 @@ impl PrioritySettings {
 
 /// Samples taken per window.
 const SAMPLES: u32 = 10;
-/// A broker whose queues held waiting work in at least this many samples of a window is saturated.
+/// A broker whose queues held more requests than it has worker threads in at least this many
+/// samples of a window is saturated.
 const BUSY_SAMPLES: u32 = 9;
-/// A demoted broker whose queues held waiting work in at most this many samples of a window gets
-/// its weight back.
+/// A demoted broker whose queues held that many in at most this many samples of a window gets its
+/// weight back.
 const QUIET_SAMPLES: u32 = 5;
 
 /// One registered thread.
@@ -230,18 +231,23 @@ pub struct PriorityGovernor {
     board: Arc<PriorityBoard>,
     threads: Arc<BrokerThreads>,
     queues: Vec<Arc<Admission>>,
+    workers: usize,
     settings: PrioritySettings,
 }
 
 impl PriorityGovernor {
-    /// A governor of `threads` driven by `queues`, telling and asking its neighbours on `board`.
+    /// A governor of `threads` (of which `workers` run requests) driven by `queues`, telling and
+    /// asking its neighbours on `board`. The pull queue is left out: held long polls count in it
+    /// without using a thread.
     pub fn new(
         board: Arc<PriorityBoard>,
         threads: Arc<BrokerThreads>,
         queues: Vec<Arc<Admission>>,
+        workers: usize,
         settings: PrioritySettings,
     ) -> Self {
-        PriorityGovernor { board, threads, queues, settings }
+        let queues = queues.into_iter().filter(|q| q.name() != "pull").collect();
+        PriorityGovernor { board, threads, queues, workers: workers.max(1), settings }
     }
 
     /// Samples until `cancel`; the threads get their own class back when it ends.
@@ -261,7 +267,8 @@ impl PriorityGovernor {
                 _ = interval.tick() => {}
             }
             taken += 1;
-            if self.queues.iter().any(|q| q.waiting() > 0) {
+            // More requests in the queues than worker threads: some wait for a thread.
+            if self.queues.iter().map(|q| q.len()).sum::<usize>() > self.workers {
                 busy += 1;
             }
             if taken < SAMPLES {

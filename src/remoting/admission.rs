@@ -15,8 +15,6 @@ pub struct Admission {
     pub(super) capacity: usize,
     pub(super) max_wait: Duration,
     in_queue: AtomicUsize,
-    /// Admitted requests whose processing has not begun yet.
-    waiting: AtomicUsize,
     /// Requests admitted so far.
     admitted: AtomicU64,
     pub(super) refused: AtomicU64,
@@ -31,7 +29,6 @@ impl Admission {
             capacity: capacity.max(1),
             max_wait,
             in_queue: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
             admitted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
@@ -43,11 +40,6 @@ impl Admission {
     /// Requests queued or running now.
     pub fn len(&self) -> usize {
         self.in_queue.load(Ordering::Relaxed)
-    }
-    /// Requests admitted whose processing has not begun yet (work waiting for the broker's
-    /// threads; held long polls are not counted here, they have begun).
-    pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
     }
     /// Requests admitted so far.
     pub fn admitted(&self) -> u64 {
@@ -68,31 +60,16 @@ impl Admission {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        self.waiting.fetch_add(1, Ordering::AcqRel);
         self.admitted.fetch_add(1, Ordering::Relaxed);
-        Some(AdmissionGuard { queue: self.clone(), waiting: true })
+        Some(AdmissionGuard(self.clone()))
     }
 }
 
 /// A place in an [`Admission`] queue, given back when the request is answered.
-pub(super) struct AdmissionGuard {
-    queue: Arc<Admission>,
-    /// Still counted in `waiting` (its processing has not begun).
-    waiting: bool,
-}
-
-impl AdmissionGuard {
-    /// The request's processing begins: it no longer counts as waiting.
-    pub(super) fn begin(&mut self) {
-        if std::mem::take(&mut self.waiting) {
-            self.queue.waiting.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
+pub(super) struct AdmissionGuard(Arc<Admission>);
 
 impl Drop for AdmissionGuard {
     fn drop(&mut self) {
-        self.begin();
-        self.queue.in_queue.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_queue.fetch_sub(1, Ordering::AcqRel);
     }
 }

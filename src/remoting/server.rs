@@ -648,10 +648,6 @@ impl RemotingServer {
             let hard = st.hard.clone();
             requests.spawn(
                 async move {
-                    let mut admitted = admitted;
-                    if let Some(g) = admitted.as_mut() {
-                        g.begin();
-                    }
                     let _permits = (permit, byte_permit, guard, admitted);
                     let oneway = cmd.is_oneway();
                     let code = cmd.code;

@@ -65,7 +65,7 @@ async fn a_saturated_broker_yields_the_cpu_to_its_neighbour_and_gets_it_back_whe
     let dir = tempfile::tempdir().unwrap();
     // A short window so that the test sees both transitions quickly; one worker thread so that
     // broker-a's queue fills from one client.
-    let prio = "adaptivePriorityWindowMillis=50\nadaptivePriorityBusyNice=10\nautoCreateTopicEnable=true\n";
+    let prio = "adaptivePriorityEnable=true\nadaptivePriorityWindowMillis=50\nadaptivePriorityBusyNice=10\nautoCreateTopicEnable=true\n";
     let (a, pa) = write_broker(dir.path(), "prio-a", &format!("brokerWorkerThreads=1\n{prio}"));
     let (b, pb) = write_broker(dir.path(), "prio-b", prio);
     let (conf, port, _ns) = write_container(dir.path(), &[&a, &b]);

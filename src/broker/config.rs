@@ -239,7 +239,7 @@ config_struct! {
         broker_worker_threads: usize = "brokerWorkerThreads" => 0,
         /// Lower the CPU weight of this broker's threads while its request queues stay saturated,
         /// so that its neighbours' requests preempt it (our addition; Linux only).
-        adaptive_priority_enable: bool = "adaptivePriorityEnable" => true,
+        adaptive_priority_enable: bool = "adaptivePriorityEnable" => false,
         /// Nice value (0..=19) of a saturated broker's threads.
         adaptive_priority_busy_nice: i32 = "adaptivePriorityBusyNice" => 10,
         /// A saturated broker's threads also run as `SCHED_BATCH` (no wake-up preemption).

@@ -355,6 +355,10 @@ impl Broker {
         let governor = priority::PriorityGovernor::new(
             self.env.priority.clone(),
             self.threads.clone(),
+            {
+                let store = core.store().clone();
+                Box::new(move || store.thread_ids())
+            },
             self.queues.clone(),
             self.exec.threads(),
             priority::PrioritySettings::from_config(&core.config()),

@@ -230,24 +230,28 @@ impl PriorityBoard {
 pub struct PriorityGovernor {
     board: Arc<PriorityBoard>,
     threads: Arc<BrokerThreads>,
+    /// Thread ids started outside the broker's runtime (its store's), registered before each
+    /// demotion (a thread may register its id after the broker read the list first).
+    more_threads: Box<dyn Fn() -> Vec<i32> + Send + Sync>,
     queues: Vec<Arc<Admission>>,
     workers: usize,
     settings: PrioritySettings,
 }
 
 impl PriorityGovernor {
-    /// A governor of `threads` (of which `workers` run requests) driven by `queues`, telling and
-    /// asking its neighbours on `board`. The pull queue is left out: held long polls count in it
+    /// A governor of `threads` and `more_threads` (of which `workers` run requests) driven by
+    /// `queues`, telling and asking its neighbours on `board`. The pull queue is left out: held long polls count in it
     /// without using a thread.
     pub fn new(
         board: Arc<PriorityBoard>,
         threads: Arc<BrokerThreads>,
+        more_threads: Box<dyn Fn() -> Vec<i32> + Send + Sync>,
         queues: Vec<Arc<Admission>>,
         workers: usize,
         settings: PrioritySettings,
     ) -> Self {
         let queues = queues.into_iter().filter(|q| q.name() != "pull").collect();
-        PriorityGovernor { board, threads, queues, workers: workers.max(1), settings }
+        PriorityGovernor { board, threads, more_threads, queues, workers: workers.max(1), settings }
     }
 
     /// Samples until `cancel`; the threads get their own class back when it ends.
@@ -281,6 +285,7 @@ impl PriorityGovernor {
             let yield_cpu = saturated && self.board.neighbour_needs_cpu(&load);
             if yield_cpu && !self.threads.is_demoted() {
                 tracing::debug!(busy, "broker saturated next to a busy neighbour: its threads yield to it");
+                self.threads.register(&(self.more_threads)());
                 self.threads.demote(self.settings.busy);
             } else if !yield_cpu && self.threads.is_demoted() {
                 tracing::debug!(busy, "broker quiet again, or alone in need: its threads get their weight back");

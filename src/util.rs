@@ -118,3 +118,17 @@ pub fn utc_millis(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64, ms: i64) -> 
     let days = era * 146_097 + doe - 719_468;
     Some((((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms)
 }
+
+/// The calling thread's kernel thread id (`gettid`), to address it alone with per-thread
+/// scheduling calls; `None` where there is no such id (not Linux).
+#[cfg(target_os = "linux")]
+pub fn current_tid() -> Option<i32> {
+    // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
+    Some(unsafe { libc::gettid() })
+}
+
+/// The calling thread's kernel thread id: `None` where there is no such id (not Linux).
+#[cfg(not(target_os = "linux"))]
+pub fn current_tid() -> Option<i32> {
+    None
+}

@@ -328,6 +328,17 @@ config_struct! {
         /// (our addition; 0 = one per core, at most 4). A busy broker queues behind itself there,
         /// never in front of its neighbours in the container.
         broker_worker_threads: usize = "brokerWorkerThreads" => 0,
+        /// Lower the CPU weight of this broker's threads while its request queues stay saturated,
+        /// so that its neighbours' requests preempt it (our addition; Linux only).
+        adaptive_priority_enable: bool = "adaptivePriorityEnable" => false,
+        /// Nice value (0..=19) of a saturated broker's threads.
+        adaptive_priority_busy_nice: i32 = "adaptivePriorityBusyNice" => 10,
+        /// A saturated broker's threads also run as `SCHED_BATCH` (no wake-up preemption).
+        adaptive_priority_busy_batch: bool = "adaptivePriorityBusyBatch" => true,
+        /// Window over which the queues are sampled (ten samples), ms: a broker whose queues held
+        /// more requests than it has worker threads in nine samples of a window is demoted (while a
+        /// neighbour needs the CPU), one where they did in at most five gets its weight back.
+        adaptive_priority_window_millis: u64 = "adaptivePriorityWindowMillis" => 100,
         /// Sends queued or running at once; more are answered SYSTEM_BUSY `[OVERLOAD]`.
         send_thread_pool_queue_capacity: usize = "sendThreadPoolQueueCapacity" => 10_000,
         /// A send that waited longer before its processing began is answered SYSTEM_BUSY
@@ -448,6 +459,18 @@ impl BrokerConfig {
                 }
                 BrokerRole::Slave => {}
             }
+        }
+        if !(0..=19).contains(&self.adaptive_priority_busy_nice) {
+            return Err(invalid(format!(
+                "adaptivePriorityBusyNice {} is not within 0..=19",
+                self.adaptive_priority_busy_nice
+            )));
+        }
+        if !(10..=60_000).contains(&self.adaptive_priority_window_millis) {
+            return Err(invalid(format!(
+                "adaptivePriorityWindowMillis {} is not within 10..=60000",
+                self.adaptive_priority_window_millis
+            )));
         }
         if self.broker_worker_threads > 256 {
             return Err(invalid(format!("brokerWorkerThreads {} is above 256", self.broker_worker_threads)));

@@ -3,9 +3,12 @@
 //! its clients queues behind itself here; its neighbours' requests run on their own threads, which
 //! the OS schedules fairly, and blocking disk work in one broker's request path stalls only it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
+
+use super::priority::BrokerThreads;
 
 /// How long a stopping broker's runtime waits for its threads.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,8 +21,9 @@ pub struct BrokerExecutor {
 }
 
 impl BrokerExecutor {
-    /// A runtime of `threads` workers (0 = one per core, at most 4) named after the broker.
-    pub fn new(broker_name: &str, threads: usize) -> std::io::Result<Self> {
+    /// A runtime of `threads` workers (0 = one per core, at most 4) named after the broker; each
+    /// of its threads (workers and blocking) registers in `members` while it lives.
+    pub fn new(broker_name: &str, threads: usize, members: Arc<BrokerThreads>) -> std::io::Result<Self> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
         } else {
@@ -30,6 +34,11 @@ impl BrokerExecutor {
             .worker_threads(threads)
             .max_blocking_threads(16)
             .thread_name(format!("{short}-w"))
+            .on_thread_start({
+                let m = members.clone();
+                move || m.register_current()
+            })
+            .on_thread_stop(move || members.unregister_current())
             .enable_all()
             .build()?;
         let handle = rt.handle().clone();

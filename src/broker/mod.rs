@@ -15,6 +15,7 @@ pub mod dledger_role;
 pub mod executor;
 pub mod meta;
 pub mod pop;
+pub mod priority;
 pub mod processor;
 pub mod pull;
 pub mod query;
@@ -119,6 +120,9 @@ pub struct BrokerEnv {
     pub namesrvs: NamesrvList,
     /// The container's user and ACL store, for brokers with `useContainerAuthStore=true`.
     pub auth_store: Option<Arc<crate::auth::store::AuthStore>>,
+    /// Where the hosted brokers tell each other whether they are saturated or active (adaptive
+    /// priority demotes a saturated broker only while a neighbour has work).
+    pub priority: Arc<priority::PriorityBoard>,
 }
 
 /// A running broker.
@@ -134,6 +138,7 @@ pub struct Broker {
     env: BrokerEnv,
     span: tracing::Span,
     exec: executor::BrokerExecutor,
+    threads: Arc<priority::BrokerThreads>,
     queues: Vec<Arc<Admission>>,
     pop: Arc<pop::PopService>,
     /// Cleanup and quota keys now (some change at runtime, UPDATE_BROKER_CONFIG).
@@ -273,7 +278,9 @@ impl Broker {
         let cleanup = Arc::new(arc_swap::ArcSwap::from_pointee(plan.cleanup.clone()));
         let (table, queues) = processor_table(&core, &schedule, &pop, &plan, fixed, &guard, &cleanup);
         let listener: Arc<dyn crate::remoting::ChannelEventListener> = meta.clone();
-        let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads) {
+        let threads = priority::BrokerThreads::new();
+        threads.register(&store.thread_ids());
+        let exec = match executor::BrokerExecutor::new(&cfg.broker_name, cfg.broker_worker_threads, threads.clone()) {
             Ok(e) => e,
             Err(e) => {
                 store.set_arrival_listener(None);
@@ -323,6 +330,7 @@ impl Broker {
             env,
             span,
             exec,
+            threads,
             queues,
             pop,
             cleanup,
@@ -410,6 +418,18 @@ impl Broker {
             self.tasks.spawn(timer.clone().run_gated(cancel.clone(), enqueue, dequeue).instrument(self.span.clone()));
         }
         self.tasks.spawn(pop::revive::run(self.pop.clone(), cancel.clone()).instrument(self.span.clone()));
+        let governor = priority::PriorityGovernor::new(
+            self.env.priority.clone(),
+            self.threads.clone(),
+            {
+                let store = core.store().clone();
+                Box::new(move || store.thread_ids())
+            },
+            self.queues.clone(),
+            self.exec.threads(),
+            priority::PrioritySettings::from_config(&core.config()),
+        );
+        self.tasks.spawn(governor.run(cancel.clone()).instrument(self.span.clone()));
         self.tasks.spawn(stats_window::sampling_loop(core.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks
             .spawn(cleanup_loop(core.clone(), self.cleanup.clone(), cancel.clone()).instrument(self.span.clone()));
@@ -480,6 +500,11 @@ impl Broker {
             }
             .instrument(self.span.clone()),
         );
+    }
+
+    /// The broker's own threads and their scheduling class (adaptive priority).
+    pub fn threads(&self) -> &Arc<priority::BrokerThreads> {
+        &self.threads
     }
 
     /// The broker's identity.

@@ -144,6 +144,7 @@ impl BrokerContainer {
             client,
             namesrvs,
             auth_store: guard.as_ref().map(|g| g.store().clone()),
+            priority: crate::broker::priority::PriorityBoard::new(),
         };
         let shared = Arc::new(Shared {
             config: ArcSwap::from_pointee(c.clone()),

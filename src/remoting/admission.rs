@@ -43,6 +43,10 @@ impl Admission {
     pub fn len(&self) -> usize {
         self.in_queue.load(Ordering::Relaxed)
     }
+    /// Requests admitted so far.
+    pub fn admitted(&self) -> u64 {
+        self.next_seq.load(Ordering::Relaxed)
+    }
     /// True when nothing is queued or running.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

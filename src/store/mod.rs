@@ -207,6 +207,8 @@ pub enum FlushFault {
 pub struct MessageStore {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Kernel ids of the store's own threads (flush, logics, dispatch), for per-thread priority.
+    thread_ids: Arc<Mutex<Vec<i32>>>,
     lock_file: Mutex<Option<File>>,
     abort_path: PathBuf,
     last_exit_ok: bool,
@@ -383,6 +385,7 @@ impl MessageStore {
         let store = MessageStore {
             shared,
             threads: Mutex::new(Vec::new()),
+            thread_ids: Arc::new(Mutex::new(Vec::new())),
             lock_file: Mutex::new(Some(lock_file)),
             abort_path,
             last_exit_ok,
@@ -399,9 +402,15 @@ impl MessageStore {
         let spawn = |name: &str, f: fn(&Shared)| -> Result<JoinHandle<()>> {
             let s = Arc::clone(&self.shared);
             let span = span.clone();
+            let ids = Arc::clone(&self.thread_ids);
             std::thread::Builder::new()
                 .name(name.to_string())
-                .spawn(move || span.in_scope(|| f(&s)))
+                .spawn(move || {
+                    if let Some(tid) = crate::util::current_tid() {
+                        ids.lock().push(tid);
+                    }
+                    span.in_scope(|| f(&s))
+                })
                 .map_err(io_err(Path::new(name)))
         };
         threads.push(spawn("store-reput", Shared::reput_loop)?);
@@ -411,6 +420,12 @@ impl MessageStore {
         }
         threads.push(spawn("store-flush-logics", Shared::logics_loop)?);
         Ok(())
+    }
+
+    /// Kernel thread ids of the store's own threads (dispatch, commitlog flush, logics flush)
+    /// started so far; empty where the OS has none.
+    pub fn thread_ids(&self) -> Vec<i32> {
+        self.thread_ids.lock().clone()
     }
 
     /// Configuration.

@@ -18,15 +18,17 @@ use rmqc::store::config::MessageStoreConfig;
 use rmqc::store::message::MessageInner;
 use rmqc::store::{MessageStore, PutMessageStatus};
 
+/// Fast but tolerant timing: a loaded CI machine (tests run in parallel on two cores) must not
+/// cost the leader its term in the middle of the test.
 fn node_config(id: &str, peers: &str, root: &std::path::Path) -> DLedgerConfig {
     let mut c = DLedgerConfig::new("RaftNode00", id, parse_peers(peers).unwrap(), root.to_path_buf());
     c.data_file_size = 64 * 1024;
     c.index_file_size = 32 * 1024;
-    c.heartbeat_ms = 100;
+    c.heartbeat_ms = 300;
     c.max_heartbeat_leak = 3;
-    c.min_vote_ms = 50;
-    c.max_vote_ms = 150;
-    c.push_timeout_ms = 300;
+    c.min_vote_ms = 150;
+    c.max_vote_ms = 450;
+    c.push_timeout_ms = 600;
     c.max_wait_ack_ms = 2000;
     c
 }

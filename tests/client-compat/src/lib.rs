@@ -19,9 +19,9 @@ use rmqc::container::BrokerContainer;
 use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rocketmq_client_rust::{
-    ClientConfig, ClientOptions, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    AclClientRPCHook, ClientConfig, ClientOptions, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
     ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-    TelemetryHandle,
+    SessionCredentials, TelemetryHandle,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -513,6 +513,56 @@ impl Client {
             .build();
         p.start().await.expect("producer starts");
         p
+    }
+
+    /// A started producer of `group` whose requests are signed by the client's own
+    /// `AclClientRPCHook` with `access_key`/`secret_key`.
+    pub async fn signed_producer(
+        &self,
+        namesrv: &str,
+        group: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> DefaultMQProducer {
+        let hook = AclClientRPCHook::new(SessionCredentials::with_keys(access_key.to_string(), secret_key.to_string()));
+        let mut p = DefaultMQProducer::builder(self.runtime.clone())
+            .client_options(self.options(namesrv, &format!("{group}-instance")))
+            .producer_group(group.to_string())
+            .name_server_addr(namesrv.to_string())
+            .default_topic_queue_nums(4)
+            .send_msg_timeout(5000)
+            .rpc_hook(Arc::new(hook))
+            .build();
+        p.start().await.expect("producer starts");
+        p
+    }
+
+    /// Like [`Client::push_consumer`], with requests signed by the client's own
+    /// `AclClientRPCHook` with `access_key`/`secret_key`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn signed_push_consumer(
+        &self,
+        namesrv: &str,
+        group: &str,
+        topic: &str,
+        access_key: &str,
+        secret_key: &str,
+        listener: Recorder,
+    ) -> DefaultMQPushConsumer {
+        let hook = AclClientRPCHook::new(SessionCredentials::with_keys(access_key.to_string(), secret_key.to_string()));
+        let mut c = DefaultMQPushConsumer::builder(self.runtime.clone())
+            .client_options(self.options(namesrv, &format!("{group}-instance")))
+            .consumer_group(group.to_string())
+            .name_server_addr(namesrv.to_string())
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .consume_thread_min(2)
+            .consume_thread_max(4)
+            .rpc_hook(Some(Arc::new(hook)))
+            .build();
+        c.subscribe(topic, "*").await.expect("subscribe");
+        c.register_message_listener_concurrently(listener);
+        c.start().await.expect("consumer starts");
+        c
     }
 
     /// A started clustering push consumer of `group`, subscribed to `topic` with `expression`,

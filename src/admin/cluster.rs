@@ -27,7 +27,12 @@ pub const REPLICATION_KEYS: &[&str] = &[
 /// A broker's health as clusterList shows it, from its runtime info (`None`: it did not answer).
 pub fn health(t: Option<&BTreeMap<String, String>>) -> String {
     let Some(t) = t else { return "UNREACHABLE".into() };
-    if t.get("brokerActive").is_some_and(|v| v == "false") {
+    // Older builds of this broker reported shutdown as brokerActive=false; Apache's brokerActive
+    // means "special services running", so a plain slave reports false.
+    if t.get("brokerShuttingDown").map_or_else(
+        || t.get("brokerActive").is_some_and(|v| v == "false") && !t.contains_key("minBrokerIdInGroup"),
+        |v| v == "true",
+    ) {
         return "STOPPING".into();
     }
     let flags = t.get("storeRunningFlags").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
@@ -101,7 +106,7 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
         "#Hour",
         "#SPACE"
     );
-    let header = format!("{header} {:<11}", "#Health");
+    let header = format!("{header} {:<13}", "#Health");
     out.push_str(header.trim_end());
     if show_replication {
         out.push_str("  #Replication");
@@ -146,7 +151,16 @@ pub async fn cluster_list(admin: &Admin) -> Result<String, AdminError> {
             format!("{hour:2.2}"),
             format!("{space:.4}"),
         );
-        let line = format!("{line} {:<11}", health(answered.as_ref()));
+        let mut state = health(answered.as_ref());
+        if *id > 0
+            && (state == "OK" || state == "HA_DISCONNECTED")
+            && t.get("brokerActive").is_some_and(|v| v == "true")
+        {
+            // A slave running its master's duties (RocketMQ 5 slave acting master); its master is
+            // gone, so its HA connection is down by definition.
+            state = "ACTING_MASTER".into();
+        }
+        let line = format!("{line} {:<13}", state);
         out.push_str(line.trim_end());
         if show_replication {
             let rep: Vec<String> = REPLICATION_KEYS
@@ -279,6 +293,10 @@ mod tests {
         assert_eq!(health(None), "UNREACHABLE");
         assert_eq!(health(Some(&t(&[("brokerActive", "true"), ("storeRunningFlags", "0")]))), "OK");
         assert_eq!(health(Some(&t(&[("brokerActive", "false")]))), "STOPPING");
+        assert_eq!(health(Some(&t(&[("brokerShuttingDown", "true")]))), "STOPPING");
+        // A slave that is not acting master: brokerActive=false, not stopping.
+        let slave = t(&[("brokerActive", "false"), ("brokerShuttingDown", "false"), ("minBrokerIdInGroup", "0")]);
+        assert_eq!(health(Some(&slave)), "OK");
         assert_eq!(health(Some(&t(&[("storeRunningFlags", "16")]))), "STORE_ERROR(0x10)");
         let full = t(&[("commitLogDiskRatio", "0.95"), ("diskSpaceWarningLevelRatio", "0.90")]);
         assert_eq!(health(Some(&full)), "DISK_FULL");

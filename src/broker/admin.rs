@@ -97,7 +97,12 @@ impl BrokerAdminProcessor {
                 (store.commit_log_max_offset() - store.dispatched_offset()).max(0).to_string(),
             ),
             ("pullHeldCount".into(), core.waiters().held().to_string()),
-            ("brokerActive".into(), (!core.is_shutting_down()).to_string()),
+            // Apache's meaning: the special services (delayed delivery, ...) run here: a master, or
+            // a slave acting as master.
+            ("brokerActive".into(), super::acting::special_services_active(core).to_string()),
+            ("brokerShuttingDown".into(), core.is_shutting_down().to_string()),
+            ("minBrokerIdInGroup".into(), core.acting.min_broker_id().to_string()),
+            ("timerReadTimeMs".into(), core.acting.timer_read_time_ms().to_string()),
             ("storeRunningFlags".into(), store.running_flags().to_string()),
             ("brokerRole".into(), core.config().broker_role.render()),
         ];

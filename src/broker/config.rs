@@ -198,6 +198,20 @@ config_struct! {
         enable_controller_mode: bool = "enableControllerMode" => false,
         /// Slave acting as master when the master is gone.
         enable_slave_acting_master: bool = "enableSlaveActingMaster" => false,
+        /// An acting master writes what it would store (delayed deliveries, retries) to another
+        /// live master of the cluster over the wire (Apache's EscapeBridge).
+        enable_remote_escape: bool = "enableRemoteEscape" => false,
+        /// Keep-alive with the NameServers as QUERY_DATA_VERSION (true) or BROKER_HEARTBEAT (904).
+        compatible_with_old_name_srv: bool = "compatibleWithOldNameSrv" => true,
+        /// Period of the keep-alive with the NameServers in acting-master mode, ms.
+        broker_heartbeat_interval: u64 = "brokerHeartbeatInterval" => 1000,
+        /// A NameServer drops this broker after this long without a keep-alive (acting-master
+        /// mode only; else the NameServer's 120 s), ms.
+        broker_not_active_timeout_millis: u64 = "brokerNotActiveTimeoutMillis" => 10_000,
+        /// Timeout of one keep-alive request, ms.
+        send_heartbeat_timeout_millis: u64 = "sendHeartbeatTimeoutMillis" => 1000,
+        /// Period of the group-membership poll (GET_BROKER_MEMBER_GROUP) in acting-master mode, ms.
+        sync_broker_member_group_period: u64 = "syncBrokerMemberGroupPeriod" => 1000,
         /// Message duplication (not supported in a container).
         duplication_enable: bool = "duplicationEnable" => false,
         /// Region id returned with sends.
@@ -356,12 +370,6 @@ impl BrokerConfig {
                 self.total_replicas, self.in_sync_replicas, self.min_in_sync_replicas
             )));
         }
-        if self.transaction_check_interval == 0 {
-            return Err(invalid("transactionCheckInterval must be > 0 ms".into()));
-        }
-        if self.transaction_check_max < 1 {
-            return Err(invalid(format!("transactionCheckMax {} must be >= 1", self.transaction_check_max)));
-        }
         // Apache keeps the wheel at a fixed number of steps; a step must divide a second or be
         // whole seconds so that deliver times round the same way on every broker.
         let p = self.timer_precision_ms;
@@ -382,6 +390,18 @@ impl BrokerConfig {
                 "mappedFileSizeTimerLog {} must be at least 4096",
                 self.mapped_file_size_timer_log
             )));
+        }
+        if self.broker_heartbeat_interval == 0 || self.sync_broker_member_group_period == 0 {
+            return Err(invalid("brokerHeartbeatInterval and syncBrokerMemberGroupPeriod must be > 0 ms".into()));
+        }
+        if self.send_heartbeat_timeout_millis == 0 || self.broker_not_active_timeout_millis == 0 {
+            return Err(invalid("sendHeartbeatTimeoutMillis and brokerNotActiveTimeoutMillis must be > 0 ms".into()));
+        }
+        if self.transaction_check_interval == 0 {
+            return Err(invalid("transactionCheckInterval must be > 0 ms".into()));
+        }
+        if self.transaction_check_max < 1 {
+            return Err(invalid(format!("transactionCheckMax {} must be >= 1", self.transaction_check_max)));
         }
         self.ha_listen_port = self.listen_port + 1;
         if self.broker_ip1.is_empty() {

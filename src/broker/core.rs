@@ -67,6 +67,8 @@ pub struct BrokerCore {
     /// `innerClientAuthenticationCredentials`: signs the broker's own requests to NameServers and
     /// to its master.
     inner_credentials: std::sync::OnceLock<crate::auth::signature::Credentials>,
+    /// Acting-master state (group minimum, hand-back hold, escape bridge).
+    pub acting: super::acting::ActingState,
 }
 
 impl BrokerCore {
@@ -94,6 +96,7 @@ impl BrokerCore {
             wake_registration: Notify::new(),
             ha: Default::default(),
             inner_credentials: std::sync::OnceLock::new(),
+            acting: Default::default(),
         })
     }
 
@@ -427,7 +430,11 @@ impl BrokerCore {
     /// CONSUMER_SEND_MSG_BACK: re-puts a message a consumer failed into `%RETRY%group` with a delay,
     /// or into `%DLQ%group` when it has been retried too often.
     pub async fn send_back(&self, h: &ConsumerSendMsgBackRequestHeader) -> Result<(), Refusal> {
-        self.check_writable()?;
+        // An acting master accepts send-backs and escapes them to another master.
+        let acting = super::acting::is_acting_master(self) && self.config().enable_remote_escape;
+        if !acting {
+            self.check_writable()?;
+        }
         let group = match self.meta.subscriptions.find(&h.group) {
             Ok(Some(g)) => g,
             Ok(None) => {
@@ -485,6 +492,10 @@ impl BrokerCore {
         m.store_host = self.store_host;
         m.reconsume_times = orig.reconsume_times + 1;
         m.set_properties(props);
+        if acting {
+            // The remote master applies the delay level itself.
+            return super::acting::escape_put(self, m).await.map_err(|e| (response::SYSTEM_ERROR, e.to_string()));
+        }
         apply_delay(&mut m, self.max_delay_level());
         let r = self.store.put_message(m).await;
         if r.status.is_stored() {

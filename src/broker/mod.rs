@@ -4,6 +4,7 @@
 //! on, an outbound client, the NameServer list and a tracing span ([`BrokerEnv`]), and it owns every
 //! task it starts until [`Broker::shutdown`].
 
+pub mod acting;
 pub mod admin;
 pub mod clients;
 pub mod config;
@@ -206,7 +207,11 @@ impl Broker {
         let timer = cfg.timer_wheel_enable.then(|| {
             Arc::new(timer::TimerService::new(
                 store.clone(),
-                Arc::new(timer::CoreSink(core.clone())),
+                if cfg.enable_slave_acting_master {
+                    Arc::new(acting::EscapeSink(core.clone())) as Arc<dyn timer::TimerSink>
+                } else {
+                    Arc::new(timer::CoreSink(core.clone()))
+                },
                 timer::TimerSettings::from_config(&cfg),
             ))
         });
@@ -265,6 +270,10 @@ impl Broker {
             queues,
             pop,
         };
+        if cfg.enable_slave_acting_master && cfg.broker_role != config::BrokerRole::Slave {
+            // A returning master takes the acting slave's progress before delivering anything.
+            core.acting.set_holding(true);
+        }
         broker.start_tasks();
         let list = broker.env.namesrvs.load_full();
         let registered = register::register_all(&core, &broker.env.client, &list).await;
@@ -302,13 +311,37 @@ impl Broker {
             )
             .instrument(self.span.clone()),
         );
+        core.acting.install_bridge(acting::EscapeBridge::new(self.env.client.clone(), self.env.namesrvs.clone()));
+        if core.config().enable_slave_acting_master {
+            let (client, ns) = (self.env.client.clone(), self.env.namesrvs.clone());
+            self.tasks.spawn(
+                acting::heartbeat_loop(core.clone(), client.clone(), ns.clone(), cancel.clone())
+                    .instrument(self.span.clone()),
+            );
+            self.tasks.spawn(
+                acting::member_group_loop(core.clone(), client.clone(), ns.clone(), cancel.clone())
+                    .instrument(self.span.clone()),
+            );
+            if core.acting.is_holding() {
+                self.tasks.spawn(
+                    acting::hand_back(core.clone(), self.schedule.clone(), client, ns, cancel.clone())
+                        .instrument(self.span.clone()),
+                );
+            }
+        }
         self.tasks.spawn(self.schedule.clone().run(cancel.clone()).instrument(self.span.clone()));
         if let Some(timer) = &self.timer {
-            // The master delivers timer messages; a slave gets the result by replication.
+            // The master delivers timer messages; a slave gets the result by replication. In
+            // acting-master mode a slave keeps its own timer files and delivers while acting.
+            core.acting.install_timer(timer);
             let c = core.clone();
-            let active: Arc<dyn Fn() -> bool + Send + Sync> =
-                Arc::new(move || c.config().broker_role != config::BrokerRole::Slave);
-            self.tasks.spawn(timer.clone().run(cancel.clone(), active).instrument(self.span.clone()));
+            let enqueue: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
+                let cfg = c.config();
+                cfg.broker_role != config::BrokerRole::Slave || cfg.enable_slave_acting_master
+            });
+            let c = core.clone();
+            let dequeue: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || acting::special_services_active(&c));
+            self.tasks.spawn(timer.clone().run_gated(cancel.clone(), enqueue, dequeue).instrument(self.span.clone()));
         }
         self.tasks.spawn(pop::revive::run(self.pop.clone(), cancel.clone()).instrument(self.span.clone()));
         self.tasks.spawn(stats_window::sampling_loop(core.clone(), cancel.clone()).instrument(self.span.clone()));

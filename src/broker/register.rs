@@ -46,7 +46,10 @@ pub async fn register_all(core: &BrokerCore, client: &RemotingClient, namesrvs: 
         cluster_name: cfg.broker_cluster_name.clone(),
         ha_server_addr: format!("{}:{}", cfg.broker_ip2, cfg.ha_listen_port),
         broker_id: cfg.broker_id,
-        heartbeat_timeout_millis: None,
+        // Only in acting-master mode (else the NameServer's 120 s), as Apache.
+        heartbeat_timeout_millis: cfg
+            .enable_slave_acting_master
+            .then_some(cfg.broker_not_active_timeout_millis.min(i64::MAX as u64) as i64),
         enable_acting_master: Some(cfg.enable_slave_acting_master),
         compressed: Some(compressed),
         body_crc32: Some(crc),

@@ -63,6 +63,18 @@ impl ScheduleService {
         self.version.lock().next();
     }
 
+    /// Takes the larger of ours and `other` per level (acting-master hand-over: delivery progress
+    /// only moves forward).
+    pub fn merge_offsets(&self, other: &BTreeMap<i32, i64>) {
+        let mut o = self.offsets.lock();
+        for (level, off) in other {
+            let cur = o.entry(*level).or_insert(*off);
+            *cur = (*cur).max(*off);
+        }
+        drop(o);
+        self.version.lock().next();
+    }
+
     /// The body of GET_ALL_DELAY_OFFSET and the content of `delayOffset.json`.
     pub fn encode(&self) -> String {
         let table = json::bare_key_map(self.offsets.lock().iter());
@@ -82,8 +94,9 @@ impl ScheduleService {
         let levels = self.core.store().config().delay_levels_ms();
         let mut arrivals = self.core.store().subscribe_dispatched();
         loop {
-            if self.core.config().broker_role == super::config::BrokerRole::Slave {
-                // A slave never delivers: its master does, and the result arrives by replication.
+            if !super::acting::special_services_active(&self.core) {
+                // A slave delivers only as acting master; otherwise its master does, and the
+                // result arrives by replication.
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -172,13 +185,16 @@ impl ScheduleService {
         inner.store_host = self.core.store_host();
         inner.reconsume_times = m.reconsume_times;
         inner.set_properties(props);
-        let r = self.core.store().put_message(inner).await;
-        if r.status.is_stored() {
-            debug!(topic = %topic, queue_id, "delayed message delivered");
-            true
-        } else {
-            info!(topic = %topic, status = r.status.name(), "delayed message delivery refused; will retry");
-            false
+        // A master stores it; an acting master escapes it to another master.
+        match super::acting::escape_put(&self.core, inner).await {
+            Ok(()) => {
+                debug!(topic = %topic, queue_id, "delayed message delivered");
+                true
+            }
+            Err(e) => {
+                info!(topic = %topic, error = %e, "delayed message delivery refused; will retry");
+                false
+            }
         }
     }
 }

@@ -84,6 +84,12 @@ async fn sync_once(
     if let Some(m) = v["table"]["commitLogMaxOffset"].as_str().and_then(|s| s.parse::<i64>().ok()) {
         core.ha.slave.set_master_max(m);
     }
+    if core.config().enable_slave_acting_master {
+        // Timer delivery progress (Apache syncs the timer checkpoint's lastReadTimeMs).
+        if let Some(ms) = v["table"]["timerReadTimeMs"].as_str().and_then(|s| s.parse::<i64>().ok()) {
+            core.acting.advance_timer(ms);
+        }
+    }
 
     let body = fetch(core, client, master, request::GET_ALL_TOPIC_CONFIG).await?;
     let w: crate::protocol::body::TopicConfigSerializeWrapper =
@@ -99,7 +105,12 @@ async fn sync_once(
     let h = crc32fast::hash(&body);
     if memo.offsets_hash != Some(h) {
         let w: OffsetWrapper = crate::json::from_slice_lenient(&body).map_err(|e| format!("offsets: {e}"))?;
-        core.meta.offsets.merge_from_master(w.offset_table);
+        if core.config().enable_slave_acting_master {
+            // What this broker did as acting master is not taken back by a master's older view.
+            core.meta.offsets.merge_max(w.offset_table);
+        } else {
+            core.meta.offsets.merge_from_master(w.offset_table);
+        }
         memo.offsets_hash = Some(h);
     }
 
@@ -107,7 +118,11 @@ async fn sync_once(
     let h = crc32fast::hash(&body);
     if memo.delay_hash != Some(h) {
         let w: OffsetWrapper2 = crate::json::from_slice_lenient(&body).map_err(|e| format!("delay offsets: {e}"))?;
-        schedule.replace_offsets(w.offset_table);
+        if core.config().enable_slave_acting_master {
+            schedule.merge_offsets(&w.offset_table);
+        } else {
+            schedule.replace_offsets(w.offset_table);
+        }
         memo.delay_hash = Some(h);
     }
 

@@ -246,6 +246,9 @@ pub struct TimerService {
     state: Arc<parking_lot::Mutex<Option<State>>>,
     queue_offset: AtomicI64,
     read_time_ms: AtomicI64,
+    /// Slot time below which nothing is delivered here (another broker of the group delivered
+    /// it: the master's progress on a slave, the acting slave's on a returning master).
+    read_floor_ms: AtomicI64,
     /// Counters.
     pub stats: TimerStats,
 }
@@ -261,6 +264,7 @@ impl TimerService {
             state: Arc::new(parking_lot::Mutex::new(None)),
             queue_offset: AtomicI64::new(-1),
             read_time_ms: AtomicI64::new(-1),
+            read_floor_ms: AtomicI64::new(-1),
             stats: TimerStats::default(),
         }
     }
@@ -270,9 +274,28 @@ impl TimerService {
         (self.queue_offset.load(Ordering::Acquire), self.read_time_ms.load(Ordering::Acquire))
     }
 
+    /// Raises the slot time delivery continues from to at least `ms` (Apache's SlaveSynchronize
+    /// of the timer checkpoint's `lastReadTimeMs`, and its reverse at a master's return).
+    pub fn advance_read_time(&self, ms: i64) {
+        self.read_floor_ms.fetch_max(floor(ms, self.settings.precision_ms), Ordering::AcqRel);
+    }
+
     /// Runs until cancelled: dispatch and delivery while `active()` (a master; a slave leaves it to
     /// its master), then a last flush of the timer files.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken, active: Arc<dyn Fn() -> bool + Send + Sync>) {
+        self.run_gated(cancel, active.clone(), active).await
+    }
+
+    /// As [`Self::run`], with dispatch into the timer files gated by `enqueue` and delivery by
+    /// `dequeue` (a slave that may act as master keeps its own timer files up to date and
+    /// delivers only while acting).
+    pub async fn run_gated(
+        self: Arc<Self>,
+        cancel: CancellationToken,
+        enqueue_active: Arc<dyn Fn() -> bool + Send + Sync>,
+        dequeue_active: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) {
+        let active = enqueue_active;
         let mut arrivals = self.store.subscribe_dispatched();
         let p = self.settings.precision_ms;
         let root = self.store.config().store_path_root_dir.clone();
@@ -324,8 +347,20 @@ impl TimerService {
                     }
                 }
             }
+            let read_floor = self.read_floor_ms.load(Ordering::Acquire);
+            if read_floor > self.read_time_ms.load(Ordering::Acquire) {
+                let _ = self
+                    .step(move |st, _, _| {
+                        if st.read_time_ms < read_floor {
+                            st.read_time_ms = read_floor;
+                            st.cursor = None;
+                            let _ = write_checkpoint(st);
+                        }
+                    })
+                    .await;
+            }
             let due = self.read_time_ms.load(Ordering::Acquire) < floor(crate::util::now_millis(), p);
-            if !self.settings.stop_dequeue && due {
+            if !self.settings.stop_dequeue && due && dequeue_active() {
                 for _ in 0..DEQUEUE_STEPS_PER_ROUND {
                     let Some(Some(batch)) =
                         self.step(|st, store, s| next_batch(st, store, s, crate::util::now_millis())).await
@@ -1025,6 +1060,12 @@ mod tests {
         }
         cancel.cancel();
         task.await.unwrap();
+        // Every put is in the commitlog; wait until all of it is dispatched to the queues.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.dispatched_offset() < store.commit_log_max_offset() {
+            assert!(Instant::now() < deadline, "the delivered message never reached its queue");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let r = store.get_message("Real", 2, 0, 10, usize::MAX, |_| true).unwrap();
         assert_eq!(r.messages.len(), 1, "delivered once");
         let d = decode_record(&r.messages[0], false).unwrap();

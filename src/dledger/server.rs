@@ -906,6 +906,8 @@ impl NodeThread {
                 }
                 Action::Commit { index } => {
                     self.log.set_committed(index);
+                    // Status first: whoever an acknowledgement wakes sees the commit in it.
+                    self.publish();
                     let done: Vec<i64> = self.waiters.range(..=index).map(|(k, _)| *k).collect();
                     for k in done {
                         if let Some(w) = self.waiters.remove(&k) {

@@ -134,6 +134,20 @@ impl ConsumerOffsetManager {
         st.data_version.next();
     }
 
+    /// Merges offsets keeping the larger of ours and theirs per queue (acting-master hand-over:
+    /// offsets committed on either side only move forward).
+    pub fn merge_max(&self, table: BTreeMap<String, BTreeMap<i32, i64>>) {
+        let mut st = self.state.write();
+        for (k, v) in table {
+            let e = st.table.entry(k).or_default();
+            for (q, off) in v {
+                let cur = e.entry(q).or_insert(off);
+                *cur = (*cur).max(off);
+            }
+        }
+        st.data_version.next();
+    }
+
     /// Resets `group`'s offsets of `topic` (queue -> offset): commits them, and keeps them pending
     /// so the group's next pull of each queue is told to move there (PULL_OFFSET_MOVED) instead of
     /// committing its own, older offset over the reset.

@@ -46,6 +46,8 @@ pub struct PassStats {
     pub discarded: usize,
     /// Half messages skipped because an op record resolved them.
     pub resolved: usize,
+    /// Half messages handed to another master by an acting master.
+    pub escaped: usize,
 }
 
 /// Op records read for one half queue: which half offsets they resolve.
@@ -276,6 +278,24 @@ impl TransactionCheckService {
                     break;
                 }
             };
+            if host.escapes_halves() {
+                // Acting master (Apache's check escape): another master takes the half message
+                // over and checks it with the producer; it is done with here.
+                if !ops.at_end {
+                    break; // an op record not read yet may resolve it: next pass
+                }
+                if let Some(m) = super::escaped_half(&half) {
+                    if !host.escape_half(m).await {
+                        break; // the next pass tries again from here
+                    }
+                    stats.escaped += 1;
+                } else {
+                    warn!(offset = i, "half message without REAL_TOPIC skipped");
+                }
+                i += 1;
+                new_offset = i;
+                continue;
+            }
             let mut props = half.properties.clone();
             let now = crate::util::now_millis();
             let age = now - half.born_timestamp;
@@ -505,8 +525,17 @@ mod tests {
         settle(&store, &[(HALF_TOPIC, 3)]).await;
         // The copy is checked again; the second copy has reached transactionCheckMax and, as in
         // Apache (the discard test comes before the freshness test), is discarded in the same pass.
+        // (It is read in this pass if the store dispatched it in time, else in the next one.)
         let s = service.check_once().await;
-        assert_eq!((s.no_producer, s.discarded), (1, 1));
+        assert_eq!(s.no_producer, 1);
+        let mut discarded = s.discarded;
+        settle(&store, &[(HALF_TOPIC, 4)]).await;
+        if discarded == 0 {
+            let s = service.check_once().await;
+            assert_eq!((s.no_producer, s.discarded), (0, 1));
+            discarded = s.discarded;
+        }
+        assert_eq!(discarded, 1);
         assert_eq!(host.progress(HALF_TOPIC, 0), 4);
         settle(&store, &[(CHECK_MAX_TIME_TOPIC, 1)]).await;
         let r = store.get_message(CHECK_MAX_TIME_TOPIC, 0, 0, 1, usize::MAX, |_| true).unwrap();

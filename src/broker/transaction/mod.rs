@@ -119,6 +119,29 @@ pub trait TxHost: Send + Sync {
     fn store_host(&self) -> SocketAddr;
     /// Creates `TRANS_CHECK_MAX_TIME_TOPIC` if absent.
     fn ensure_check_max_time_topic(&self) -> Result<(), String>;
+    /// True when this broker is an acting master that hands its unresolved half messages to
+    /// another master instead of checking them itself.
+    fn escapes_halves(&self) -> bool {
+        false
+    }
+    /// Hands one half message (as a half send to its real topic) to another master; true if it
+    /// was stored there.
+    fn escape_half(&self, _m: MessageInner) -> BoxFuture<'_, bool> {
+        Box::pin(async { false })
+    }
+}
+
+/// The half send an acting master escapes for `half`: its real topic and queue, the half marks
+/// (`TRAN_MSG`, `PGROUP`, `UNIQ_KEY`) kept, so the receiving master stores it as its own half
+/// message and checks it with the producer.
+pub fn escaped_half(half: &MessageExt) -> Option<MessageInner> {
+    let mut props = half.properties.clone();
+    let topic = props.remove(message::property::REAL_TOPIC)?;
+    let qid = props.remove(message::property::REAL_QID).and_then(|q| q.parse().ok()).unwrap_or(0);
+    props.remove(prop::TRANSACTION_ID);
+    let mut m = base_inner(&topic, qid, half);
+    m.set_properties(props);
+    Some(m)
 }
 
 /// Java's `Boolean.parseBoolean`.
@@ -377,7 +400,22 @@ impl TxHost for BrokerTxHost {
         }
     }
     fn should_check(&self) -> bool {
-        self.core.config().broker_role != crate::broker::config::BrokerRole::Slave && !self.core.is_shutting_down()
+        // A master, or a slave acting as master (which escapes its halves, see below).
+        crate::broker::acting::special_services_active(&self.core)
+    }
+    fn escapes_halves(&self) -> bool {
+        crate::broker::acting::is_acting_master(&self.core) && self.core.config().enable_remote_escape
+    }
+    fn escape_half(&self, m: MessageInner) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            match crate::broker::acting::escape_put(&self.core, m).await {
+                Ok(()) => true,
+                Err(e) => {
+                    crate::broker::acting::log_escape_failure("half message hand-over", &e);
+                    false
+                }
+            }
+        })
     }
     fn progress(&self, topic: &str, queue_id: i32) -> i64 {
         self.core.meta.offsets.query_offset(TRANS_GROUP, topic, queue_id)

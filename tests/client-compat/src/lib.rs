@@ -19,9 +19,9 @@ use rmqc::container::BrokerContainer;
 use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
 use rocketmq_client_rust::{
-    ClientConfig, ClientOptions, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    AclClientRPCHook, ClientConfig, ClientOptions, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
     ConsumeConcurrentlyStatus, DefaultMQProducer, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-    TelemetryHandle,
+    SessionCredentials, TelemetryHandle,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -329,14 +329,24 @@ impl Drop for Servers {
 }
 
 /// A TCP forwarder that decodes the frames clients send through it and records, for every request
-/// (not responses), its code and header serialization. Forwarding runs on the current runtime.
+/// (not responses), its code and header serialization, and for every answer the server sends back,
+/// the code of the request it answers and its response code. Forwarding runs on the current runtime.
 pub struct Tap {
     /// Where clients connect.
     pub addr: String,
     /// (request code, serialize type code 0 = JSON / 1 = ROCKETMQ) -> count.
     pub seen: Arc<Mutex<BTreeMap<(i32, u8), usize>>>,
+    /// (request code, response code) -> count, for the server's answers to the clients' requests.
+    pub answered: Arc<Mutex<BTreeMap<(i32, i32), usize>>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// Most requests of one connection awaiting an answer that a tap remembers (beyond, it forgets the
+/// oldest: a tap must not grow without bound if a server never answers).
+const TAP_PENDING_MAX: usize = 65_536;
+
+/// The requests of one tapped connection awaiting their answers: opaque -> request code.
+type Pending = Arc<Mutex<HashMap<i32, i32>>>;
 
 impl Tap {
     /// Listens on `listen` (port 0 for any) and forwards every connection to `upstream`.
@@ -346,30 +356,43 @@ impl Tap {
         let addr = std_listener.local_addr().unwrap().to_string();
         let listener = tokio::net::TcpListener::from_std(std_listener).expect("tap listener");
         let seen: Arc<Mutex<BTreeMap<(i32, u8), usize>>> = Arc::default();
-        let (seen2, upstream) = (seen.clone(), upstream.to_string());
+        let answered: Arc<Mutex<BTreeMap<(i32, i32), usize>>> = Arc::default();
+        let (seen2, answered2, upstream) = (seen.clone(), answered.clone(), upstream.to_string());
         let task = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
-                let (seen, upstream) = (seen2.clone(), upstream.clone());
+                let (seen, answered, upstream) = (seen2.clone(), answered2.clone(), upstream.clone());
                 tokio::spawn(async move {
                     let Ok(up) = tokio::net::TcpStream::connect(&upstream).await else { return };
                     // No Nagle delays added by the tap itself.
                     let _ = (down.set_nodelay(true), up.set_nodelay(true));
                     let (mut down_r, mut down_w) = down.into_split();
                     let (mut up_r, mut up_w) = up.into_split();
+                    let pending: Pending = Arc::default();
+                    let pending2 = pending.clone();
                     let back = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut up_r, &mut down_w).await;
+                        let _ = tap_answers(&mut up_r, &mut down_w, &pending2, &answered).await;
                     });
-                    let _ = tap_requests(&mut down_r, &mut up_w, &seen).await;
+                    let _ = tap_requests(&mut down_r, &mut up_w, &seen, &pending).await;
                     back.abort();
                 });
             }
         });
-        Tap { addr, seen, task }
+        Tap { addr, seen, answered, task }
     }
 
     /// A copy of what was seen.
     pub fn seen(&self) -> BTreeMap<(i32, u8), usize> {
         self.seen.lock().clone()
+    }
+
+    /// How many requests with code `request` the server answered with `response`.
+    pub fn answered(&self, request: i32, response: i32) -> usize {
+        self.answered.lock().get(&(request, response)).copied().unwrap_or(0)
+    }
+
+    /// A copy of the answers seen: (request code, response code) -> count.
+    pub fn answers(&self) -> BTreeMap<(i32, i32), usize> {
+        self.answered.lock().clone()
     }
 }
 
@@ -379,41 +402,84 @@ impl Drop for Tap {
     }
 }
 
-/// Copies frames from `r` to `w`, recording each request's code and serialization.
+/// A frame read by a tap: the frame with its length prefix, its serialize type code, and its
+/// decoded header (`None` for an unknown serialization).
+type TappedFrame = (Vec<u8>, u8, Option<Result<RemotingCommand, rmqc::remoting::RemotingError>>);
+
+/// Reads one frame (its 4-byte length, then the frame) from `r`.
+async fn read_tapped_frame(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<TappedFrame> {
+    use tokio::io::AsyncReadExt;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let n = u32::from_be_bytes(len) as usize;
+    assert!((4..=64 << 20).contains(&n), "tap: bad frame length {n}");
+    let mut out = vec![0u8; 4 + n];
+    out[..4].copy_from_slice(&len);
+    r.read_exact(&mut out[4..]).await?;
+    let frame = &out[4..];
+    let word = u32::from_be_bytes(frame[..4].try_into().unwrap());
+    let (kind, header_len) = ((word >> 24) as u8, (word & 0x00FF_FFFF) as usize);
+    let st = match kind {
+        0 => Some(rmqc::remoting::SerializeType::Json),
+        1 => Some(rmqc::remoting::SerializeType::RocketMq),
+        _ => None,
+    };
+    let decoded = st.map(|st| RemotingCommand::decode_header_bytes(st, frame.get(4..4 + header_len).unwrap_or(&[])));
+    Ok((out, kind, decoded))
+}
+
+/// Copies frames from `r` to `w`, recording each request's code and serialization, and
+/// remembering in `pending` the requests that expect an answer.
 async fn tap_requests(
     r: &mut (impl tokio::io::AsyncRead + Unpin),
     w: &mut (impl tokio::io::AsyncWrite + Unpin),
     seen: &Mutex<BTreeMap<(i32, u8), usize>>,
+    pending: &Pending,
 ) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     loop {
-        let mut len = [0u8; 4];
-        r.read_exact(&mut len).await?;
-        let n = u32::from_be_bytes(len) as usize;
-        assert!((4..=64 << 20).contains(&n), "tap: bad frame length {n}");
-        let mut frame = vec![0u8; n];
-        r.read_exact(&mut frame).await?;
-        let word = u32::from_be_bytes(frame[..4].try_into().unwrap());
-        let (kind, header_len) = ((word >> 24) as u8, (word & 0x00FF_FFFF) as usize);
-        let st = match kind {
-            0 => Some(rmqc::remoting::SerializeType::Json),
-            1 => Some(rmqc::remoting::SerializeType::RocketMq),
-            _ => None,
-        };
+        let (out, kind, decoded) = read_tapped_frame(r).await?;
         // An unknown serialization is recorded as code -1, an undecodable header as code -2.
-        let decoded =
-            st.map(|st| RemotingCommand::decode_header_bytes(st, frame.get(4..4 + header_len).unwrap_or(&[])));
         let code = match decoded {
             None => Some(-1),
             Some(Err(_)) => Some(-2),
-            Some(Ok(cmd)) => (!cmd.is_response()).then_some(cmd.code),
+            Some(Ok(cmd)) if cmd.is_response() => None,
+            Some(Ok(cmd)) => {
+                if cmd.flag & rmqc::remoting::command::FLAG_ONEWAY == 0 {
+                    let mut p = pending.lock();
+                    if p.len() >= TAP_PENDING_MAX {
+                        p.clear();
+                    }
+                    p.insert(cmd.opaque, cmd.code);
+                }
+                Some(cmd.code)
+            }
         };
         if let Some(code) = code {
             *seen.lock().entry((code, kind)).or_default() += 1;
         }
-        let mut out = Vec::with_capacity(4 + n);
-        out.extend_from_slice(&len);
-        out.extend_from_slice(&frame);
+        w.write_all(&out).await?;
+    }
+}
+
+/// Copies the server's frames from `r` to `w`, recording for each answer to a request in `pending`
+/// (request code, response code).
+async fn tap_answers(
+    r: &mut (impl tokio::io::AsyncRead + Unpin),
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    pending: &Pending,
+    answered: &Mutex<BTreeMap<(i32, i32), usize>>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    loop {
+        let (out, _, decoded) = read_tapped_frame(r).await?;
+        if let Some(Ok(cmd)) = decoded {
+            if cmd.is_response() {
+                if let Some(request) = pending.lock().remove(&cmd.opaque) {
+                    *answered.lock().entry((request, cmd.code)).or_default() += 1;
+                }
+            }
+        }
         w.write_all(&out).await?;
     }
 }
@@ -513,6 +579,58 @@ impl Client {
             .build();
         p.start().await.expect("producer starts");
         p
+    }
+
+    /// A started producer of `group` whose requests are signed by the client's own
+    /// `AclClientRPCHook` with `access_key`/`secret_key`.
+    pub async fn signed_producer(
+        &self,
+        namesrv: &str,
+        group: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> DefaultMQProducer {
+        let hook = AclClientRPCHook::new(SessionCredentials::with_keys(access_key.to_string(), secret_key.to_string()));
+        let mut p = DefaultMQProducer::builder(self.runtime.clone())
+            .client_options(self.options(namesrv, &format!("{group}-instance")))
+            .producer_group(group.to_string())
+            .name_server_addr(namesrv.to_string())
+            .default_topic_queue_nums(4)
+            .send_msg_timeout(5000)
+            .rpc_hook(Arc::new(hook))
+            .build();
+        p.start().await.expect("producer starts");
+        p
+    }
+
+    /// Like [`Client::push_consumer`] (subscribed to every tag), with requests signed by the
+    /// client's own `AclClientRPCHook` with `access_key`/`secret_key`. `instance` names the client
+    /// instance: clients of one name share one client instance, which refuses a different hook.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn signed_push_consumer(
+        &self,
+        namesrv: &str,
+        group: &str,
+        instance: &str,
+        topic: &str,
+        access_key: &str,
+        secret_key: &str,
+        listener: Recorder,
+    ) -> DefaultMQPushConsumer {
+        let hook = AclClientRPCHook::new(SessionCredentials::with_keys(access_key.to_string(), secret_key.to_string()));
+        let mut c = DefaultMQPushConsumer::builder(self.runtime.clone())
+            .client_options(self.options(namesrv, instance))
+            .consumer_group(group.to_string())
+            .name_server_addr(namesrv.to_string())
+            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+            .consume_thread_min(2)
+            .consume_thread_max(4)
+            .rpc_hook(Some(Arc::new(hook)))
+            .build();
+        c.subscribe(topic, "*").await.expect("subscribe");
+        c.register_message_listener_concurrently(listener);
+        c.start().await.expect("consumer starts");
+        c
     }
 
     /// A started clustering push consumer of `group`, subscribed to `topic` with `expression`,

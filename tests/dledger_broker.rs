@@ -231,10 +231,11 @@ struct Member {
     conf: std::path::PathBuf,
     port: u16,
     admin: u16,
+    metrics: u16,
     child: ChildGuard,
 }
 
-fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16, u16) {
+fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16, u16, u16) {
     let port = common::free_port_block(2, 1);
     let broker = d.join(format!("dl-a-n{i}.conf"));
     std::fs::write(
@@ -249,18 +250,42 @@ fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::p
     )
     .unwrap();
     let cport = common::free_port_block(2, 0);
+    let mport = common::free_port_block(0, 0);
     let conf = d.join(format!("container-{i}.conf"));
     std::fs::write(
         &conf,
         format!(
-            "listenPort={cport}\nbindAddress=127.0.0.1\nnamesrvAddr={ns}\nbrokerConfigPaths={}\nbrokerConfigDirs={}\nlogRoot={}\n",
+            "listenPort={cport}\nbindAddress=127.0.0.1\nnamesrvAddr={ns}\nbrokerConfigPaths={}\nbrokerConfigDirs={}\nlogRoot={}\n\
+             metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort={mport}\n",
             broker.display(),
             d.display(),
             d.join(format!("logs-{i}")).display()
         ),
     )
     .unwrap();
-    (conf, port, cport)
+    (conf, port, cport, mport)
+}
+
+/// The DLedger role and term a container's `/metrics` reports for its broker.
+fn metrics_role(port: u16) -> Option<(String, i64)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let role = text
+        .lines()
+        .find(|l| l.starts_with("rocketmq_container_dledger_role{") && l.ends_with(" 1"))
+        .and_then(|l| l.split("role=\"").nth(1))
+        .and_then(|r| r.split('"').next())?
+        .to_string();
+    let term = text
+        .lines()
+        .find(|l| l.starts_with("rocketmq_container_dledger_term{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())?;
+    Some((role, term))
 }
 
 fn start_member(d: &std::path::Path, i: usize, conf: &std::path::Path) -> ChildGuard {
@@ -318,9 +343,9 @@ async fn three_containers_fail_over_the_dledger_master() {
     let peers = format!("n0-127.0.0.1:{q};n1-127.0.0.1:{};n2-127.0.0.1:{}", q + 1, q + 2);
     let mut members: Vec<Member> = (0..3)
         .map(|i| {
-            let (conf, port, admin) = write_member(d, i, &peers, &ns);
+            let (conf, port, admin, metrics) = write_member(d, i, &peers, &ns);
             let child = start_member(d, i, &conf);
-            Member { conf, port, admin, child }
+            Member { conf, port, admin, metrics, child }
         })
         .collect();
     let client = RemotingClient::default();
@@ -361,6 +386,24 @@ async fn three_containers_fail_over_the_dledger_master() {
     for m in &members {
         wait_max_offset(&client, &addr_of(m), "DlTopic", 0, 50).await;
     }
+    // Each container's /metrics shows its replica's DLedger role and the group's term.
+    let mut roles: Vec<Option<(String, i64)>> = Vec::new();
+    let settled = |roles: &[Option<(String, i64)>]| {
+        roles
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.as_ref().is_some_and(|(role, _)| role == if i == leader { "leader" } else { "follower" }))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !settled(&roles) {
+        assert!(std::time::Instant::now() < deadline, "metrics roles: {roles:?}");
+        roles = members.iter().map(|m| metrics_role(m.metrics)).collect();
+        if !settled(&roles) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let roles: Vec<(String, i64)> = roles.into_iter().map(Option::unwrap).collect();
+    assert!(roles.iter().all(|r| r.1 == roles[leader].1 && r.1 >= 1), "one term for the group: {roles:?}");
 
     // SIGKILL the leader's container: a new leader registers as master within 10 s.
     let killed_at = std::time::Instant::now();

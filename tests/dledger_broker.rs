@@ -472,3 +472,105 @@ async fn three_containers_fail_over_the_dledger_master() {
         m.child.terminate();
     }
 }
+
+/// Sends a signal (`STOP`, `CONT`) to a member's container process.
+fn signal(m: &Member, sig: &str) {
+    let pid = m.child.0.as_ref().expect("running").id().to_string();
+    let st = std::process::Command::new("kill").args([&format!("-{sig}"), &pid]).status().unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+/// A frozen leader (SIGSTOP) is replaced; when it thaws (SIGCONT) it neither acknowledges a send
+/// nor registers as master again, and the NameServer never shows it as master beside the new one;
+/// then all three containers are killed at once and come back with every acknowledged message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_fenced_and_a_restart_of_all_three_keeps_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_ns, ns) = common::start_namesrv(NAMESRV, d);
+    let q = common::free_port_block(0, 2);
+    let peers = format!("n0-127.0.0.1:{q};n1-127.0.0.1:{};n2-127.0.0.1:{}", q + 1, q + 2);
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| {
+            let (conf, port, admin, metrics) = write_member(d, i, &peers, &ns);
+            let child = start_member(d, i, &conf);
+            Member { conf, port, admin, metrics, child }
+        })
+        .collect();
+    let client = RemotingClient::default();
+    let addr_of = |m: &Member| format!("127.0.0.1:{}", m.port);
+    common::wait_async("dl-a registers a master and two slaves", Duration::from_secs(30), || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let a = group_addrs(&client, &ns).await;
+            a.len() == 3 && a.contains_key(&0)
+        }
+    })
+    .await;
+    let old = group_addrs(&client, &ns).await[&0].clone();
+    let leader = members.iter().position(|m| addr_of(m) == old).unwrap();
+    for m in &members {
+        common::rmq::create_topic(&client, &addr_of(m), "DlTopic").await;
+    }
+    let first: Vec<String> = (0..30).map(|i| format!("first-{i}")).collect();
+    let mut acked = send_all(&client, &old, "DlTopic", &first).await;
+    assert_eq!(acked.len(), 30);
+
+    // Freeze the leader: the two others elect a new one, which registers as master.
+    signal(&members[leader], "STOP");
+    common::wait_async("a new master registers", Duration::from_secs(15), || {
+        let (client, ns, old) = (client.clone(), ns.clone(), old.clone());
+        async move { group_addrs(&client, &ns).await.get(&0).is_some_and(|a| *a != old) }
+    })
+    .await;
+    let new_master = group_addrs(&client, &ns).await[&0].clone();
+    let second: Vec<String> = (0..30).map(|i| format!("second-{i}")).collect();
+    let more = send_all(&client, &new_master, "DlTopic", &second).await;
+    assert_eq!(more.len(), 30, "the new leader acknowledges");
+    acked.extend(more);
+
+    // Thaw it. A send to it is not acknowledged (it is fenced, or follows the new leader), and until
+    // it registers as a slave the NameServer never shows it as the master.
+    signal(&members[leader], "CONT");
+    let r = send(&client, &old, "DlTopic", 0, b"to the thawed leader", &[]).await;
+    assert_ne!(r.code, response::SUCCESS, "a deposed leader acknowledged a send");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = group_addrs(&client, &ns).await;
+        assert_ne!(a.get(&0), Some(&old), "the thawed leader registered as master again: {a:?}");
+        if a.get(&(leader as i64 + 1)) == Some(&old) && a.get(&0) == Some(&new_master) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the thawed leader did not register as a slave: {a:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_max_offset(&client, &old, "DlTopic", 0, 60).await;
+    assert_eq!(read_all(&client, &old, "DlTopic").await, acked, "the thawed member has every message");
+
+    // All three at once: kill -9 and start again; every acknowledged message comes back, once, in order.
+    for m in members.iter_mut() {
+        m.child.kill9();
+    }
+    for (i, m) in members.iter_mut().enumerate() {
+        let conf = m.conf.clone();
+        m.child = start_member(d, i, &conf);
+    }
+    common::wait_async("a master registers after the restart", Duration::from_secs(40), || {
+        let (client, ns, addrs) = (client.clone(), ns.clone(), members.iter().map(addr_of).collect::<Vec<_>>());
+        async move {
+            // The NameServer may still list the old registration until the new master registers.
+            let Some(m) = group_addrs(&client, &ns).await.get(&0).cloned() else { return false };
+            let req =
+                RemotingCommand::request(request::GET_MAX_OFFSET).with_ext("topic", "DlTopic").with_ext("queueId", "0");
+            addrs.contains(&m)
+                && matches!(client.invoke(&m, req, T).await,
+                    Ok(r) if r.ext("offset").and_then(|o| o.parse::<i64>().ok()).is_some_and(|o| o >= 60))
+                && send(&client, &m, "DlTopic", 0, b"probe", &[]).await.code == response::SUCCESS
+        }
+    })
+    .await;
+    let master = group_addrs(&client, &ns).await[&0].clone();
+    let read = read_all(&client, &master, "DlTopic").await;
+    assert_eq!(&read[..60], &acked[..], "every acknowledged message once, in order, after a restart of all three");
+    assert!(read[60..].iter().all(|(_, b)| b == "probe"), "{:?}", &read[60..]);
+}

@@ -574,3 +574,172 @@ async fn a_frozen_leader_is_fenced_and_a_restart_of_all_three_keeps_every_messag
     assert_eq!(&read[..60], &acked[..], "every acknowledged message once, in order, after a restart of all three");
     assert!(read[60..].iter().all(|(_, b)| b == "probe"), "{:?}", &read[60..]);
 }
+
+/// Three network namespaces on one bridge (`10.231.<net>.0/24`, the bridge `.1`, namespace `i` at
+/// `.(i + 2)`), removed on drop. A namespace is cut off by taking its veth down on the host side.
+struct NetLab {
+    tag: String,
+    net: u32,
+    n: usize,
+}
+
+impl NetLab {
+    fn sh(args: &[&str]) {
+        let out = std::process::Command::new("ip").args(args).output().unwrap();
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    fn new(n: usize) -> NetLab {
+        let tag = format!("rq{}", std::process::id() % 100_000);
+        let net = 100 + std::process::id() % 100;
+        let lab = NetLab { tag, net, n };
+        let br = lab.bridge();
+        Self::sh(&["link", "add", &br, "type", "bridge"]);
+        Self::sh(&["addr", "add", &format!("10.231.{net}.1/24"), "dev", &br]);
+        Self::sh(&["link", "set", &br, "up"]);
+        for i in 0..n {
+            let (ns, host, inner) = (lab.ns(i), lab.host_if(i), format!("{}n{i}", lab.tag));
+            Self::sh(&["netns", "add", &ns]);
+            Self::sh(&["link", "add", &host, "type", "veth", "peer", "name", &inner]);
+            Self::sh(&["link", "set", &inner, "netns", &ns]);
+            Self::sh(&["link", "set", &host, "master", &br]);
+            Self::sh(&["link", "set", &host, "up"]);
+            Self::sh(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{}/24", lab.ip(i)), "dev", &inner]);
+            Self::sh(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
+            Self::sh(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+    fn bridge(&self) -> String {
+        format!("{}b", self.tag)
+    }
+    fn ns(&self, i: usize) -> String {
+        format!("{}ns{i}", self.tag)
+    }
+    fn host_if(&self, i: usize) -> String {
+        format!("{}h{i}", self.tag)
+    }
+    fn ip(&self, i: usize) -> String {
+        format!("10.231.{}.{}", self.net, i + 2)
+    }
+    fn host_ip(&self) -> String {
+        format!("10.231.{}.1", self.net)
+    }
+    fn cut(&self, i: usize, cut: bool) {
+        Self::sh(&["link", "set", &self.host_if(i), if cut { "down" } else { "up" }]);
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        for i in 0..self.n {
+            let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns(i)]).output();
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if(i)]).output();
+        }
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.bridge()]).output();
+    }
+}
+
+/// A leader cut off from the network (its namespace's link down) loses the group: the two others
+/// elect a new master, which acknowledges sends; once the link is back, the old leader follows as a
+/// slave, nothing it might have taken while cut off is visible, and every acknowledged message is
+/// read once, in order, on every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_is_replaced_and_rejoins_as_a_slave() {
+    if !common::root_or_skip("a_partitioned_leader_is_replaced_and_rejoins_as_a_slave") {
+        return;
+    }
+    let lab = NetLab::new(3);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_nsrv, ns_local) = common::start_namesrv(NAMESRV, d);
+    let ns = ns_local.replace("127.0.0.1", &lab.host_ip());
+    let (port, dport) = (common::free_port_block(2, 1), common::free_port_block(0, 0));
+    let peers = (0..3).map(|i| format!("n{i}-{}:{dport}", lab.ip(i))).collect::<Vec<_>>().join(";");
+    let confs: Vec<std::path::PathBuf> = (0..3)
+        .map(|i| {
+            let broker = d.join(format!("dl-a-n{i}.conf"));
+            std::fs::write(
+                &broker,
+                format!(
+                    "brokerClusterName=DlCluster\nbrokerName=dl-a\nlistenPort={port}\nbrokerIP1={}\n\
+                     storePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\n\
+                     mappedFileSizeConsumeQueue=6000\nenableDLegerCommitLog=true\ndLegerGroup=dl-a\n\
+                     dLegerPeers={peers}\ndLegerSelfId=n{i}\nheartBeatTimeIntervalMs=1000\n",
+                    lab.ip(i),
+                    d.join(format!("store-n{i}")).display()
+                ),
+            )
+            .unwrap();
+            let conf = d.join(format!("container-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "listenPort={}\nnamesrvAddr={ns}\nbrokerConfigPaths={}\nbrokerConfigDirs={}\nlogRoot={}\n",
+                    port + 3,
+                    broker.display(),
+                    d.display(),
+                    d.join(format!("logs-{i}")).display()
+                ),
+            )
+            .unwrap();
+            conf
+        })
+        .collect();
+    let mut children: Vec<ChildGuard> = (0..3)
+        .map(|i| {
+            let c = confs[i].to_str().unwrap();
+            ChildGuard::spawn("ip", &["netns", "exec", &lab.ns(i), CONTAINER, "-c", c], d, &format!("container-{i}"))
+        })
+        .collect();
+    let client = RemotingClient::default();
+    let addr = |i: usize| format!("{}:{port}", lab.ip(i));
+    common::wait_async("dl-a registers a master and two slaves", Duration::from_secs(40), || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let a = group_addrs(&client, &ns).await;
+            a.len() == 3 && a.contains_key(&0)
+        }
+    })
+    .await;
+    let old = group_addrs(&client, &ns).await[&0].clone();
+    let leader = (0..3).find(|&i| addr(i) == old).unwrap();
+    for i in 0..3 {
+        common::rmq::create_topic(&client, &addr(i), "DlTopic").await;
+    }
+    let first: Vec<String> = (0..30).map(|i| format!("first-{i}")).collect();
+    let mut acked = send_all(&client, &old, "DlTopic", &first).await;
+    assert_eq!(acked.len(), 30);
+
+    // Cut the leader off: a new master registers (the NameServer keeps one address per brokerId,
+    // so the old registration is replaced, never listed beside it).
+    lab.cut(leader, true);
+    common::wait_async("a new master registers", Duration::from_secs(20), || {
+        let (client, ns, old) = (client.clone(), ns.clone(), old.clone());
+        async move { group_addrs(&client, &ns).await.get(&0).is_some_and(|a| *a != old) }
+    })
+    .await;
+    let new_master = group_addrs(&client, &ns).await[&0].clone();
+    let second: Vec<String> = (0..30).map(|i| format!("second-{i}")).collect();
+    let more = send_all(&client, &new_master, "DlTopic", &second).await;
+    assert_eq!(more.len(), 30, "the new leader acknowledges");
+    acked.extend(more);
+
+    // Heal: the old leader follows as a slave and has exactly the acknowledged messages.
+    lab.cut(leader, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let a = group_addrs(&client, &ns).await;
+        if a.get(&(leader as i64 + 1)) == Some(&old) && a.get(&0) == Some(&new_master) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the healed leader did not register as a slave: {a:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..3 {
+        wait_max_offset(&client, &addr(i), "DlTopic", 0, 60).await;
+        assert_eq!(read_all(&client, &addr(i), "DlTopic").await, acked, "member n{i}");
+    }
+    for c in children.iter_mut() {
+        c.kill9();
+    }
+}

@@ -4,11 +4,13 @@
 # Usage: scripts/bench.sh [seconds-per-run]   (default 5)
 #        scripts/bench.sh isolation [seconds]   (B next to a saturated A: scripts/bench-isolation.sh)
 #        scripts/bench.sh many [seconds]        (32 brokers in one container: scripts/bench-isolation.sh --many)
+#        scripts/bench.sh dledger [seconds]     (a DLedger group of three containers: scripts/bench-dledger.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
   isolation) shift; exec scripts/bench-isolation.sh "$@" ;;
   many) shift; exec scripts/bench-isolation.sh --many "$@" ;;
+  dledger) shift; exec scripts/bench-dledger.sh "$@" ;;
 esac
 secs="${1:-5}"
 cargo build --release --bins >&2

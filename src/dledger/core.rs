@@ -570,7 +570,15 @@ impl Core {
     fn round_done(&self) -> bool {
         let Some(r) = &self.round else { return false };
         let q = self.quorum();
-        r.has_leader || r.accepted >= q || r.accepted + r.not_ready >= q || r.answered.len() == self.cfg.peers.len()
+        // Also done once the members yet to answer could not make it a win even by accepting (a
+        // dead peer never answers: DLedger waits for the round's deadline, 2-3 s, before its next
+        // term; the outcome is already known).
+        let remaining = self.cfg.peers.len().saturating_sub(r.answered.len());
+        r.has_leader
+            || r.accepted >= q
+            || r.accepted + r.not_ready >= q
+            || r.accepted + r.not_ready + remaining < q
+            || r.answered.len() == self.cfg.peers.len()
     }
 
     fn finish_round<E, L: LogView<E>>(&mut self, now: u64, log: &L, out: &mut Vec<Action<E>>) {

@@ -6,6 +6,7 @@
 # With --many: 32 brokers in one container, each sent a modest rate (mqbench --rate) at once; prints
 # the slowest and the fastest broker's p99 side by side.
 # Usage: scripts/bench-isolation.sh [--many] [seconds]
+# BROKER_EXTRA='key=value' adds broker keys to every broker (e.g. adaptivePriorityEnable=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 many=0
@@ -32,6 +33,8 @@ mappedFileSizeCommitLog=268435456
 maxHashSlotNum=500000
 maxIndexNum=2000000
 CONF
+  # Extra broker keys for every broker, one per line (e.g. BROKER_EXTRA=adaptivePriorityEnable=true).
+  if [ -n "${BROKER_EXTRA:-}" ]; then printf '%s\n' "$BROKER_EXTRA" >> "$3/$1.conf"; fi
 }
 ns=$(free_port)
 

@@ -138,8 +138,25 @@ a2_alone=$(bench iso-a2 Iso_iso-a2 64 async "$secs")
 
 bench iso-a Iso_iso-a 64 async $((secs + 2)) > "$work/a_same" &
 lp=$!; sleep 1
+# Halfway through B's run: how many of container 1's threads run demoted (SCHED_BATCH or niced).
+( sleep "$(python3 -c "print($secs/2)")"; python3 - "${pids[0]}" > "$work/classes" <<'PY'
+import os, sys
+pid = sys.argv[1]; total = demoted = 0; names = set()
+for t in os.listdir("/proc/%s/task" % pid):
+    try:
+        st = open("/proc/%s/task/%s/stat" % (pid, t)).read()
+    except OSError:
+        continue
+    name = st[st.index("(") + 1:st.rindex(")")]; f = st[st.rindex(")") + 2:].split()
+    total += 1
+    if f[16] != "0" or f[38] != "0":
+        demoted += 1; names.add(name)
+print("%d of %d threads demoted (%s)" % (demoted, total, ", ".join(sorted(names)) or "none"))
+PY
+) &
+cp=$!
 b_same=$(bench iso-b Iso_iso-b 1 sync "$secs")
-wait $lp; a_same=$(cat "$work/a_same")
+wait $lp; a_same=$(cat "$work/a_same"); wait $cp || true
 
 bench iso-a2 Iso_iso-a2 64 async $((secs + 2)) > "$work/a_other" &
 lp=$!; sleep 1
@@ -160,5 +177,6 @@ print("B p99 same container / alone: %.2fx (target <= 2x)" % (bs["p99_ms"] / max
 print("B rate same container / other process: %.2fx (target >= 0.8x)" % (bs["tps"] / max(bo["tps"], 1e-9)))
 print("A rate same container / other process: %.2fx (target >= 1x)" % (as_["tps"] / max(ao["tps"], 1e-9)))
 PY
+echo "container 1 during B's same-container run: $(cat "$work/classes" 2>/dev/null || echo 'not sampled')"
 echo
 echo "machine: $(nproc) cores, $(uname -m), $(uname -r); $secs s per run"

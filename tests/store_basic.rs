@@ -342,3 +342,25 @@ async fn commit_log_level_filter_and_not_readable_flag() {
     store.set_running_flags(rmqc::store::running_flags::NOT_READABLE);
     assert!(matches!(store.get_message("T", 0, 0, 32, 1 << 20, |_| true), Err(StoreError::NotReadable)));
 }
+
+/// A service that cares about one topic (the delay-level schedule, the timer) is woken by that
+/// topic's messages only: a put to any other topic leaves its watch unchanged, so a busy broker's
+/// sends do not wake it once per message.
+#[tokio::test]
+async fn a_topic_watch_changes_for_its_own_topic_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path())).unwrap();
+    let mut sched = store.subscribe_topic_dispatched("SCHEDULE_TOPIC_XXXX");
+    let mut again = store.subscribe_topic_dispatched("SCHEDULE_TOPIC_XXXX");
+    for i in 0..50 {
+        assert_eq!(store.put_message(msg("TopicA", (i % 3) as i32, i)).await.status, PutMessageStatus::PutOk);
+    }
+    wait_dispatched(&store).await;
+    assert!(!sched.has_changed().unwrap(), "a put to another topic woke the schedule watch");
+    assert_eq!(store.put_message(msg("SCHEDULE_TOPIC_XXXX", 2, 50)).await.status, PutMessageStatus::PutOk);
+    wait_dispatched(&store).await;
+    for rx in [&mut sched, &mut again] {
+        assert!(rx.has_changed().unwrap(), "the topic's own message did not wake its watch");
+        assert_eq!(*rx.borrow_and_update(), 1);
+    }
+}

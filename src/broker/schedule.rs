@@ -89,10 +89,11 @@ impl ScheduleService {
     }
 
     /// Delivers due messages until cancelled. Sleeps until the earliest pending delivery (at most
-    /// 1 s), or until a message arrives in the schedule topic.
+    /// 1 s), or until a message arrives in the schedule topic (only there: a put to any other
+    /// topic does not wake it).
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let levels = self.core.store().config().delay_levels_ms();
-        let mut arrivals = self.core.store().subscribe_dispatched();
+        let mut arrivals = self.core.store().subscribe_topic_dispatched(SCHEDULE_TOPIC);
         loop {
             if !super::acting::special_services_active(&self.core) {
                 // A slave delivers only as acting master; otherwise its master does, and the

@@ -296,7 +296,8 @@ impl TimerService {
         dequeue_active: Arc<dyn Fn() -> bool + Send + Sync>,
     ) {
         let active = enqueue_active;
-        let mut arrivals = self.store.subscribe_dispatched();
+        // Woken by timer messages only (a put to any other topic does not concern it).
+        let mut arrivals = self.store.subscribe_topic_dispatched(TIMER_TOPIC);
         let p = self.settings.precision_ms;
         let root = self.store.config().store_path_root_dir.clone();
         // Looked at once: until then a wakeup (any stored message) costs a queue look-up only.

@@ -233,6 +233,15 @@ impl Shared {
     }
 
     fn publish(&self, arrivals: &mut Arrivals) {
+        // Topic watches first: whoever sees the dispatched offset move also sees them changed.
+        if !arrivals.is_empty() {
+            let watches = self.topic_watches.read();
+            for (topic, tx) in watches.iter() {
+                if arrivals.get(topic).is_some_and(|qs| !qs.is_empty()) {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        }
         let reput = self.reput_from.load(Ordering::Acquire);
         self.dispatched_tx.send_replace(reput);
         if arrivals.is_empty() {

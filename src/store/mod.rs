@@ -149,6 +149,8 @@ struct Shared {
     /// The commitlog max offset after every append (replication wakes on it).
     appended_tx: watch::Sender<i64>,
     listener: RwLock<Option<ArrivalListener>>,
+    /// Per-topic wake-ups for services that care about one (system) topic only.
+    topic_watches: RwLock<Vec<(String, watch::Sender<u64>)>>,
     last_dispatched_ts: AtomicI64,
     dispatch_stalled_at: AtomicI64,
     delay_levels: Vec<i64>,
@@ -343,6 +345,7 @@ impl MessageStore {
             dispatched_tx,
             appended_tx: watch::channel(commitlog_max).0,
             listener: RwLock::new(None),
+            topic_watches: RwLock::new(Vec::new()),
             last_dispatched_ts: AtomicI64::new(0),
             dispatch_stalled_at: AtomicI64::new(-1),
             delay_levels,
@@ -531,6 +534,19 @@ impl MessageStore {
     /// A watch of the dispatched commitlog offset: wakes readers (long polling) without polling.
     pub fn subscribe_dispatched(&self) -> watch::Receiver<i64> {
         self.shared.dispatched_tx.subscribe()
+    }
+
+    /// A watch that changes whenever the dispatcher has made new messages of `topic` readable
+    /// (a counter): services of one system topic (delay levels, timer) wake for their own
+    /// messages, not for every message the broker stores.
+    pub fn subscribe_topic_dispatched(&self, topic: &str) -> watch::Receiver<u64> {
+        let mut w = self.shared.topic_watches.write();
+        if let Some((_, tx)) = w.iter().find(|(t, _)| t == topic) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(0);
+        w.push((topic.to_string(), tx));
+        rx
     }
 
     /// A watch of the commitlog max offset, updated after every append (replication).

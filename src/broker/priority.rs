@@ -1,11 +1,12 @@
 //! Adaptive per-broker CPU priority (issue 13). Each hosted broker runs on its own threads (its
 //! runtime's workers and blocking threads, its store's flush and dispatch threads), registered
-//! here by kernel thread id as they start. A governor samples the broker's admission queues; when
-//! they held more requests than the broker has worker threads through a whole window (the broker
-//! is saturated by its clients) while a neighbour in the container has work and is not saturated,
-//! the busy broker's threads are moved to a lower CPU weight (a higher nice value) and to
+//! here by kernel thread id as they start. A governor samples the broker's admission queues and
+//! its threads' CPU time; when the queues held more requests than the broker has worker threads
+//! through a whole window, or its threads used a large share of a core (the broker is saturated or
+//! heavy), while a neighbour in the container has work, is not saturated and uses at most half as
+//! much CPU, the busy broker's threads are moved to a lower CPU weight (a higher nice value) and to
 //! `SCHED_BATCH`, so that the neighbour's thread, when it wakes up with a request, gets the CPU
-//! sooner. Once the queues are quiet again, or the neighbours are idle or saturated too, the
+//! sooner. Once the broker is light again, or the neighbours are idle, saturated or as busy, the
 //! threads get their own weight back. Linux only; elsewhere nothing changes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,6 +128,12 @@ impl BrokerThreads {
         self.members.lock().iter().map(|m| m.tid).collect()
     }
 
+    /// CPU time the registered threads have used so far, ns (threads that ended are not
+    /// counted: a difference over a window may come out low, never high, when one ends).
+    pub fn cpu_ns(&self) -> u64 {
+        self.members.lock().iter().filter_map(|m| os::thread_cpu_ns(m.tid)).sum()
+    }
+
     /// Whether the threads are demoted now.
     pub fn is_demoted(&self) -> bool {
         self.demoted.load(Ordering::Acquire)
@@ -188,15 +195,65 @@ fn busy_nice(class: BusyClass, base: i32) -> i32 {
 /// What one hosted broker showed over its last window.
 #[derive(Debug, Default)]
 struct Load {
-    /// Work waited for its threads through the window.
+    /// Work waited for its threads through the window (its queues held more requests than it
+    /// has workers).
     saturated: AtomicBool,
     /// It admitted requests in the window.
     active: AtomicBool,
+    /// CPU its threads used in the window, in thousandths of one core.
+    cpu_permille: AtomicU64,
 }
 
-/// The hosted brokers' last windows, shared by their governors: a saturated broker is demoted
-/// only while a neighbour that is not saturated itself has work (with no such neighbour there is
-/// nobody to yield to, and brokers saturated together share the CPU at equal weight).
+/// One broker's last window, as the decision reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    /// Its queues held more requests than it has workers through the window.
+    queue_saturated: bool,
+    /// It admitted requests in the window.
+    active: bool,
+    /// CPU its threads used, thousandths of one core.
+    cpu_permille: u64,
+}
+
+impl Load {
+    fn window(&self) -> Window {
+        Window {
+            queue_saturated: self.saturated.load(Ordering::Acquire),
+            active: self.active.load(Ordering::Acquire),
+            cpu_permille: self.cpu_permille.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// A broker whose threads used at least this share of one core (thousandths) in a window is
+/// heavy: with a lighter neighbour that has work, it yields.
+const HEAVY_PERMILLE: u64 = 400;
+
+/// Whether a broker that showed `me` over its last window (and is `demoted` now) should run at
+/// the busy class, given its neighbours' last windows. It yields when it is saturated (its
+/// queues) or heavy (its CPU) while a neighbour with work, not saturated itself, uses at most half
+/// its CPU; once demoted it stays so while such a neighbour still uses less than it does (its
+/// share drops once it yields: the looser bound keeps it from flapping). A broker alone, or next
+/// to idle or saturated neighbours only, keeps its weight.
+fn should_yield(demoted: bool, me: Window, neighbours: &[Window]) -> bool {
+    let heavy_at = if demoted { HEAVY_PERMILLE / 2 } else { HEAVY_PERMILLE };
+    if !(me.queue_saturated || me.cpu_permille >= heavy_at) {
+        return false;
+    }
+    neighbours.iter().any(|n| {
+        n.active
+            && !n.queue_saturated
+            && if demoted {
+                n.cpu_permille < me.cpu_permille
+            } else {
+                n.cpu_permille.saturating_mul(2) <= me.cpu_permille || me.queue_saturated
+            }
+    })
+}
+
+/// The hosted brokers' last windows, shared by their governors: a saturated or heavy broker is
+/// demoted only while a lighter neighbour has work (with no such neighbour there is nobody to
+/// yield to, and brokers saturated together share the CPU at equal weight).
 #[derive(Debug, Default)]
 pub struct PriorityBoard {
     loads: Mutex<Vec<std::sync::Weak<Load>>>,
@@ -216,22 +273,25 @@ impl PriorityBoard {
         load
     }
 
-    /// Whether a broker other than `me` is active and not saturated.
-    fn neighbour_needs_cpu(&self, me: &Arc<Load>) -> bool {
+    /// The last windows of the brokers other than `me`.
+    fn neighbours(&self, me: &Arc<Load>) -> Vec<Window> {
         self.loads
             .lock()
             .iter()
             .filter_map(|l| l.upgrade())
-            .any(|l| !Arc::ptr_eq(&l, me) && l.active.load(Ordering::Acquire) && !l.saturated.load(Ordering::Acquire))
+            .filter(|l| !Arc::ptr_eq(l, me))
+            .map(|l| l.window())
+            .collect()
     }
 }
 
-/// Watches a broker's admission queues and demotes or restores its threads (see the module doc).
+/// Watches a broker's admission queues and its threads' CPU time and demotes or restores its
+/// threads (see the module doc).
 pub struct PriorityGovernor {
     board: Arc<PriorityBoard>,
     threads: Arc<BrokerThreads>,
-    /// Thread ids started outside the broker's runtime (its store's), registered before each
-    /// demotion (a thread may register its id after the broker read the list first).
+    /// Thread ids started outside the broker's runtime (its store's), registered every window
+    /// (a thread may register its id after the broker read the list first).
     more_threads: Box<dyn Fn() -> Vec<i32> + Send + Sync>,
     queues: Vec<Arc<Admission>>,
     workers: usize,
@@ -264,7 +324,9 @@ impl PriorityGovernor {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let admitted = || self.queues.iter().map(|q| q.admitted()).sum::<u64>();
+        self.threads.register(&(self.more_threads)());
         let (mut taken, mut busy, mut since) = (0u32, 0u32, admitted());
+        let (mut cpu_since, mut at) = (self.threads.cpu_ns(), std::time::Instant::now());
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -279,19 +341,37 @@ impl PriorityGovernor {
                 continue;
             }
             let now = admitted();
-            let saturated = busy >= BUSY_SAMPLES || (self.threads.is_demoted() && busy > QUIET_SAMPLES);
-            load.active.store(now != since, Ordering::Release);
-            load.saturated.store(saturated, Ordering::Release);
-            let yield_cpu = saturated && self.board.neighbour_needs_cpu(&load);
-            if yield_cpu && !self.threads.is_demoted() {
-                tracing::debug!(busy, "broker saturated next to a busy neighbour: its threads yield to it");
-                self.threads.register(&(self.more_threads)());
+            self.threads.register(&(self.more_threads)());
+            let (cpu, now_at) = (self.threads.cpu_ns(), std::time::Instant::now());
+            let elapsed = now_at.duration_since(at).as_nanos().max(1) as u64;
+            let cpu_permille = cpu.saturating_sub(cpu_since).saturating_mul(1000) / elapsed;
+            let demoted = self.threads.is_demoted();
+            let me = Window {
+                queue_saturated: busy >= BUSY_SAMPLES || (demoted && busy > QUIET_SAMPLES),
+                active: now != since,
+                cpu_permille,
+            };
+            load.active.store(me.active, Ordering::Release);
+            load.saturated.store(me.queue_saturated, Ordering::Release);
+            load.cpu_permille.store(me.cpu_permille, Ordering::Release);
+            let yield_cpu = should_yield(demoted, me, &self.board.neighbours(&load));
+            if yield_cpu && !demoted {
+                tracing::debug!(
+                    busy,
+                    cpu_permille,
+                    "broker heavy next to a lighter neighbour with work: its threads yield"
+                );
                 self.threads.demote(self.settings.busy);
-            } else if !yield_cpu && self.threads.is_demoted() {
-                tracing::debug!(busy, "broker quiet again, or alone in need: its threads get their weight back");
+            } else if !yield_cpu && demoted {
+                tracing::debug!(
+                    busy,
+                    cpu_permille,
+                    "broker light again, or alone in need: its threads get their weight back"
+                );
                 self.threads.restore();
             }
             (taken, busy, since) = (0, 0, now);
+            (cpu_since, at) = (self.threads.cpu_ns(), std::time::Instant::now());
         }
         load.active.store(false, Ordering::Release);
         self.threads.restore();
@@ -316,6 +396,13 @@ mod os {
         // returns -1: taken as a nice value it is merely not restored exactly for a dead thread.
         let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
         n.clamp(-20, 19)
+    }
+
+    /// CPU time thread `tid` of this process has run so far, ns (`/proc/self/task/<tid>/schedstat`,
+    /// first field); `None` once it ended.
+    pub fn thread_cpu_ns(tid: i32) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+        s.split_whitespace().next()?.parse().ok()
     }
 
     /// Whether this process may lower a thread's nice value again (CAP_SYS_NICE or room in
@@ -380,6 +467,11 @@ mod os {
         0
     }
 
+    /// CPU time per thread is not read here.
+    pub fn thread_cpu_ns(_tid: i32) -> Option<u64> {
+        None
+    }
+
     /// Nice values are not changed here.
     pub fn can_lower_nice() -> bool {
         false
@@ -395,20 +487,53 @@ mod os {
 mod tests {
     use super::*;
 
+    fn w(queue_saturated: bool, active: bool, cpu_permille: u64) -> Window {
+        Window { queue_saturated, active, cpu_permille }
+    }
+
     #[test]
-    fn a_saturated_broker_yields_only_to_an_active_neighbour_that_is_not_saturated() {
+    fn a_heavy_or_saturated_broker_yields_only_to_a_lighter_neighbour_with_work() {
+        let heavy = w(false, true, 900);
+        assert!(!should_yield(false, heavy, &[]), "alone: nobody to yield to");
+        assert!(!should_yield(false, heavy, &[w(false, false, 0)]), "the neighbour is idle");
+        assert!(should_yield(false, heavy, &[w(false, true, 300)]), "a light neighbour with work");
+        assert!(!should_yield(false, heavy, &[w(false, true, 600)]), "the neighbour uses more than half as much");
+        assert!(!should_yield(false, heavy, &[w(true, true, 100)]), "a saturated neighbour gets no precedence");
+        assert!(!should_yield(false, w(false, true, 300), &[w(false, true, 10)]), "not heavy");
+        assert!(should_yield(false, w(true, true, 300), &[w(false, true, 250)]), "queues saturated");
+        // Demoted: its share drops; it stays demoted while the neighbour still uses less.
+        assert!(should_yield(true, w(false, true, 500), &[w(false, true, 450)]));
+        assert!(!should_yield(true, w(false, true, 500), &[w(false, true, 550)]), "the neighbour now uses more");
+        assert!(!should_yield(true, w(false, true, 150), &[w(false, true, 10)]), "light again");
+        assert!(!should_yield(true, w(false, true, 900), &[w(false, false, 0)]), "the neighbour went quiet");
+    }
+
+    #[test]
+    fn the_board_shows_each_broker_its_neighbours_only() {
         let board = PriorityBoard::new();
         let (a, b) = (board.join(), board.join());
-        a.saturated.store(true, Ordering::Release);
-        a.active.store(true, Ordering::Release);
-        assert!(!board.neighbour_needs_cpu(&a), "b is idle");
         b.active.store(true, Ordering::Release);
-        assert!(board.neighbour_needs_cpu(&a), "b has work and is not saturated");
-        assert!(!board.neighbour_needs_cpu(&b), "a is saturated: b never yields to it");
-        b.saturated.store(true, Ordering::Release);
-        assert!(!board.neighbour_needs_cpu(&a), "both saturated: equal weight");
+        b.cpu_permille.store(120, Ordering::Release);
+        assert_eq!(board.neighbours(&a), vec![w(false, true, 120)]);
+        assert_eq!(board.neighbours(&b), vec![w(false, false, 0)]);
         drop(b);
-        assert!(!board.neighbour_needs_cpu(&a), "b is gone");
+        assert!(board.neighbours(&a).is_empty(), "b is gone");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_threads_cpu_time_is_read_and_grows_while_it_runs() {
+        let threads = BrokerThreads::new();
+        threads.register_current();
+        let before = threads.cpu_ns();
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed() < Duration::from_millis(20) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        assert!(threads.cpu_ns() > before, "a spinning thread's CPU time did not grow");
+        threads.unregister_current();
     }
 
     #[cfg(target_os = "linux")]

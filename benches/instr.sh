@@ -8,13 +8,12 @@
 # difference / count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 n="${1:-20000}"
 bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pick() { while :; do p=$(( ( RANDOM % 20000 ) + 30000 )); (echo >/dev/tcp/127.0.0.1/$((p-2))) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$((p+1))) 2>/dev/null && continue; echo $p; return; done; }
 ns=$(free_port); cport=$(pick); port=$(pick)
 cat > "$work/b.conf" <<CONF
 brokerClusterName=BenchCluster
@@ -41,7 +40,7 @@ CONF
 start() { # $1: wrapper ("" or valgrind ...)
   RUST_LOG=warn HOME="$work" $1 $bin/mqbrokercontainer -c "$work/c.conf" > "$work/container.out" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+  wait_port "$port" 600 0.1
   sleep 1
 }
 bench() { $bin/mqbench producer -n 127.0.0.1:$ns -t Instr -b bench-async -w 64 -s 1024 -q "$1" --interval 3600 --json | tail -1; }

@@ -6,6 +6,7 @@
 # Usage: scripts/bench-dledger.sh [seconds]   (default 10; HB=<ms> sets heartBeatTimeIntervalMs, default 2000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 secs="${1:-10}"
 hb="${HB:-2000}"
 cargo build --release --bins >&2
@@ -15,13 +16,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pick() { while :; do p=$(( ( RANDOM % 20000 ) + 30000 )); (echo >/dev/tcp/127.0.0.1/$((p-2))) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$((p+1))) 2>/dev/null && continue; echo $p; return; done; }
-
 ns=$(free_port)
 printf 'listenPort=%s\nkvConfigPath=%s/kv.json\n' "$ns" "$work" > "$work/namesrv.conf"
 RUST_LOG=warn $bin/mqnamesrv -c "$work/namesrv.conf" > "$work/namesrv.out" 2>&1 & pids+=($!)
-for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$ns) 2>/dev/null && break; sleep 0.05; done
+wait_port "$ns" 200 0.05
 dports=($(free_port) $(free_port) $(free_port))
 peers="n0-127.0.0.1:${dports[0]};n1-127.0.0.1:${dports[1]};n2-127.0.0.1:${dports[2]}"
 cpids=()
@@ -65,7 +63,6 @@ leader=$(leader_of)
 bench() { # inflight mode seconds
   $bin/mqbench producer -n 127.0.0.1:$ns -t DlBench -b dl-a -w "$1" --mode "$2" -s 1024 -d "$3" --interval 3600 --json | tail -1
 }
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 bench 16 async 2 > /dev/null
 
 one=$(bench 1 sync "$secs")

@@ -9,6 +9,7 @@
 # BROKER_EXTRA='key=value' adds broker keys to every broker (e.g. adaptivePriorityEnable=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 many=0
 if [ "${1:-}" = "--many" ]; then many=1; shift; fi
 secs="${1:-10}"
@@ -19,8 +20,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pick() { while :; do p=$(( ( RANDOM % 20000 ) + 30000 )); (echo >/dev/tcp/127.0.0.1/$((p-2))) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$((p+1))) 2>/dev/null && continue; echo $p; return; done; }
 broker_conf() { # name port dir
   cat > "$3/$1.conf" <<CONF
 brokerClusterName=IsoCluster
@@ -67,7 +66,7 @@ brokerConfigDirs=.
 logRoot=$m/logs
 CONF
   RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$m/container.conf" > "$m/out" 2>&1 & pids+=($!)
-  for _ in $(seq 1 600); do grep -q "hosts $n broker" "$m/out" 2>/dev/null && break; sleep 0.05; done
+  wait_log "$m/out" "hosts $n broker" 600 0.05
   for i in $(seq 1 $n); do
     $bin/mqbench producer -n 127.0.0.1:$ns -t "Many_$i" -b "many-$i" -w 4 -s 1024 -d 1 --interval 3600 --json > /dev/null 2>&1 &
   done
@@ -120,14 +119,13 @@ brokerConfigDirs=.
 logRoot=$c2/logs
 CONF
 RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$c1/container.conf" > "$c1/out" 2>&1 & pids+=($!)
-for _ in $(seq 1 400); do grep -q "hosts 2 broker" "$c1/out" 2>/dev/null && break; sleep 0.05; done
+wait_log "$c1/out" "hosts 2 broker" 400 0.05
 RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$c2/container.conf" > "$c2/out" 2>&1 & pids+=($!)
-for _ in $(seq 1 400); do grep -q "hosts 1 broker" "$c2/out" 2>/dev/null && break; sleep 0.05; done
+wait_log "$c2/out" "hosts 1 broker" 400 0.05
 
 bench() { # broker topic inflight mode seconds
   $bin/mqbench producer -n 127.0.0.1:$ns -t "$2" -b "$1" -w "$3" --mode "$4" -s 1024 -d "$5" --interval 3600 --json | tail -1
 }
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # Warm up every broker and create the topics.
 for b in iso-a iso-b iso-a2; do bench "$b" "Iso_$b" 16 async 2 >/dev/null; done

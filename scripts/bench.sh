@@ -12,15 +12,13 @@ case "${1:-}" in
   many) shift; exec scripts/bench-isolation.sh --many "$@" ;;
   dledger) shift; exec scripts/bench-dledger.sh "$@" ;;
 esac
+. scripts/lib.sh
 secs="${1:-5}"
 cargo build --release --bins >&2
 bin=target/release
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Ports with room for listenPort-2 .. listenPort+1.
-pick() { while :; do p=$(( ( RANDOM % 20000 ) + 30000 )); (echo >/dev/tcp/127.0.0.1/$((p-2))) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null && continue; (echo >/dev/tcp/127.0.0.1/$((p+1))) 2>/dev/null && continue; echo $p; return; done; }
 ns=$(free_port); cport=$(pick); pa=$(pick); ps_=$(pick)
 for b in async sync; do
   port=$pa; flush=ASYNC_FLUSH
@@ -50,7 +48,7 @@ CONF
 t0=$(date +%s.%N)
 RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$work/container.conf" > "$work/container.out" 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do (echo >/dev/tcp/127.0.0.1/$ps_) 2>/dev/null && break; sleep 0.05; done
+wait_port "$ps_" 200 0.05
 t1=$(date +%s.%N)
 echo "container with 2 brokers listening after $(python3 -c "print(round($t1-$t0,3))") s" >&2
 
@@ -107,7 +105,7 @@ CONF
 t0=$(date +%s.%N)
 RUST_LOG=warn HOME="$work" $bin/mqbrokercontainer -c "$many/container.conf" > "$many/out" 2>&1 &
 pid=$!
-for _ in $(seq 1 400); do grep -q "hosts 8 broker" "$many/out" 2>/dev/null && break; sleep 0.01; done
+wait_log "$many/out" "hosts 8 broker" 400 0.01
 t1=$(date +%s.%N)
 sleep 2
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)

@@ -235,13 +235,13 @@ struct Member {
     child: ChildGuard,
 }
 
-fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16, u16, u16) {
-    let port = common::free_port_block(2, 1);
+/// Writes member `n{i}`'s broker config (`dl-a-n{i}.conf` in `d`, listening on `ip:port`); returns its path.
+fn write_broker_conf(d: &std::path::Path, i: usize, ip: &str, port: u16, peers: &str) -> std::path::PathBuf {
     let broker = d.join(format!("dl-a-n{i}.conf"));
     std::fs::write(
         &broker,
         format!(
-            "brokerClusterName=DlCluster\nbrokerName=dl-a\nlistenPort={port}\nbrokerIP1=127.0.0.1\n\
+            "brokerClusterName=DlCluster\nbrokerName=dl-a\nlistenPort={port}\nbrokerIP1={ip}\n\
              storePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\n\
              mappedFileSizeConsumeQueue=6000\nenableDLegerCommitLog=true\ndLegerGroup=dl-a\ndLegerPeers={peers}\n\
              dLegerSelfId=n{i}\nheartBeatTimeIntervalMs=1000\n",
@@ -249,6 +249,12 @@ fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::p
         ),
     )
     .unwrap();
+    broker
+}
+
+fn write_member(d: &std::path::Path, i: usize, peers: &str, ns: &str) -> (std::path::PathBuf, u16, u16, u16) {
+    let port = common::free_port_block(2, 1);
+    let broker = write_broker_conf(d, i, "127.0.0.1", port, peers);
     let cport = common::free_port_block(2, 0);
     let mport = common::free_port_block(0, 0);
     let conf = d.join(format!("container-{i}.conf"));
@@ -334,14 +340,40 @@ async fn send_all(client: &RemotingClient, addr: &str, topic: &str, bodies: &[St
     acked
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_containers_fail_over_the_dledger_master() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (_ns, ns) = common::start_namesrv(NAMESRV, d);
+/// Waits until the NameServer at `ns` lists group `dl-a` with a master and two slaves.
+async fn wait_group(client: &RemotingClient, ns: &str, within: Duration) {
+    common::wait_async("dl-a registers a master and two slaves", within, || {
+        let (client, ns) = (client.clone(), ns.to_string());
+        async move {
+            let a = group_addrs(&client, &ns).await;
+            a.len() == 3 && a.contains_key(&0)
+        }
+    })
+    .await;
+}
+
+/// A NameServer and three containers on 127.0.0.1, each hosting member `n{i}` of DLedger group
+/// `dl-a` (DLedger ports `q`, `q + 1`, `q + 2`), registered: see [`start_group`].
+struct Group {
+    /// The NameServer process (kept running while this is held).
+    _nsrv: ChildGuard,
+    /// The NameServer's address.
+    ns: String,
+    /// The first of the three consecutive DLedger ports.
+    q: u16,
+    /// The three members, `n0` to `n2`.
+    members: Vec<Member>,
+    /// A client for the test.
+    client: RemotingClient,
+}
+
+/// Starts a [`Group`] with its files and logs in `d`; returns once the NameServer lists its
+/// master and two slaves (30 s at most).
+async fn start_group(d: &std::path::Path) -> Group {
+    let (_nsrv, ns) = common::start_namesrv(NAMESRV, d);
     let q = common::free_port_block(0, 2);
     let peers = format!("n0-127.0.0.1:{q};n1-127.0.0.1:{};n2-127.0.0.1:{}", q + 1, q + 2);
-    let mut members: Vec<Member> = (0..3)
+    let members: Vec<Member> = (0..3)
         .map(|i| {
             let (conf, port, admin, metrics) = write_member(d, i, &peers, &ns);
             let child = start_member(d, i, &conf);
@@ -349,17 +381,17 @@ async fn three_containers_fail_over_the_dledger_master() {
         })
         .collect();
     let client = RemotingClient::default();
-    let addr_of = |m: &Member| format!("127.0.0.1:{}", m.port);
+    wait_group(&client, &ns, Duration::from_secs(30)).await;
+    Group { _nsrv, ns, q, members, client }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_containers_fail_over_the_dledger_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
     // One master (brokerId 0) and two slaves (brokerId = n + 1) register.
-    common::wait_async("dl-a registers a master and two slaves", Duration::from_secs(30), || {
-        let (client, ns) = (client.clone(), ns.clone());
-        async move {
-            let a = group_addrs(&client, &ns).await;
-            a.len() == 3 && a.contains_key(&0)
-        }
-    })
-    .await;
+    let Group { _nsrv, ns, q, mut members, client } = start_group(d).await;
+    let addr_of = |m: &Member| format!("127.0.0.1:{}", m.port);
     let addrs = group_addrs(&client, &ns).await;
     let master = addrs[&0].clone();
     let leader = members.iter().position(|m| addr_of(m) == master).unwrap();
@@ -487,26 +519,8 @@ fn signal(m: &Member, sig: &str) {
 async fn a_frozen_leader_is_fenced_and_a_restart_of_all_three_keeps_every_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (_ns, ns) = common::start_namesrv(NAMESRV, d);
-    let q = common::free_port_block(0, 2);
-    let peers = format!("n0-127.0.0.1:{q};n1-127.0.0.1:{};n2-127.0.0.1:{}", q + 1, q + 2);
-    let mut members: Vec<Member> = (0..3)
-        .map(|i| {
-            let (conf, port, admin, metrics) = write_member(d, i, &peers, &ns);
-            let child = start_member(d, i, &conf);
-            Member { conf, port, admin, metrics, child }
-        })
-        .collect();
-    let client = RemotingClient::default();
+    let Group { _nsrv, ns, q: _, mut members, client } = start_group(d).await;
     let addr_of = |m: &Member| format!("127.0.0.1:{}", m.port);
-    common::wait_async("dl-a registers a master and two slaves", Duration::from_secs(30), || {
-        let (client, ns) = (client.clone(), ns.clone());
-        async move {
-            let a = group_addrs(&client, &ns).await;
-            a.len() == 3 && a.contains_key(&0)
-        }
-    })
-    .await;
     let old = group_addrs(&client, &ns).await[&0].clone();
     let leader = members.iter().position(|m| addr_of(m) == old).unwrap();
     for m in &members {
@@ -657,19 +671,7 @@ async fn a_partitioned_leader_is_replaced_and_rejoins_as_a_slave() {
     let peers = (0..3).map(|i| format!("n{i}-{}:{dport}", lab.ip(i))).collect::<Vec<_>>().join(";");
     let confs: Vec<std::path::PathBuf> = (0..3)
         .map(|i| {
-            let broker = d.join(format!("dl-a-n{i}.conf"));
-            std::fs::write(
-                &broker,
-                format!(
-                    "brokerClusterName=DlCluster\nbrokerName=dl-a\nlistenPort={port}\nbrokerIP1={}\n\
-                     storePathRootDir={}\nmappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\n\
-                     mappedFileSizeConsumeQueue=6000\nenableDLegerCommitLog=true\ndLegerGroup=dl-a\n\
-                     dLegerPeers={peers}\ndLegerSelfId=n{i}\nheartBeatTimeIntervalMs=1000\n",
-                    lab.ip(i),
-                    d.join(format!("store-n{i}")).display()
-                ),
-            )
-            .unwrap();
+            let broker = write_broker_conf(d, i, &lab.ip(i), port, &peers);
             let conf = d.join(format!("container-{i}.conf"));
             std::fs::write(
                 &conf,
@@ -693,14 +695,7 @@ async fn a_partitioned_leader_is_replaced_and_rejoins_as_a_slave() {
         .collect();
     let client = RemotingClient::default();
     let addr = |i: usize| format!("{}:{port}", lab.ip(i));
-    common::wait_async("dl-a registers a master and two slaves", Duration::from_secs(40), || {
-        let (client, ns) = (client.clone(), ns.clone());
-        async move {
-            let a = group_addrs(&client, &ns).await;
-            a.len() == 3 && a.contains_key(&0)
-        }
-    })
-    .await;
+    wait_group(&client, &ns, Duration::from_secs(40)).await;
     let old = group_addrs(&client, &ns).await[&0].clone();
     let leader = (0..3).find(|&i| addr(i) == old).unwrap();
     for i in 0..3 {

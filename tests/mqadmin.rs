@@ -166,21 +166,30 @@ fn first_row_col(table: &str, header_start: &str, col: usize) -> String {
     row.split_whitespace().nth(col).unwrap_or_else(|| panic!("no column {col} in {row}")).to_string()
 }
 
+/// Starts a container (with its embedded NameServer) hosting the broker config file `broker` in
+/// `d`, and waits until the container, the NameServer and the broker's `port` listen (`what` names
+/// that wait); panics with its stderr if it exits first. Returns the child and the container's and
+/// NameServer's ports.
+fn start_container(d: &Path, broker: &str, port: u16, what: &str) -> (ChildGuard, u16, u16) {
+    let (conf, cport, nport) = common::write_container(d, &[broker]);
+    let mut container = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
+    wait_until(what, Duration::from_secs(30), || {
+        if let Some(status) = container.try_wait() {
+            let err = std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
+            panic!("the container exited ({status}): {err}");
+        }
+        port_open(cport) && port_open(nport) && port_open(port)
+    });
+    (container, cport, nport)
+}
+
 #[test]
 fn broker_commands_against_a_container() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (fa, pa) = write_broker(d, "broker-a");
     let (_fb, pb) = write_broker(d, "broker-b");
-    let (conf, cport, nport) = common::write_container(d, &[&fa]);
-    let mut container = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
-    wait_until("the container, its NameServer and broker-a listen", Duration::from_secs(30), || {
-        if let Some(status) = container.try_wait() {
-            let err = std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
-            panic!("the container exited ({status}): {err}");
-        }
-        port_open(cport) && port_open(nport) && port_open(pa)
-    });
+    let (_container, cport, nport) = start_container(d, &fa, pa, "the container, its NameServer and broker-a listen");
     let ns = format!("127.0.0.1:{nport}");
     let a = format!("127.0.0.1:{pa}");
     let caddr = format!("127.0.0.1:{cport}");
@@ -361,15 +370,7 @@ async fn apache_config_and_runtime_key_sets_and_runtime_updates() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (fa, pa) = write_broker(d, "broker-k");
-    let (conf, cport, nport) = common::write_container(d, &[&fa]);
-    let mut container = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
-    wait_until("the container and broker-k listen", Duration::from_secs(30), || {
-        if let Some(status) = container.try_wait() {
-            let err = std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
-            panic!("the container exited ({status}): {err}");
-        }
-        port_open(cport) && port_open(nport) && port_open(pa)
-    });
+    let (_container, _, _) = start_container(d, &fa, pa, "the container and broker-k listen");
     let a = format!("127.0.0.1:{pa}");
     let client = rmqc::remoting::RemotingClient::default();
 

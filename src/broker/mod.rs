@@ -451,22 +451,19 @@ impl Broker {
                 .instrument(self.span.clone()),
             );
         }
-        if let Some(node) = &self.dledger {
+        // A slave copies its master's metadata; a DLedger follower does so as a slave does (while it is one).
+        let copies_metadata = if let Some(node) = &self.dledger {
             self.tasks
                 .spawn(dledger_role::run(core.clone(), node.clone(), cancel.clone()).instrument(self.span.clone()));
-            // A follower copies its leader's metadata as a slave does (while it is one).
-            self.tasks.spawn(
-                slave_sync::run_slave_sync(
-                    core.clone(),
-                    self.schedule.clone(),
-                    self.env.client.clone(),
-                    cancel.clone(),
-                )
-                .instrument(self.span.clone()),
-            );
+            true
         } else if core.config().broker_role == config::BrokerRole::Slave {
             let tls = self.env.client.config().tls.clone();
             self.tasks.spawn(ha::run_ha_client(core.clone(), tls, cancel.clone()).instrument(self.span.clone()));
+            true
+        } else {
+            false
+        };
+        if copies_metadata {
             self.tasks.spawn(
                 slave_sync::run_slave_sync(
                     core.clone(),

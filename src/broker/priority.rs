@@ -91,10 +91,8 @@ impl BrokerThreads {
         let member = Member { tid, base_nice: os::own_nice() };
         let applied = self.applied.lock();
         self.members.lock().push(member);
-        if let Some(class) = *applied {
-            if os::apply(tid, busy_nice(class, member.base_nice), class.batch).is_err() {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
+        if applied.is_some() {
+            self.apply(tid, member.base_nice, *applied);
         }
     }
 
@@ -108,10 +106,8 @@ impl BrokerThreads {
             }
             let base_nice = os::thread_nice(tid);
             members.push(Member { tid, base_nice });
-            if let Some(class) = *applied {
-                if os::apply(tid, busy_nice(class, base_nice), class.batch).is_err() {
-                    self.failures.fetch_add(1, Ordering::Relaxed);
-                }
+            if applied.is_some() {
+                self.apply(tid, base_nice, *applied);
             }
         }
     }
@@ -155,11 +151,7 @@ impl BrokerThreads {
         if *applied == Some(class) {
             return;
         }
-        for m in self.members.lock().iter() {
-            if os::apply(m.tid, busy_nice(class, m.base_nice), class.batch).is_err() {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.apply_all(Some(class));
         *applied = Some(class);
         self.demoted.store(true, Ordering::Release);
         self.demotions.fetch_add(1, Ordering::Relaxed);
@@ -171,13 +163,28 @@ impl BrokerThreads {
         if applied.is_none() {
             return;
         }
-        for m in self.members.lock().iter() {
-            if os::apply(m.tid, m.base_nice, false).is_err() {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.apply_all(None);
         *applied = None;
         self.demoted.store(false, Ordering::Release);
+    }
+
+    /// Moves every registered thread to `class` (`None`: its own class back).
+    fn apply_all(&self, class: Option<BusyClass>) {
+        for m in self.members.lock().iter() {
+            self.apply(m.tid, m.base_nice, class);
+        }
+    }
+
+    /// Moves thread `tid`, whose own nice value is `base`, to `class` (`None`: back to its own
+    /// class); a call that fails is counted.
+    fn apply(&self, tid: i32, base: i32, class: Option<BusyClass>) {
+        let (nice, batch) = match class {
+            Some(class) => (busy_nice(class, base), class.batch),
+            None => (base, false),
+        };
+        if os::apply(tid, nice, batch).is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::core::BrokerCore;
+use super::processor::{Answer, Answering};
 use crate::protocol::codes::{request, response};
 use crate::protocol::header::{
     OffsetResponseHeader, QueryMessageRequestHeader, QueryMessageResponseHeader, QueueRequestHeader,
     SearchOffsetRequestHeader, TimestampResponseHeader, ViewMessageRequestHeader,
 };
-use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
+use crate::remoting::RemotingCommand;
 use crate::store::consume_queue::BoundaryType;
 
 /// Answers GET_MAX_OFFSET, GET_MIN_OFFSET, SEARCH_OFFSET_BY_TIMESTAMP, GET_EARLIEST_MSG_STORETIME,
@@ -24,8 +25,10 @@ impl QueryProcessor {
     pub fn new(core: Arc<BrokerCore>) -> Self {
         QueryProcessor { core }
     }
+}
 
-    fn answer(&self, req: &RemotingCommand) -> Result<RemotingCommand, (i32, String)> {
+impl Answering for QueryProcessor {
+    fn answer(&self, req: &RemotingCommand) -> Answer {
         let bad = |e: crate::remoting::HeaderError| (response::SYSTEM_ERROR, e.to_string());
         let store = self.core.store();
         Ok(match req.code {
@@ -90,21 +93,6 @@ impl QueryProcessor {
             other => {
                 return Err((response::REQUEST_CODE_NOT_SUPPORTED, format!(" request type {other} not supported")))
             }
-        })
-    }
-}
-
-impl RequestProcessor for QueryProcessor {
-    fn process<'a>(
-        &'a self,
-        _conn: &'a ConnectionHandle,
-        req: RemotingCommand,
-    ) -> BoxFuture<'a, Option<RemotingCommand>> {
-        Box::pin(async move {
-            Some(match self.answer(&req) {
-                Ok(r) => r,
-                Err((code, remark)) => RemotingCommand::error(&req, code, remark),
-            })
         })
     }
 }

@@ -872,6 +872,17 @@ mod tests {
         assert!(remark.contains("timerWheelEnable is false"), "{remark}");
     }
 
+    /// A small store in a temporary directory (removed when the returned guard drops).
+    fn open_store() -> (tempfile::TempDir, Arc<MessageStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sc = crate::store::config::MessageStoreConfig::with_root(dir.path());
+        sc.mapped_file_size_commit_log = 1 << 20;
+        sc.max_hash_slot_num = 1000;
+        sc.max_index_num = 4000;
+        let store = Arc::new(MessageStore::open(sc).unwrap());
+        (dir, store)
+    }
+
     /// Records what it is handed and puts it into the store.
     struct StoreSink(Arc<MessageStore>, parking_lot::Mutex<Vec<String>>);
 
@@ -886,12 +897,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn service_delivers_on_time_and_rolls_far_messages() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sc = crate::store::config::MessageStoreConfig::with_root(dir.path());
-        sc.mapped_file_size_commit_log = 1 << 20;
-        sc.max_hash_slot_num = 1000;
-        sc.max_index_num = 4000;
-        let store = Arc::new(MessageStore::open(sc).unwrap());
+        let (_dir, store) = open_store();
         let mut bc = cfg();
         bc.timer_precision_ms = 100;
         bc.timer_roll_window_slot = 2; // 200 ms: the 2.5 s message is parked and rolled
@@ -949,12 +955,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn delete_markers_cancel_their_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sc = crate::store::config::MessageStoreConfig::with_root(dir.path());
-        sc.mapped_file_size_commit_log = 1 << 20;
-        sc.max_hash_slot_num = 1000;
-        sc.max_index_num = 4000;
-        let store = Arc::new(MessageStore::open(sc).unwrap());
+        let (_dir, store) = open_store();
         let mut bc = cfg();
         bc.timer_precision_ms = 100;
         bc.mapped_file_size_timer_log = 4096;
@@ -992,13 +993,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn files_laid_out_by_apache_are_delivered_from() {
         use std::os::unix::fs::FileExt;
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store) = open_store();
         let root = dir.path();
-        let mut sc = crate::store::config::MessageStoreConfig::with_root(root);
-        sc.mapped_file_size_commit_log = 1 << 20;
-        sc.max_hash_slot_num = 1000;
-        sc.max_index_num = 4000;
-        let store = Arc::new(MessageStore::open(sc).unwrap());
         let bc = cfg(); // precision 1000
         let now = crate::util::now_millis();
         let mut m = MessageInner::new("Real", 2, &b"from-apache"[..]);

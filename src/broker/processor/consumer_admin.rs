@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::{Answer, Answering};
 use crate::broker::config::BrokerRole;
 use crate::broker::core::BrokerCore;
 use crate::broker::meta::MessageQueue;
 use crate::protocol::codes::{request as rq, response as rs};
 use crate::protocol::header::admin::*;
-use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
+use crate::remoting::{BoxFuture, RemotingCommand};
 use crate::store::consume_queue::BoundaryType;
 
 /// Answers QUERY_TOPIC_CONSUME_BY_WHO, QUERY_TOPICS_BY_CONSUMER, QUERY_SUBSCRIPTION_BY_CONSUMER,
@@ -35,7 +36,53 @@ impl ConsumerAdminProcessor {
         ConsumerAdminProcessor { core }
     }
 
-    fn answer(&self, req: &RemotingCommand) -> Result<RemotingCommand, (i32, String)> {
+    fn reset_offset(&self, req: &RemotingCommand) -> Result<RemotingCommand, (i32, String)> {
+        let h: ResetOffsetRequestHeader = req.decode_header().map_err(|e| (rs::SYSTEM_ERROR, e.to_string()))?;
+        let core = &self.core;
+        if core.config().broker_role == BrokerRole::Slave {
+            return Err((rs::SYSTEM_ERROR, "Can not reset offset in slave broker".into()));
+        }
+        let Some(tc) = core.meta.topics.select(&h.topic) else {
+            return Err((rs::TOPIC_NOT_EXIST, format!("Topic {} does not exist", h.topic)));
+        };
+        if core.meta.subscriptions.find(&h.group).ok().flatten().is_none() {
+            return Err((rs::SUBSCRIPTION_GROUP_NOT_EXIST, format!("Group {} does not exist", h.group)));
+        }
+        let store = core.store();
+        let queues: Vec<i32> = match h.queue_id {
+            Some(q) if q >= 0 => vec![q],
+            _ => (0..tc.read_queue_nums).collect(),
+        };
+        let mut table = BTreeMap::new();
+        for q in queues {
+            let (min, max) = (store.min_offset_in_queue(&h.topic, q), store.max_offset_in_queue(&h.topic, q));
+            let target = match h.offset.filter(|o| *o >= 0 && h.queue_id.is_some_and(|q| q >= 0)) {
+                Some(off) => {
+                    if off < min || off > max {
+                        return Err((rs::SYSTEM_ERROR, format!("offset {off} of queue {q} is outside [{min}, {max}]")));
+                    }
+                    off
+                }
+                None if h.timestamp < 0 => max,
+                None => store.offset_in_queue_by_time(&h.topic, q, h.timestamp, BoundaryType::Lower).clamp(min, max),
+            };
+            table.insert(q, target);
+        }
+        core.meta.offsets.reset_offsets(&h.group, &h.topic, &table);
+        tracing::info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp, ?table, "consumer offsets reset");
+        let broker = core.config().broker_name.clone();
+        let body = format!(
+            "{{\"offsetTable\":{}}}",
+            super::meta::object_key_map(
+                table.iter().map(|(q, o)| (MessageQueue::new(h.topic.clone(), broker.clone(), *q), *o))
+            )
+        );
+        Ok(RemotingCommand::success(req).with_body(body))
+    }
+}
+
+impl Answering for ConsumerAdminProcessor {
+    fn answer(&self, req: &RemotingCommand) -> Answer {
         let bad = |e: crate::remoting::HeaderError| (rs::SYSTEM_ERROR, e.to_string());
         let meta = &self.core.meta;
         Ok(match req.code {
@@ -89,69 +136,9 @@ impl ConsumerAdminProcessor {
         })
     }
 
-    fn reset_offset(&self, req: &RemotingCommand) -> Result<RemotingCommand, (i32, String)> {
-        let h: ResetOffsetRequestHeader = req.decode_header().map_err(|e| (rs::SYSTEM_ERROR, e.to_string()))?;
-        let core = &self.core;
-        if core.config().broker_role == BrokerRole::Slave {
-            return Err((rs::SYSTEM_ERROR, "Can not reset offset in slave broker".into()));
-        }
-        let Some(tc) = core.meta.topics.select(&h.topic) else {
-            return Err((rs::TOPIC_NOT_EXIST, format!("Topic {} does not exist", h.topic)));
-        };
-        if core.meta.subscriptions.find(&h.group).ok().flatten().is_none() {
-            return Err((rs::SUBSCRIPTION_GROUP_NOT_EXIST, format!("Group {} does not exist", h.group)));
-        }
-        let store = core.store();
-        let queues: Vec<i32> = match h.queue_id {
-            Some(q) if q >= 0 => vec![q],
-            _ => (0..tc.read_queue_nums).collect(),
-        };
-        let mut table = BTreeMap::new();
-        for q in queues {
-            let (min, max) = (store.min_offset_in_queue(&h.topic, q), store.max_offset_in_queue(&h.topic, q));
-            let target = match h.offset.filter(|o| *o >= 0 && h.queue_id.is_some_and(|q| q >= 0)) {
-                Some(off) => {
-                    if off < min || off > max {
-                        return Err((rs::SYSTEM_ERROR, format!("offset {off} of queue {q} is outside [{min}, {max}]")));
-                    }
-                    off
-                }
-                None if h.timestamp < 0 => max,
-                None => store.offset_in_queue_by_time(&h.topic, q, h.timestamp, BoundaryType::Lower).clamp(min, max),
-            };
-            table.insert(q, target);
-        }
-        core.meta.offsets.reset_offsets(&h.group, &h.topic, &table);
-        tracing::info!(group = %h.group, topic = %h.topic, timestamp = h.timestamp, ?table, "consumer offsets reset");
-        let broker = core.config().broker_name.clone();
-        let body = format!(
-            "{{\"offsetTable\":{}}}",
-            super::meta::object_key_map(
-                table.iter().map(|(q, o)| (MessageQueue::new(h.topic.clone(), broker.clone(), *q), *o))
-            )
-        );
-        Ok(RemotingCommand::success(req).with_body(body))
-    }
-}
-
-impl RequestProcessor for ConsumerAdminProcessor {
-    fn process<'a>(
-        &'a self,
-        _conn: &'a ConnectionHandle,
-        req: RemotingCommand,
-    ) -> BoxFuture<'a, Option<RemotingCommand>> {
-        Box::pin(async move {
-            if req.code == rq::INVOKE_BROKER_TO_RESET_OFFSET && !self.core.config().use_server_side_reset_offset {
-                let core = self.core.clone();
-                return Some(match super::client_admin::legacy_reset_offset(&core, &req).await {
-                    Ok(r) => r,
-                    Err((code, remark)) => RemotingCommand::error(&req, code, remark),
-                });
-            }
-            Some(match self.answer(&req) {
-                Ok(r) => r,
-                Err((code, remark)) => RemotingCommand::error(&req, code, remark),
-            })
-        })
+    /// INVOKE_BROKER_TO_RESET_OFFSET without server-side reset asks the group's clients first.
+    fn answer_later<'r>(&'r self, req: &'r RemotingCommand) -> Option<BoxFuture<'r, Answer>> {
+        (req.code == rq::INVOKE_BROKER_TO_RESET_OFFSET && !self.core.config().use_server_side_reset_offset)
+            .then(|| Box::pin(super::client_admin::legacy_reset_offset(&self.core, req)) as BoxFuture<'r, Answer>)
     }
 }

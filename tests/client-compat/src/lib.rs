@@ -570,15 +570,7 @@ impl Client {
 
     /// A started producer of `group`.
     pub async fn producer(&self, namesrv: &str, group: &str) -> DefaultMQProducer {
-        let mut p = DefaultMQProducer::builder(self.runtime.clone())
-            .client_options(self.options(namesrv, &format!("{group}-instance")))
-            .producer_group(group.to_string())
-            .name_server_addr(namesrv.to_string())
-            .default_topic_queue_nums(4)
-            .send_msg_timeout(5000)
-            .build();
-        p.start().await.expect("producer starts");
-        p
+        self.producer_signed_by(namesrv, group, None).await
     }
 
     /// A started producer of `group` whose requests are signed by the client's own
@@ -590,15 +582,21 @@ impl Client {
         access_key: &str,
         secret_key: &str,
     ) -> DefaultMQProducer {
-        let hook = AclClientRPCHook::new(SessionCredentials::with_keys(access_key.to_string(), secret_key.to_string()));
-        let mut p = DefaultMQProducer::builder(self.runtime.clone())
+        self.producer_signed_by(namesrv, group, Some((access_key, secret_key))).await
+    }
+
+    /// A started producer of `group`, its requests signed with `keys` (access key, secret key) if given.
+    async fn producer_signed_by(&self, namesrv: &str, group: &str, keys: Option<(&str, &str)>) -> DefaultMQProducer {
+        let mut builder = DefaultMQProducer::builder(self.runtime.clone())
             .client_options(self.options(namesrv, &format!("{group}-instance")))
             .producer_group(group.to_string())
             .name_server_addr(namesrv.to_string())
             .default_topic_queue_nums(4)
-            .send_msg_timeout(5000)
-            .rpc_hook(Arc::new(hook))
-            .build();
+            .send_msg_timeout(5000);
+        if let Some((access_key, secret_key)) = keys {
+            builder = builder.rpc_hook(Arc::new(acl_hook(access_key, secret_key)));
+        }
+        let mut p = builder.build();
         p.start().await.expect("producer starts");
         p
     }
@@ -617,20 +615,8 @@ impl Client {
         secret_key: &str,
         listener: Recorder,
     ) -> DefaultMQPushConsumer {
-        let hook = AclClientRPCHook::new(SessionCredentials::with_keys(access_key.to_string(), secret_key.to_string()));
-        let mut c = DefaultMQPushConsumer::builder(self.runtime.clone())
-            .client_options(self.options(namesrv, instance))
-            .consumer_group(group.to_string())
-            .name_server_addr(namesrv.to_string())
-            .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-            .consume_thread_min(2)
-            .consume_thread_max(4)
-            .rpc_hook(Some(Arc::new(hook)))
-            .build();
-        c.subscribe(topic, "*").await.expect("subscribe");
-        c.register_message_listener_concurrently(listener);
-        c.start().await.expect("consumer starts");
-        c
+        let keys = Some((access_key, secret_key));
+        self.push_consumer_signed_by(namesrv, group, instance, topic, "*", listener, keys).await
     }
 
     /// A started clustering push consumer of `group`, subscribed to `topic` with `expression`,
@@ -644,20 +630,45 @@ impl Client {
         expression: &str,
         listener: Recorder,
     ) -> DefaultMQPushConsumer {
-        let mut c = DefaultMQPushConsumer::builder(self.runtime.clone())
+        self.push_consumer_signed_by(namesrv, group, instance, topic, expression, listener, None).await
+    }
+
+    /// [`Client::push_consumer`], its requests signed with `keys` (access key, secret key) if
+    /// given. An unsigned consumer gives a message up after 3 reconsumes; a signed one keeps the
+    /// client's default.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_consumer_signed_by(
+        &self,
+        namesrv: &str,
+        group: &str,
+        instance: &str,
+        topic: &str,
+        expression: &str,
+        listener: Recorder,
+        keys: Option<(&str, &str)>,
+    ) -> DefaultMQPushConsumer {
+        let builder = DefaultMQPushConsumer::builder(self.runtime.clone())
             .client_options(self.options(namesrv, instance))
             .consumer_group(group.to_string())
             .name_server_addr(namesrv.to_string())
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
             .consume_thread_min(2)
-            .consume_thread_max(4)
-            .max_reconsume_times(3)
-            .build();
+            .consume_thread_max(4);
+        let builder = match keys {
+            Some((access_key, secret_key)) => builder.rpc_hook(Some(Arc::new(acl_hook(access_key, secret_key)))),
+            None => builder.max_reconsume_times(3),
+        };
+        let mut c = builder.build();
         c.subscribe(topic, expression).await.expect("subscribe");
         c.register_message_listener_concurrently(listener);
         c.start().await.expect("consumer starts");
         c
     }
+}
+
+/// The client's own request signer for `access_key`/`secret_key`.
+fn acl_hook(access_key: &str, secret_key: &str) -> AclClientRPCHook {
+    AclClientRPCHook::new(SessionCredentials::with_keys(access_key.to_string(), secret_key.to_string()))
 }
 
 /// A sent message: what the producer knows about it.

@@ -1,0 +1,223 @@
+#![allow(clippy::unwrap_used)]
+//! Cleanup of a store on the DLedger log: the store's cleanup run (injected disk usage and clock)
+//! has the DLedger node delete its leading data and index files as DLedger's clean-space service
+//! does (expired after `fileReservedTime + 1` hours at `deleteWhen`, or at once when cleaning
+//! forcibly, at most `deleteFileBatchMax`, never the last file), consume queues and index follow
+//! the new min offset, reads below it answer as on a plain store, and a restart recovers from
+//! the new begin index.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmqc::dledger::commitlog::DLedgerCommitLog;
+use rmqc::dledger::core::Role;
+use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
+use rmqc::remoting::{RemotingServer, ServerConfig};
+use rmqc::store::cleanup::{CleanupClock, CleanupPolicy, DiskProbe, PartitionUsage};
+use rmqc::store::config::MessageStoreConfig;
+use rmqc::store::message::MessageInner;
+use rmqc::store::{GetMessageStatus, MessageStore, PutMessageStatus};
+
+const FILE: u64 = 16 * 1024;
+const HOUR: i64 = 3_600_000;
+
+struct FakeProbe(Mutex<f64>);
+
+impl DiskProbe for FakeProbe {
+    fn partition(&self, _path: &Path) -> Option<PartitionUsage> {
+        Some(PartitionUsage { ratio: *self.0.lock().unwrap(), total_bytes: 100 << 30 })
+    }
+}
+
+fn node_config(root: &Path, port: u16) -> DLedgerConfig {
+    let peers = format!("n0-127.0.0.1:{port}");
+    let mut c = DLedgerConfig::new("RaftClean", "n0", parse_peers(&peers).unwrap(), root.to_path_buf());
+    c.data_file_size = FILE;
+    c.index_file_size = 32 * 64;
+    c.heartbeat_ms = 300;
+    c.min_vote_ms = 150;
+    c.max_vote_ms = 450;
+    c
+}
+
+fn store_config(root: &Path) -> MessageStoreConfig {
+    let mut c = MessageStoreConfig::with_root(root);
+    c.mapped_file_size_commit_log = FILE;
+    c.mapped_file_size_consume_queue = 20 * 40;
+    c.max_hash_slot_num = 64;
+    c.max_index_num = 60;
+    c
+}
+
+fn transport() -> RemotingServer {
+    RemotingServer::new(ServerConfig { bind_address: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() })
+}
+
+async fn open(root: &Path, port: u16, net: &RemotingServer) -> (Arc<DLedgerServer>, Arc<MessageStore>) {
+    let node = DLedgerServer::start(node_config(root, port), net, None).await.unwrap();
+    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
+    let r = root.to_path_buf();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let n = node.clone();
+    common::wait_until("the single member leads", Duration::from_secs(20), || n.status().role == Role::Leader);
+    (node, store)
+}
+
+async fn close(node: Arc<DLedgerServer>, store: Arc<MessageStore>) {
+    tokio::task::spawn_blocking(move || store.shutdown().unwrap()).await.unwrap();
+    node.shutdown().await;
+}
+
+fn msg(i: usize) -> MessageInner {
+    let mut m =
+        MessageInner::new("DlClean".to_string(), (i % 2) as i32, Bytes::from(format!("m{i}-{}", "z".repeat(300))));
+    m.born_host = "127.0.0.1:1".parse().unwrap();
+    m.store_host = "127.0.0.1:2".parse().unwrap();
+    m.properties = format!("KEYS\u{1}k{i}\u{2}");
+    m
+}
+
+async fn put(store: &MessageStore, from: usize, to: usize) {
+    for i in from..to {
+        let r = store.put_message(msg(i)).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk, "put {i}");
+    }
+    // Every acknowledged message is dispatched (the queues hold `to` entries in all).
+    common::wait_until("all messages dispatched", Duration::from_secs(10), || {
+        store.max_offset_in_queue("DlClean", 0) + store.max_offset_in_queue("DlClean", 1) == to as i64
+    });
+}
+
+/// Bodies of queue `q` from its min offset, with the first queue offset.
+fn bodies(store: &MessageStore, q: i32) -> (i64, Vec<String>) {
+    let min = store.min_offset_in_queue("DlClean", q);
+    let mut out = Vec::new();
+    let mut off = min;
+    for _ in 0..1000 {
+        let r = store.get_message("DlClean", q, off, 32, 1 << 20, |_: i64| true).unwrap();
+        if r.messages.is_empty() {
+            break;
+        }
+        for (rec, qo) in r.messages.iter().zip(&r.queue_offsets) {
+            let v = rmqc::protocol::message::decode_record(rec, true).unwrap();
+            assert_eq!(v.queue_offset, *qo);
+            out.push(String::from_utf8_lossy(&v.body).into_owned());
+        }
+        off = r.next_begin_offset;
+    }
+    (min, out)
+}
+
+fn expected(q: i32, from_queue_offset: i64, upto: usize) -> Vec<String> {
+    (0..upto)
+        .filter(|i| (i % 2) as i32 == q)
+        .skip(from_queue_offset as usize)
+        .map(|i| String::from_utf8_lossy(&msg(i).body).into_owned())
+        .collect()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dledger_store_deletes_expired_whole_files_and_restarts_from_its_begin_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let data = root.join("dledger-n0/data");
+    let index = root.join("dledger-n0/index");
+    let port = common::free_port_block(0, 0);
+    let net = transport();
+    let (node, store) = open(&root, port, &net).await;
+    put(&store, 0, 300).await;
+    let n_files = files(&data).len();
+    assert!(n_files >= 6, "{n_files} data files");
+    let old_phy = {
+        let r = store.get_message("DlClean", 0, 0, 1, 1 << 20, |_: i64| true).unwrap();
+        rmqc::protocol::message::decode_record(&r.messages[0], true).unwrap().commit_log_offset
+    };
+    assert!(store.look_message_by_offset(old_phy).is_some());
+
+    let probe = FakeProbe(Mutex::new(0.10));
+    let now = rmqc::store::message::now_ms();
+    let policy = CleanupPolicy { delete_when_hours: vec![4], delete_file_batch_max: 2, ..Default::default() };
+    let run = |policy: &CleanupPolicy, now_ms: i64, hour: u32| {
+        store.run_cleanup(policy, &probe, CleanupClock { now_ms, local_hour: hour }).unwrap()
+    };
+
+    // Not the hour, disk fine: nothing.
+    let r = run(&policy, now + 100 * HOUR, 5);
+    assert!(!r.deletion_ran && r.deleted_commit_log_files.is_empty());
+    // The hour, but DLedger keeps its files fileReservedTime (72 h) + 1 h.
+    let r = run(&policy, now + 72 * HOUR + HOUR / 2, 4);
+    assert!(r.deletion_ran && r.deleted_commit_log_files.is_empty(), "{r:?}");
+    assert_eq!(files(&data).len(), n_files);
+    // Expired: at most deleteFileBatchMax files, the oldest.
+    let r = run(&policy, now + 73 * HOUR + 60_000, 4);
+    assert_eq!(r.deleted_commit_log_files.len(), 2, "{r:?}");
+    assert_eq!(r.min_offset_after, 2 * FILE as i64);
+    assert_eq!(store.commit_log_min_offset(), 2 * FILE as i64);
+    assert_eq!(files(&data).len(), n_files - 2);
+    assert!(store.look_message_by_offset(old_phy).is_none());
+
+    // Above the clean-forcibly ratio, not expired: only with cleanFileForciblyEnable.
+    *probe.0.lock().unwrap() = 0.87;
+    let off = CleanupPolicy { clean_file_forcibly: false, delete_file_batch_max: 100, ..policy.clone() };
+    let r = run(&off, now, 5);
+    assert!(r.deletion_ran && !r.clean_at_once && r.deleted_commit_log_files.is_empty(), "{r:?}");
+    let on = CleanupPolicy { delete_file_batch_max: 100, ..policy.clone() };
+    let r = run(&on, now, 5);
+    assert!(r.clean_at_once && !r.deleted_commit_log_files.is_empty(), "{r:?}");
+    // Never the last file; the index files wholly below the begin index go too.
+    assert_eq!(files(&data).len(), 1);
+    let min = store.commit_log_min_offset();
+    assert_eq!(min as u64, (n_files as u64 - 1) * FILE);
+    assert_eq!(files(&data)[0].parse::<u64>().unwrap(), min as u64);
+    let first_index_file = files(&index)[0].parse::<u64>().unwrap();
+    assert!(first_index_file > 0, "index files below the begin index deleted");
+    assert!(r.deleted_consume_queue_files > 0, "{r:?}");
+    *probe.0.lock().unwrap() = 0.10;
+
+    // Consume queues follow: reads below the new min answer OFFSET_TOO_SMALL with the new min,
+    // everything from it on reads as sent.
+    let mut mins = [0i64; 2];
+    for q in 0..2 {
+        let (qmin, got) = bodies(&store, q);
+        assert!(qmin > 0, "queue {q} min offset moved");
+        let r = store.get_message("DlClean", q, 0, 1, 1 << 20, |_: i64| true).unwrap();
+        assert_eq!(r.status, GetMessageStatus::OffsetTooSmall);
+        assert_eq!(r.next_begin_offset, qmin);
+        assert_eq!(got, expected(q, qmin, 300), "queue {q}");
+        mins[q as usize] = qmin;
+    }
+    // Sends go on.
+    put(&store, 300, 340).await;
+    for q in 0..2 {
+        assert_eq!(bodies(&store, q), (mins[q as usize], expected(q, mins[q as usize], 340)));
+    }
+
+    // Restart: the log starts at its begin index, the queues at the same min offsets.
+    close(node, store).await;
+    let (node, store) = open(&root, port, &net).await;
+    assert_eq!(store.commit_log_min_offset(), min);
+    for q in 0..2 {
+        assert_eq!(bodies(&store, q), (mins[q as usize], expected(q, mins[q as usize], 340)));
+    }
+    put(&store, 340, 360).await;
+    for q in 0..2 {
+        assert_eq!(bodies(&store, q), (mins[q as usize], expected(q, mins[q as usize], 360)));
+    }
+    close(node, store).await;
+}

@@ -221,3 +221,202 @@ async fn a_dledger_store_deletes_expired_whole_files_and_restarts_from_its_begin
     }
     close(node, store).await;
 }
+
+mod process {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::common::rmq::{pull, send, T};
+    use super::common::{free_port_block, port_open, wait_async, wait_until, ChildGuard};
+    use rmqc::protocol::codes::{request, response};
+    use rmqc::remoting::{RemotingClient, RemotingCommand};
+    use rmqc::store::message::decode_records;
+
+    const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
+    const BODY: usize = 4 * 1024;
+    const QUOTA: u64 = 3 << 20;
+
+    fn partition_bytes(p: &Path) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: zeroed plain C struct filled by the call, valid path and out pointer.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        st.f_blocks as u64 * st.f_frsize as u64
+    }
+
+    fn data_files(store: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(store.join("dledger-n0/data"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    async fn runtime_info(client: &RemotingClient, addr: &str) -> serde_json::Map<String, serde_json::Value> {
+        let r = client
+            .invoke(addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO), T)
+            .await
+            .expect("runtime info answered");
+        assert_eq!(r.code, response::SUCCESS);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["table"].as_object().unwrap().clone()
+    }
+
+    fn num(t: &serde_json::Map<String, serde_json::Value>, k: &str) -> i64 {
+        t.get(k).and_then(|v| v.as_str()).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{k} in {t:?}"))
+    }
+
+    async fn min_offset(client: &RemotingClient, addr: &str) -> i64 {
+        let req =
+            RemotingCommand::request(request::GET_MIN_OFFSET).with_ext("topic", "DlQuota").with_ext("queueId", "0");
+        let r = client.invoke(addr, req, T).await.expect("min offset answered");
+        r.ext("offset").and_then(|o| o.parse().ok()).expect("offset")
+    }
+
+    /// Bodies of queue 0 from `from`, in order.
+    async fn read_from(client: &RemotingClient, addr: &str, from: i64) -> Vec<(i64, String)> {
+        let mut out = Vec::new();
+        let mut off = from;
+        for _ in 0..2000 {
+            let r = pull(client, addr, "dl-quota-reader", "DlQuota", 0, off, "*", 0).await;
+            if r.code != response::SUCCESS {
+                break;
+            }
+            let msgs = decode_records(&r.body, true);
+            if msgs.is_empty() {
+                break;
+            }
+            for m in &msgs {
+                out.push((m.queue_offset, String::from_utf8_lossy(&m.body[..16]).into_owned()));
+            }
+            off = msgs.last().unwrap().queue_offset + 1;
+        }
+        out
+    }
+
+    fn body(i: usize) -> Vec<u8> {
+        let mut b = format!("{i:016}").into_bytes();
+        b.resize(BODY, b'q');
+        b
+    }
+
+    async fn send_n(client: &RemotingClient, addr: &str, from: usize, n: usize) {
+        for i in from..from + n {
+            let r = send(client, addr, "DlQuota", 0, &body(i), &[]).await;
+            assert_eq!(r.code, response::SUCCESS, "send {i}: {:?}", r.remark);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dledger_broker_over_its_quota_deletes_old_files_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let store = d.join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        // A 3 MiB quota whatever the disk: the share is computed from the partition's size.
+        let share = QUOTA as f64 / partition_bytes(&store) as f64;
+        let port = free_port_block(2, 1);
+        let dport = free_port_block(0, 0);
+        std::fs::write(
+            d.join("dl.conf"),
+            format!(
+                "brokerClusterName=DlQ\nbrokerName=dl-q\nlistenPort={port}\nbrokerIP1=127.0.0.1\n\
+                 storePathRootDir={}\nmappedFileSizeCommitLog=262144\nmaxHashSlotNum=500\nmaxIndexNum=2000\n\
+                 mappedFileSizeConsumeQueue=6000\nmaxMessageSize=65536\ncleanResourceInterval=100\n\
+                 quotaPercentForDiskPartition={share:.12}\nenableDLegerCommitLog=true\ndLegerGroup=dl-q\n\
+                 dLegerPeers=n0-127.0.0.1:{dport}\ndLegerSelfId=n0\nheartBeatTimeIntervalMs=500\n",
+                store.display()
+            ),
+        )
+        .unwrap();
+        let cport = free_port_block(2, 0);
+        let nport = free_port_block(0, 0);
+        let conf = d.join("container.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listenPort={cport}\nbindAddress=127.0.0.1\nembeddedNamesrvEnable=true\nembeddedNamesrvPort={nport}\n\
+                 namesrvAddr=127.0.0.1:{nport}\nbrokerConfigPaths=dl.conf\nbrokerConfigDirs=.\nlogRoot={}\n",
+                d.join("logs").display()
+            ),
+        )
+        .unwrap();
+        let start = || {
+            let c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
+            wait_until("the container and the broker listen", Duration::from_secs(30), || {
+                port_open(cport) && port_open(port)
+            });
+            c
+        };
+        let child = start();
+        let client = RemotingClient::default();
+        let a = format!("127.0.0.1:{port}");
+        // The single member leads and takes sends.
+        wait_async("the DLedger broker takes sends", Duration::from_secs(30), || {
+            let (client, a) = (&client, &a);
+            async move { send(client, a, "DlQuota", 0, &body(0), &[]).await.code == response::SUCCESS }
+        })
+        .await;
+        let mut sent = 1;
+        let t = runtime_info(&client, &a).await;
+        assert_eq!(num(&t, "commitLogMinOffset"), 0);
+        assert!(num(&t, "diskQuota").abs_diff(QUOTA as i64) < QUOTA / 100, "{t:?}");
+
+        // Past 80 % of the quota the oldest DLedger data files go while every send succeeds.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while data_files(&store).first().map(String::as_str) == Some("00000000000000000000") {
+            assert!(Instant::now() < deadline && sent < 3000, "the first data file never went ({sent} sent)");
+            send_n(&client, &a, sent, 1).await;
+            sent += 1;
+        }
+        assert!(sent as u64 * BODY as u64 > QUOTA / 2, "the first file went after only {sent} messages");
+        send_n(&client, &a, sent, 40).await;
+        sent += 40;
+        let t = runtime_info(&client, &a).await;
+        let cl_min = num(&t, "commitLogMinOffset");
+        assert!(cl_min >= 262144, "{t:?}");
+        assert_eq!(cl_min as u64 % 262144, 0);
+        assert!(data_files(&store).first().unwrap().parse::<i64>().unwrap() >= cl_min);
+        // The consume queue follows; reads from its min return what was sent, in order.
+        wait_async("the consume queue follows", Duration::from_secs(10), || {
+            let (client, a) = (&client, &a);
+            async move { min_offset(client, a).await > 0 }
+        })
+        .await;
+        let q_min = min_offset(&client, &a).await;
+        let got = read_from(&client, &a, q_min).await;
+        let want: Vec<(i64, String)> =
+            (q_min as usize..sent).map(|i| (i as i64, String::from_utf8_lossy(&body(i)[..16]).into_owned())).collect();
+        assert_eq!(got, want);
+        // A pull below the min is moved to it.
+        let r = pull(&client, &a, "dl-quota-lagging", "DlQuota", 0, 0, "*", 0).await;
+        assert_ne!(r.code, response::SUCCESS);
+
+        // Restart: the log begins where cleanup left it; everything from the min reads again,
+        // and sends go on.
+        drop(child);
+        wait_until("the ports are free", Duration::from_secs(10), || !port_open(port) && !port_open(cport));
+        let _child = start();
+        wait_async("the restarted broker answers with its consume queue", Duration::from_secs(30), || {
+            let (client, a) = (&client, &a);
+            async move { min_offset(client, a).await > 0 }
+        })
+        .await;
+        wait_async("the restarted broker leads", Duration::from_secs(30), || {
+            let (client, a) = (&client, &a);
+            let i = sent;
+            async move { send(client, a, "DlQuota", 0, &body(i), &[]).await.code == response::SUCCESS }
+        })
+        .await;
+        sent += 1;
+        let t = runtime_info(&client, &a).await;
+        assert!(num(&t, "commitLogMinOffset") >= cl_min, "{t:?}");
+        let q_min2 = min_offset(&client, &a).await;
+        assert!(q_min2 >= q_min);
+        let got = read_from(&client, &a, q_min2).await;
+        let want: Vec<(i64, String)> =
+            (q_min2 as usize..sent).map(|i| (i as i64, String::from_utf8_lossy(&body(i)[..16]).into_owned())).collect();
+        assert_eq!(got, want);
+    }
+}

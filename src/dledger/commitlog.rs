@@ -3,6 +3,7 @@
 //! opened with [`crate::store::MessageStore::open_replicated`] keeps its records in entry bodies
 //! (PHYSICALOFFSET = `entry.pos + 48`) and dispatches committed entries only.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use super::entry::{self, BLANK_MAGIC, BODY_OFFSET, MAGIC};
 use super::server::{DLedgerError, DLedgerServer};
 use crate::store::mapped_file_queue::MappedFileQueue;
-use crate::store::replicated::{AppendWait, BodyHook, LogStep, ReplicaAppendError, ReplicatedLog};
+use crate::store::replicated::{AppendWait, BodyHook, LogStep, ReplicaAppendError, ReplicaCleanup, ReplicatedLog};
 
 /// A DLedger node as the store's commitlog.
 pub struct DLedgerCommitLog {
@@ -102,5 +103,9 @@ impl ReplicatedLog for DLedgerCommitLog {
 
     fn committed_index(&self) -> i64 {
         self.server.committed_index()
+    }
+
+    fn delete_files(&self, req: ReplicaCleanup) -> Result<Vec<PathBuf>, String> {
+        self.server.delete_files(req).map_err(|e| e.to_string())
     }
 }

@@ -34,6 +34,7 @@ use crate::remoting::{
     SubServer,
 };
 use crate::store::error::StoreError;
+use crate::store::replicated::ReplicaCleanup;
 
 /// Errors of the DLedger layer.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +242,7 @@ enum Event {
     Msg(Envelope<WireEntry>),
     Append { body: Bytes, hook: Option<AppendHook>, reply: oneshot::Sender<Result<Appended, DLedgerError>> },
     Read { index: i64, reply: oneshot::Sender<Option<(Appended, Bytes)>> },
+    Clean { req: ReplicaCleanup, reply: std_mpsc::SyncSender<Result<Vec<PathBuf>, DLedgerError>> },
     Stop,
 }
 
@@ -367,6 +369,7 @@ impl DLedgerServer {
             status: status_tx,
             max_wait: Duration::from_millis(cfg.max_wait_ack_ms),
             last_checkpoint: Instant::now(),
+            behind_warned: None,
         };
         let name = format!("dledger-{}-{}", cfg.group, cfg.self_id);
         let span = tracing::Span::current();
@@ -495,6 +498,20 @@ impl DLedgerServer {
             .await
             .map_err(|_| DLedgerError::Timeout { index, millis: 5000 })?
             .map_err(|_| DLedgerError::Shutdown)
+    }
+
+    /// Deletes leading data files as `req` allows (DLedger's clean-space run): whole files
+    /// below both the committed entries and `req.below`, never the last; the begin index moves
+    /// to the new first entry and the index files below it go. Blocking (the node thread does
+    /// it): call from a blocking context. Waits at most 10 s.
+    pub fn delete_files(&self, req: ReplicaCleanup) -> Result<Vec<PathBuf>, DLedgerError> {
+        let (tx, rx) = std_mpsc::sync_channel(1);
+        self.events.try_send(Event::Clean { req, reply: tx }).map_err(|_| DLedgerError::Shutdown)?;
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(r) => r,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(DLedgerError::Timeout { index: -1, millis: 10_000 }),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(DLedgerError::Shutdown),
+        }
     }
 
     /// Stops: closes the peer port, stops the node thread (flushing the log and writing its
@@ -823,6 +840,8 @@ struct NodeThread {
     status: watch::Sender<Status>,
     max_wait: Duration,
     last_checkpoint: Instant,
+    /// The leader begin index last warned about (a follower behind it cannot catch up).
+    behind_warned: Option<i64>,
 }
 
 impl NodeThread {
@@ -867,6 +886,7 @@ impl NodeThread {
         match ev {
             Event::Rpc { env, reply } => {
                 let from = env.from.clone();
+                self.warn_if_behind_leader_begin(&env.msg);
                 let acts = self.core.step(now, env, &LogAdapter(&self.log));
                 self.apply(acts, Some((from, reply)));
             }
@@ -902,6 +922,23 @@ impl NodeThread {
             Event::Read { index, reply } => {
                 let r = self.log.get(index).map(|(m, b)| (Appended { index: m.index, pos: m.pos, term: m.term }, b));
                 let _ = reply.send(r);
+            }
+            Event::Clean { req, reply } => {
+                let r = self.log.delete_leading_files(req.max, req.below, |f| {
+                    req.at_once || f.last_modified_ms().is_some_and(|m| m.saturating_add(req.reserved_ms) <= req.now_ms)
+                });
+                if let Ok(files) = &r {
+                    if !files.is_empty() {
+                        info!(
+                            group = %self.group,
+                            files = files.len(),
+                            begin_index = self.log.begin_index(),
+                            min_offset = self.log.data_queue().min_offset(),
+                            "dledger data files deleted"
+                        );
+                    }
+                }
+                let _ = reply.send(r.map_err(DLedgerError::from));
             }
             Event::Stop => {}
         }
@@ -994,6 +1031,27 @@ impl NodeThread {
             if let Some(w) = self.waiters.remove(&k) {
                 let millis = self.max_wait.as_millis() as u64;
                 let _ = w.reply.send(Err(DLedgerError::Timeout { index: k, millis }));
+            }
+        }
+    }
+
+    /// A leader that deleted the files this follower still lacks sends TRUNCATE at its begin
+    /// index, past this log's end: DLedger would restart the log there; this node refuses (the
+    /// leader keeps probing) and says so once per begin index.
+    fn warn_if_behind_leader_begin(&mut self, msg: &Msg<WireEntry>) {
+        if let Msg::Push { kind: super::wire::PushType::Truncate, index, .. } = msg {
+            let end = self.log.end_index();
+            if *index > end + 1 && self.behind_warned != Some(*index) {
+                self.behind_warned = Some(*index);
+                warn!(
+                    group = %self.group,
+                    leader_begin_index = *index,
+                    end_index = end,
+                    "this follower's log ends before the leader's first entry (the leader deleted the files it \
+                     needs): it cannot catch up (not supported: DLedger restarts the log at the leader's begin); \
+                     stop this broker and copy a caught-up member's store (its dledger-<id>/data and index, \
+                     consumequeue/, index/) into its own, under its own dledger-<selfId> name"
+                );
             }
         }
     }

@@ -405,6 +405,57 @@ impl DLedgerLog {
         Ok(EntryMeta { index: h.index, term: h.term, pos: h.pos, size: h.size })
     }
 
+    /// End position (after the last byte) of the committed entries, `None` if nothing committed
+    /// is in the log.
+    pub fn committed_end(&self) -> Option<u64> {
+        if self.committed_index < 0 || self.committed_index < self.begin_index {
+            return None;
+        }
+        let m = self.meta(self.committed_index)?;
+        Some(m.pos as u64 + m.size as u64)
+    }
+
+    /// Deletes leading data files, oldest first (DLedger's `deleteExpiredFileByTime` followed by
+    /// `reviseLedgerBeginIndex`): at most `max`, never the last file, only files whose whole
+    /// extent lies below both the end of the committed entries and `below` (the caller's
+    /// dispatched position), and only while `deletable` accepts the file (expired, or cleaning at
+    /// once); stops at the first file refused. The begin index becomes the first entry of the new
+    /// first file and the index files wholly below it go too. Returns the deleted data files.
+    pub fn delete_leading_files(
+        &mut self,
+        max: usize,
+        below: u64,
+        mut deletable: impl FnMut(&crate::store::mapped_file::MappedFile) -> bool,
+    ) -> Result<Vec<PathBuf>> {
+        let Some(committed_end) = self.committed_end() else { return Ok(Vec::new()) };
+        let limit = committed_end.min(below);
+        let size = self.cfg.data_file_size;
+        let taken = self.data.take_leading(max, |f| f.from_offset() + size <= limit && deletable(f));
+        if taken.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut deleted = Vec::with_capacity(taken.len());
+        let mut first_err = None;
+        for f in &taken {
+            match f.destroy() {
+                Ok(()) => deleted.push(f.path().to_path_buf()),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        // The new first file starts with an entry (entries never straddle files).
+        let begin = self.first_index_on_disk().ok_or_else(|| {
+            corrupt(format!("no entry at the start of the first data file after deleting {deleted:?}"))
+        })?;
+        self.begin_index = begin;
+        self.index.delete_files_before(begin as u64 * INDEX_UNIT_SIZE as u64)?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
+    }
+
     /// Drops every entry from `index` on (an uncommitted suffix the leader does not have). Refuses
     /// to drop committed entries.
     pub fn truncate_from(&mut self, index: i64) -> Result<()> {
@@ -674,6 +725,69 @@ mod tests {
         l.truncate_from(0).unwrap();
         assert_eq!((l.begin_index(), l.end_index()), (-1, -1));
         assert_eq!(l.append(4, b"again", |_, _| {}).unwrap().pos, 0);
+    }
+
+    #[test]
+    fn leading_files_deleted_below_committed_and_dispatched_then_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = |sub: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path().join("dledger-n0").join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        // 256-byte data files, 4 units per index file.
+        let mut c = cfg(dir.path(), 256);
+        c.index_file_size = 32 * 4;
+        let mut log = DLedgerLog::open(c.clone()).unwrap();
+        let metas: Vec<EntryMeta> = (0..30).map(|i| log.append(1, &body(i), |_, _| {}).unwrap()).collect();
+        let nfiles = files("data").len();
+        assert!(nfiles >= 5, "{nfiles}");
+        // Nothing committed: nothing goes, even at once.
+        assert!(log.delete_leading_files(10, u64::MAX, |_| true).unwrap().is_empty());
+        // Committed up to entry 12: only files wholly below its end go.
+        log.set_committed(12);
+        let c12 = metas[12].pos as u64 + metas[12].size as u64;
+        // A file not expired (the predicate refuses) stays, and nothing behind it goes.
+        assert!(log.delete_leading_files(10, u64::MAX, |_| false).unwrap().is_empty());
+        // Not dispatched past the first file's end: nothing.
+        assert!(log.delete_leading_files(10, 255, |_| true).unwrap().is_empty());
+        let gone = log.delete_leading_files(10, u64::MAX, |_| true).unwrap();
+        let expect = (c12 / 256) as usize;
+        assert_eq!(gone.len(), expect, "files wholly below the committed end {c12}");
+        let first_pos = expect as u64 * 256;
+        assert_eq!(log.data_queue().min_offset(), first_pos);
+        let begin = metas.iter().find(|m| m.pos as u64 == first_pos).unwrap().index;
+        assert_eq!(log.begin_index(), begin);
+        assert!(log.get(begin - 1).is_none() && log.meta(begin - 1).is_none() && log.term_at(begin - 1).is_none());
+        assert_eq!(log.get(begin).unwrap().0, metas[begin as usize]);
+        // Index files wholly below the begin index went too.
+        let first_index_file = files("index")[0].parse::<u64>().unwrap();
+        assert_eq!(first_index_file, (begin as u64 * 32) / (32 * 4) * (32 * 4));
+        // At most `max` per run, never the last file.
+        log.set_committed(29);
+        let gone = log.delete_leading_files(1, u64::MAX, |_| true).unwrap();
+        assert_eq!(gone.len(), 1);
+        let gone = log.delete_leading_files(100, u64::MAX, |_| true).unwrap();
+        assert!(!gone.is_empty());
+        assert_eq!(files("data").len(), 1, "the last file stays");
+        let begin = log.begin_index();
+        assert!(begin > 0 && begin <= 29);
+        log.flush().unwrap();
+        drop(log);
+        // Reopen: begin index from the first data file, entries below it gone, appends continue.
+        let mut log = DLedgerLog::open(c.clone()).unwrap();
+        assert_eq!((log.begin_index(), log.end_index(), log.committed_index()), (begin, 29, 29));
+        assert!(log.get(begin - 1).is_none());
+        assert_eq!(log.get(29).unwrap().0, metas[29]);
+        let m = log.append(2, b"after cleanup", |_, _| {}).unwrap();
+        assert_eq!(m.index, 30);
+        drop(log);
+        let log = DLedgerLog::open(c).unwrap();
+        assert_eq!((log.begin_index(), log.end_index()), (begin, 30));
+        assert_eq!(&log.get(30).unwrap().1[..], b"after cleanup");
     }
 
     #[test]

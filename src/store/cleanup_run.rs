@@ -8,13 +8,22 @@ use super::cleanup;
 use super::error::Result;
 use super::{running_flags, MessageStore};
 
+/// A replicated (DLedger) log keeps its files an hour longer than a plain commitlog: Apache sets
+/// DLedger's `fileReservedHours` to `fileReservedTime + 1`.
+pub const REPLICA_EXTRA_RESERVED_MS: i64 = 3_600_000;
+
 impl MessageStore {
     /// Samples disk usage: the partitions of the commitlog and consume queue directories and this
     /// store's logical usage.
     pub fn sample_disk_usage(&self, probe: &dyn cleanup::DiskProbe) -> cleanup::UsageSample {
         let root = &self.shared.config.store_path_root_dir;
+        // A replicated log's data files may live elsewhere (`storePathDLedgerCommitLog`).
+        let commit_log_dir = match &self.shared.replica {
+            Some(_) => self.shared.commitlog.files().dir().to_path_buf(),
+            None => self.shared.config.commit_log_dir(),
+        };
         cleanup::UsageSample {
-            commit_log: probe.partition(&self.shared.config.commit_log_dir()),
+            commit_log: probe.partition(&commit_log_dir),
             consume_queue: probe.partition(&root.join("consumequeue")),
             logical_bytes: self.logical_disk_usage(),
         }
@@ -145,13 +154,48 @@ impl MessageStore {
             let dispatched = s.reput_from.load(Ordering::Acquire).max(0) as u64;
             let file_size = s.commitlog.files().file_size();
             let (reserved, now, at_once) = (policy.file_reserved_ms, clock.now_ms, report.clean_at_once);
-            // A replicated log's data files are the log's own: never deleted here.
-            let replicated = s.replica.is_some();
-            let taken = s.commitlog.files().take_leading(policy.delete_file_batch_max, |f| {
-                let dispatched_all = !replicated && f.from_offset() + file_size <= dispatched;
-                let expired = f.last_modified_ms().is_some_and(|m| m.saturating_add(reserved) <= now);
-                dispatched_all && (at_once || expired)
-            });
+            if let Some(log) = &s.replica {
+                // The log deletes its own files (Apache: DLedger's clean-space service with the
+                // broker's keys, `fileReservedHours = fileReservedTime + 1`), never beyond what
+                // is committed and dispatched here.
+                let req = super::replicated::ReplicaCleanup {
+                    max: policy.delete_file_batch_max,
+                    below: dispatched,
+                    reserved_ms: reserved.saturating_add(REPLICA_EXTRA_RESERVED_MS),
+                    now_ms: now,
+                    at_once,
+                };
+                let deleted = log.delete_files(req).map_err(|e| {
+                    tracing::error!(error = %e, "cannot delete replicated log files");
+                    super::error::StoreError::Replica(e)
+                })?;
+                for p in &deleted {
+                    tracing::info!(
+                        path = %p.display(),
+                        forcibly = at_once,
+                        time_up = report.time_up,
+                        manual = report.manual,
+                        "deleted replicated log data file{}",
+                        a.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    );
+                }
+                if deleted.is_empty() && a.space_to_delete && !st.warned_stuck {
+                    st.warned_stuck = true;
+                    tracing::warn!("disk space will be full soon, but no file could be deleted ({reason})");
+                } else if !deleted.is_empty() {
+                    st.warned_stuck = false;
+                }
+                report.deleted_commit_log_files = deleted;
+            }
+            let taken = if s.replica.is_some() {
+                Vec::new()
+            } else {
+                s.commitlog.files().take_leading(policy.delete_file_batch_max, |f| {
+                    let dispatched_all = f.from_offset() + file_size <= dispatched;
+                    let expired = f.last_modified_ms().is_some_and(|m| m.saturating_add(reserved) <= now);
+                    dispatched_all && (at_once || expired)
+                })
+            };
             let mut first_err = None;
             for f in &taken {
                 match f.destroy() {
@@ -172,7 +216,8 @@ impl MessageStore {
                     }
                 }
             }
-            if taken.is_empty() && a.space_to_delete && !st.warned_stuck {
+            if s.replica.is_some() {
+            } else if taken.is_empty() && a.space_to_delete && !st.warned_stuck {
                 st.warned_stuck = true;
                 tracing::warn!("disk space will be full soon, but no file could be deleted ({reason})");
             } else if !taken.is_empty() {

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The store refuses writes after a failed flush.
     #[error("message store is poisoned after a failed flush; restart required")]
     Poisoned,
+    /// The replicated log the commitlog lives in failed an operation.
+    #[error("replicated log: {0}")]
+    Replica(String),
     /// JSON (de)serialisation failed.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),

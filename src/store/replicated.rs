@@ -16,9 +16,12 @@
 //!   may still truncate;
 //! - recovery cuts consume queues and index beyond the end of the data and re-dispatches from the
 //!   consume queues' end (the start of the data if that is not an entry);
-//! - the store neither flushes, preallocates nor deletes the log's files: the log owns them.
+//! - the store neither flushes nor preallocates the log's files: the log owns them; the store's
+//!   cleanup asks the log to delete its leading files ([`ReplicatedLog::delete_files`]), then cuts
+//!   consume queues and index behind the new minimum as after a plain commitlog cleanup.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -72,6 +75,21 @@ pub enum LogStep {
     Invalid,
 }
 
+/// Which leading data files a cleanup run may delete ([`ReplicatedLog::delete_files`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaCleanup {
+    /// Most files deleted in this run (`deleteFileBatchMax`).
+    pub max: usize,
+    /// Only files wholly below this data position (the store's dispatched position).
+    pub below: u64,
+    /// A file expires this long after its last modification, in ms.
+    pub reserved_ms: i64,
+    /// Now, in ms since the epoch.
+    pub now_ms: i64,
+    /// Delete files whether or not they expired.
+    pub at_once: bool,
+}
+
 /// A replicated log the store's commitlog lives in.
 pub trait ReplicatedLog: Send + Sync {
     /// The log's data files (shared, read-only for the store).
@@ -83,6 +101,13 @@ pub trait ReplicatedLog: Send + Sync {
     fn step(&self, pos: i64) -> LogStep;
     /// The committed index now.
     fn committed_index(&self) -> i64;
+    /// Deletes the log's leading data files as `req` allows: oldest first, whole files below
+    /// both the committed entries and `req.below`, never the last; the log's begin moves to the
+    /// new first entry. Blocking. Returns the deleted files. The default deletes nothing.
+    fn delete_files(&self, req: ReplicaCleanup) -> Result<Vec<PathBuf>, String> {
+        let _ = req;
+        Ok(Vec::new())
+    }
 }
 
 /// Where PHYSICALOFFSET sits in a commitlog record (message-format.md §1).

@@ -6,7 +6,8 @@
 # `mqbench producer -w 64 -s 1024`; instructions of that window / count.
 # mqbench: run (natively-served container) under callgrind for 2000 and for 2000+count sends; the
 # difference / count.
-# KEEP=dir: also keeps the callgrind outputs there and writes the per-function profiles
+# The store lives under $TMPDIR (TMPDIR=/dev/shm when the disk is fuller than the brokers' 90 % write
+# limit). KEEP=dir: also keeps the callgrind outputs there and writes the per-function profiles
 # (callgrind_annotate, self cost) to dir/container.txt and dir/mqbench.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -512,7 +512,7 @@ fn decode_json_header_fast(header: &[u8]) -> Option<RemotingCommand> {
                                 let k = p.string()?;
                                 p.expect(b':')?;
                                 if p.eat_null() {
-                                    m.remove(&*k);
+                                    m.remove(&k);
                                 } else {
                                     let v = p.string()?;
                                     m.insert_str(&k, v.into_owned());

@@ -6,6 +6,9 @@
 # `mqbench producer -w 64 -s 1024`; instructions of that window / count.
 # mqbench: run (natively-served container) under callgrind for 2000 and for 2000+count sends; the
 # difference / count.
+# The store lives under $TMPDIR (TMPDIR=/dev/shm when the disk is fuller than the brokers' 90 % write
+# limit). KEEP=dir: also keeps the callgrind outputs there and writes the per-function profiles
+# (callgrind_annotate, self cost) to dir/container.txt and dir/mqbench.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -61,4 +64,8 @@ valgrind --tool=callgrind --callgrind-out-file=$work/m1.out $bin/mqbench produce
 valgrind --tool=callgrind --callgrind-out-file=$work/m2.out $bin/mqbench producer -n 127.0.0.1:$ns -t Instr -b bench-async -w 64 -s 1024 -q $((n + 2000)) --interval 3600 --json >/dev/null 2>&1
 m1=$(total $work/m1.out); m2=$(total $work/m2.out)
 echo "mqbench: $((m2 - m1)) instructions for $n sends = $(((m2 - m1) / n)) per send"; echo
-if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp $work/c.*.out.* $work/m2.out "$KEEP"/; fi
+if [ -n "${KEEP:-}" ]; then
+  mkdir -p "$KEEP"; cp $work/c.*.out.* $work/m2.out "$KEEP"/
+  for f in $work/c.*.out.*; do callgrind_annotate --threshold=98 --auto=no "$f"; done > "$KEEP/container.txt" 2>&1 || true
+  callgrind_annotate --threshold=98 --auto=no "$work/m2.out" > "$KEEP/mqbench.txt" 2>&1 || true
+fi

@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use rmqc::remoting::codec::{decode_frame, DEFAULT_MAX_FRAME_LENGTH};
-use rmqc::remoting::command::{ExtFields, LanguageCode, RemotingCommand, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE};
+use rmqc::remoting::command::{LanguageCode, RemotingCommand, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE};
 
 fn frame(serialize: u8, header: &[u8], body: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
@@ -178,14 +178,14 @@ fn arb_command() -> impl Strategy<Value = RemotingCommand> {
             c.flag = flag;
             c.serialize_type = st;
             c.body = Bytes::from(body);
-            let ext: ExtFields = ext;
+            let ext: std::collections::BTreeMap<String, String> = ext;
             if binary {
                 // The binary form writes empty strings as absent (remoting.md §3).
                 c.remark = remark.filter(|r| !r.is_empty());
                 c.ext_fields = ext.into_iter().filter(|(_, v)| !v.is_empty()).collect();
             } else {
                 c.remark = remark;
-                c.ext_fields = ext;
+                c.ext_fields = ext.into();
             }
             c
         })

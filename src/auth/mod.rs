@@ -406,7 +406,7 @@ mod tests {
                 let g = guard();
                 let mut req = RemotingCommand::request(code);
                 req.version = version;
-                req.ext_fields = extra;
+                req.ext_fields = extra.into();
                 req.body = bytes::Bytes::from(body);
                 req.ext_fields.insert(signature::ACCESS_KEY.into(), ak.clone());
                 req.ext_fields.insert(signature::SIGNATURE.into(), sig);

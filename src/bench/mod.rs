@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::parse_namesrv_list;
 use crate::client::route::route_request;
-use crate::client::send::{send_header, send_request};
+use crate::client::send::{send_header, send_request_owned};
 use crate::protocol::body::{ClusterInfo, TopicRouteData};
 use crate::protocol::codes::{request, response, response_name};
 use crate::protocol::header::PullMessageRequestHeader;

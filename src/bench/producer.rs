@@ -59,28 +59,24 @@ pub async fn run_producer(opts: ProducerOptions, mut on_event: impl FnMut(Event)
                     break;
                 }
                 let q = isolation.pick(&qs, &next_queue);
-                let props: Vec<String> = (0..batch)
-                    .map(|k| {
-                        let key = seq_uniq_key(n + k as u64);
-                        if opts.keys {
-                            encode_properties([("UNIQ_KEY", key.as_str()), ("KEYS", key.as_str()), ("WAIT", "true")])
-                        } else {
-                            encode_properties([("UNIQ_KEY", key.as_str()), ("WAIT", "true")])
-                        }
-                    })
-                    .collect();
-                let mut h = send_header("mqbench", &opts.topic, q.id, 8, (batch == 1).then(|| props[0].clone()));
+                let props = |k: usize| {
+                    let key = seq_uniq_key(n + k as u64);
+                    if opts.keys {
+                        encode_properties([("UNIQ_KEY", key.as_str()), ("KEYS", key.as_str()), ("WAIT", "true")])
+                    } else {
+                        encode_properties([("UNIQ_KEY", key.as_str()), ("WAIT", "true")])
+                    }
+                };
+                let mut h = send_header("mqbench", &opts.topic, q.id, 8, (batch == 1).then(|| props(0)));
                 h.batch = Some(batch > 1);
                 let (code, payload) = if batch > 1 {
-                    let items: Vec<BatchItem> = props
-                        .iter()
-                        .map(|p| BatchItem { flag: 0, body: body.clone(), properties: p.clone() })
-                        .collect();
+                    let items: Vec<BatchItem> =
+                        (0..batch).map(|k| BatchItem { flag: 0, body: body.clone(), properties: props(k) }).collect();
                     (request::SEND_BATCH_MESSAGE, Bytes::from(encode_batch_body(&items)))
                 } else {
                     (request::SEND_MESSAGE_V2, body.clone())
                 };
-                let req = send_request(code, &h, payload);
+                let req = send_request_owned(code, h, payload);
                 let t0 = Instant::now();
                 let failure = if opts.mode == SendMode::Oneway {
                     match client.invoke_oneway(&q.addr, req, RPC_TIMEOUT).await {

@@ -203,7 +203,25 @@ pub fn parse_properties(s: &str) -> HashMap<String, String> {
 
 /// Finds one property without building a map.
 pub fn find_property<'a>(s: &'a str, name: &str) -> Option<&'a str> {
-    iter_properties(s).find(|(k, _)| *k == name).map(|(_, v)| v)
+    let n = name.as_bytes();
+    if n.is_empty() || n.contains(&(NAME_VALUE_SEPARATOR as u8)) || n.contains(&(PROPERTY_SEPARATOR as u8)) {
+        return iter_properties(s).find(|(k, _)| *k == name).map(|(_, v)| v);
+    }
+    // The same answer as `iter_properties` (the first segment whose name, up to its first
+    // NAME_VALUE_SEPARATOR, is `name` and whose value is not empty), in one pass over the bytes and
+    // without splitting segments that cannot match.
+    let b = s.as_bytes();
+    let mut start = 0;
+    while start < b.len() {
+        let end = b[start..].iter().position(|&c| c == PROPERTY_SEPARATOR as u8).map_or(b.len(), |i| start + i);
+        let seg = &b[start..end];
+        if seg.len() > n.len() + 1 && seg[n.len()] == NAME_VALUE_SEPARATOR as u8 && seg.starts_with(n) {
+            // Both separators are ASCII, so these are char boundaries.
+            return s.get(start + n.len() + 1..end);
+        }
+        start = end + 1;
+    }
+    None
 }
 
 /// Record length from its variable parts (spec §1 length formula).
@@ -748,6 +766,31 @@ mod tests {
         // overflow and non-BMP (surrogate pair)
         assert_eq!(java_string_hash("polygenelubricants"), i32::MIN);
         assert_eq!(java_string_hash("\u{1F600}"), 0xD83D * 31 + 0xDE00);
+    }
+
+    #[test]
+    fn find_property_agrees_with_iter_properties() {
+        fn reference<'a>(s: &'a str, name: &str) -> Option<&'a str> {
+            iter_properties(s).find(|(k, _)| *k == name).map(|(_, v)| v)
+        }
+        let strings = [
+            "",
+            "\u{2}",
+            "a\u{1}b\u{1}c\u{2}",
+            "a\u{1}\u{2}a\u{1}x\u{2}",
+            "\u{2}\u{2}KEYS\u{1}k\u{2}KEYS\u{1}j",
+            "KEYS\u{1}k1 k2\u{2}TAGS\u{1}t\u{2}WAIT\u{1}true\u{2}",
+            "\u{1}KEYS\u{1}x\u{2}KEYSX\u{1}y\u{2}KEY\u{1}z",
+            "é\u{1}ü\u{2}TAGS\u{1}é",
+            "ab",
+            "a\u{1}",
+        ];
+        let names = ["a", "KEYS", "TAGS", "WAIT", "KEY", "é", "", "a\u{1}b", "x\u{2}"];
+        for s in strings {
+            for name in names {
+                assert_eq!(find_property(s, name), reference(s, name), "{s:?} {name:?}");
+            }
+        }
     }
 
     #[test]

@@ -52,13 +52,41 @@ pub fn new_uniq_key() -> String {
 /// A cheap process-unique message id in the client format (32 upper-case hex chars) for the
 /// `seq`-th message of a load run: loopback address, pid, seconds-ish time and the sequence.
 pub fn seq_uniq_key(seq: u64) -> String {
-    let pid = std::process::id() as u64 & 0xFFFF;
-    format!("7F000001{pid:04X}{:08X}{:012X}", (crate::util::now_millis() as u64) & 0xFFFF_FFFF, seq & 0xFFFF_FFFF_FFFF)
+    // Once per process (`getpid` is a system call), then hex digits written by hand: this runs
+    // once per message of a load run.
+    static PID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(|| std::process::id() as u64 & 0xFFFF);
+    let mut out = String::with_capacity(32);
+    out.push_str("7F000001");
+    push_hex(&mut out, pid, 4);
+    push_hex(&mut out, (crate::util::now_millis() as u64) & 0xFFFF_FFFF, 8);
+    push_hex(&mut out, seq & 0xFFFF_FFFF_FFFF, 12);
+    out
+}
+
+/// Appends the `digits` low hex digits of `v`, upper case, zero-padded.
+fn push_hex(out: &mut String, v: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for i in (0..digits).rev() {
+        out.push(HEX[((v >> (4 * i)) & 15) as usize] as char);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_uniq_key_is_the_formatted_key() {
+        for seq in [0u64, 1, 0xABCDEF, u64::MAX] {
+            let k = seq_uniq_key(seq);
+            let pid = std::process::id() as u64 & 0xFFFF;
+            assert_eq!(k.len(), 32, "{k}");
+            assert_eq!(&k[..12], format!("7F000001{pid:04X}"));
+            assert_eq!(&k[20..], format!("{:012X}", seq & 0xFFFF_FFFF_FFFF));
+            assert!(k[12..20].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()), "{k}");
+        }
+    }
 
     #[test]
     fn uniq_keys() {

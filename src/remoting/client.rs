@@ -146,16 +146,27 @@ impl RemotingClient {
         if let Some(h) = &self.inner.config.rpc_hook {
             h.before_request(addr, &mut request);
         }
-        let conn = tokio::time::timeout_at(deadline, self.connection(addr))
-            .await
-            .map_err(|_| RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 })??;
+        // An open connection is taken without a timer; only connecting needs one.
+        let conn = match self.cached_connection(addr) {
+            Some(c) => c,
+            None => tokio::time::timeout_at(deadline, self.connection(addr))
+                .await
+                .map_err(|_| RemotingError::Timeout { addr: addr.to_string(), millis: timeout.as_millis() as u64 })??,
+        };
         let opaque = self.inner.opaque.fetch_add(1, Ordering::Relaxed);
         request.opaque = opaque;
         request.flag &= !super::command::FLAG_RESPONSE;
         request.serialize_type = self.inner.config.serialize_type;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(opaque, tx);
-        let sent = tokio::time::timeout_at(deadline, conn.tx.send(request)).await;
+        // Room in the write queue: no timer (the usual case); else wait for room until the deadline.
+        let sent = match conn.tx.try_send(request) {
+            Ok(()) => Ok(Ok(())),
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(Err(())),
+            Err(mpsc::error::TrySendError::Full(request)) => {
+                tokio::time::timeout_at(deadline, conn.tx.send(request)).await.map(|r| r.map_err(drop))
+            }
+        };
         if !matches!(sent, Ok(Ok(()))) {
             conn.pending.lock().remove(&opaque);
             return Err(match sent {
@@ -212,6 +223,14 @@ impl RemotingClient {
         }
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+    }
+
+    /// The open connection to `addr`, if there is one (no shutdown check: `connection` makes it).
+    fn cached_connection(&self, addr: &str) -> Option<Arc<ClientConn>> {
+        if self.inner.shutdown.is_cancelled() {
+            return None;
+        }
+        self.inner.conns.lock().get(addr).filter(|c| !c.closed.is_cancelled()).cloned()
     }
 
     async fn connection(&self, addr: &str) -> Result<Arc<ClientConn>, RemotingError> {

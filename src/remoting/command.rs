@@ -10,8 +10,7 @@ use serde::Deserialize;
 use super::RemotingError;
 use crate::protocol::codes::response;
 
-/// The custom header fields of a command, sent as `extFields`. Sorted, so that encoding is deterministic.
-pub type ExtFields = BTreeMap<String, String>;
+pub use super::ext_fields::ExtFields;
 
 /// Flag bit: the command is a response.
 pub const FLAG_RESPONSE: i32 = 0x1;
@@ -218,7 +217,7 @@ impl RemotingCommand {
 
     /// Sets one ext field.
     pub fn with_ext(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.ext_fields.insert(key.to_string(), value.into());
+        self.ext_fields.insert_str(key, value.into());
         self
     }
 
@@ -513,10 +512,10 @@ fn decode_json_header_fast(header: &[u8]) -> Option<RemotingCommand> {
                                 let k = p.string()?;
                                 p.expect(b':')?;
                                 if p.eat_null() {
-                                    m.remove(&*k);
+                                    m.remove(&k);
                                 } else {
                                     let v = p.string()?;
-                                    m.insert(k.into_owned(), v.into_owned());
+                                    m.insert_str(&k, v.into_owned());
                                 }
                                 if p.eat(b'}') {
                                     break;
@@ -733,6 +732,17 @@ fn take_str(buf: &mut &[u8], len: usize, limit: usize, what: &str) -> Result<Str
     Ok(s)
 }
 
+fn take_slice<'a>(buf: &mut &'a [u8], len: usize, limit: usize, what: &str) -> Result<&'a str, RemotingError> {
+    if len > limit || len > buf.len() {
+        return Err(RemotingError::BadHeader(format!("binary header: {what} length {len} exceeds the header")));
+    }
+    let (head, rest) = buf.split_at(len);
+    let s = std::str::from_utf8(head)
+        .map_err(|_| RemotingError::BadHeader(format!("binary header: {what} is not UTF-8")))?;
+    *buf = rest;
+    Ok(s)
+}
+
 fn need(buf: &[u8], n: usize) -> Result<(), RemotingError> {
     if buf.len() < n {
         Err(RemotingError::BadHeader("binary header is truncated".into()))
@@ -768,14 +778,14 @@ fn decode_binary_header(header: &[u8]) -> Result<RemotingCommand, RemotingError>
         if klen < 0 {
             return Err(RemotingError::BadHeader("binary header: negative key length".into()));
         }
-        let k = take_str(&mut ext, klen as usize, limit, "extFields key")?;
+        let k = take_slice(&mut ext, klen as usize, limit, "extFields key")?;
         need(ext, 4)?;
         let vlen = ext.get_i32();
         if vlen < 0 {
             return Err(RemotingError::BadHeader("binary header: negative value length".into()));
         }
         let v = take_str(&mut ext, vlen as usize, limit, "extFields value")?;
-        ext_fields.insert(k, v);
+        ext_fields.insert_str(k, v);
     }
     Ok(RemotingCommand {
         code,

@@ -103,11 +103,11 @@ macro_rules! command_header {
     (@ty req $ty:ty) => { $ty };
     (@ty opt $ty:ty) => { Option<$ty> };
     (@write req $v:expr, $key:literal, $map:ident) => {
-        $map.insert($key.to_string(), $v.to_header());
+        $map.insert_static($key, $v.to_header());
     };
     (@write opt $v:expr, $key:literal, $map:ident) => {
         if let Some(v) = &$v {
-            $map.insert($key.to_string(), v.to_header());
+            $map.insert_static($key, v.to_header());
         }
     };
     (@read req $ty:ty, $key:literal, $map:ident) => {

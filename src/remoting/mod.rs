@@ -8,6 +8,7 @@ pub mod client;
 pub mod codec;
 pub mod command;
 pub mod connection;
+pub mod ext_fields;
 pub mod header;
 pub mod processor;
 pub mod server;

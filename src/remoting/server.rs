@@ -524,10 +524,18 @@ impl RemotingServer {
         tokio::pin!(timer);
         let mut timer_armed = false;
         'conn: loop {
-            let permit = tokio::select! {
-                _ = st.soft.cancelled() => break,
-                _ = closed.cancelled() => break,
-                p = inflight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            if st.soft.is_cancelled() || closed.is_cancelled() {
+                break;
+            }
+            // A free slot is taken without registering with the tokens (the usual case).
+            let permit = match inflight.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::Closed) => break,
+                Err(tokio::sync::TryAcquireError::NoPermits) => tokio::select! {
+                    _ = st.soft.cancelled() => break,
+                    _ = closed.cancelled() => break,
+                    p = inflight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                },
             };
             let cmd = loop {
                 match decode_frame(&mut rbuf, config.max_frame_length) {
@@ -614,9 +622,16 @@ impl RemotingServer {
                 continue;
             }
             let bytes = (cmd.body.len() + 64).min(config.max_inflight_bytes) as u32;
-            let byte_permit = tokio::select! {
-                _ = st.soft.cancelled() => break,
-                p = self.inner.inflight_bytes.clone().acquire_many_owned(bytes) => match p { Ok(p) => p, Err(_) => break },
+            if st.soft.is_cancelled() {
+                break;
+            }
+            let byte_permit = match self.inner.inflight_bytes.clone().try_acquire_many_owned(bytes) {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::Closed) => break,
+                Err(tokio::sync::TryAcquireError::NoPermits) => tokio::select! {
+                    _ = st.soft.cancelled() => break,
+                    p = self.inner.inflight_bytes.clone().acquire_many_owned(bytes) => match p { Ok(p) => p, Err(_) => break },
+                },
             };
             let route = st.table.get(cmd.code).cloned();
             let admitted = match route.as_ref().and_then(|r| r.admission.as_ref()) {
@@ -645,7 +660,8 @@ impl RemotingServer {
             let h = handle.clone();
             let guard = InflightGuard::new(&in_flight, &activity);
             let queued_at = Instant::now();
-            let hard = st.hard.clone();
+            // The port's state rather than a clone of its token (cloning a token takes its lock).
+            let port = st.clone();
             requests.spawn(
                 async move {
                     let _permits = (permit, byte_permit, guard);
@@ -672,8 +688,9 @@ impl RemotingServer {
                         }
                     }
                     let fut = dispatch(route.as_ref().map(|r| &r.processor), &h, cmd);
+                    // Biased: a request that completes at once never registers with the token.
                     let out = tokio::select! {
-                        _ = hard.cancelled() => None,
+                        biased;
                         r = AssertUnwindSafe(fut).catch_unwind() => match r {
                             Ok(r) => r,
                             Err(payload) => {
@@ -684,6 +701,7 @@ impl RemotingServer {
                                 Some(resp)
                             }
                         },
+                        _ = port.hard.cancelled() => None,
                     };
                     if let (Some(resp), false) = (out, oneway) {
                         let _ = h.inner.tx.send(resp).await;

@@ -140,7 +140,9 @@ impl ClientAdminProcessor {
         if let Some(t) = h.topic.as_deref().and_then(|t| self.core.meta.topics.select(t)) {
             fwd.ext_fields.insert("topicSysFlag".into(), t.topic_sys_flag.to_string());
         }
-        fwd.ext_fields.entry("groupSysFlag".into()).or_insert_with(|| "0".into());
+        if !fwd.ext_fields.contains_key("groupSysFlag") {
+            fwd.ext_fields.insert_static("groupSysFlag", "0".into());
+        }
         let msg_id = h.msg_id.as_deref().unwrap_or("");
         let Some((_, offset)) = crate::protocol::message::decode_offset_msg_id(msg_id) else {
             return Err((rs::SYSTEM_ERROR, format!("the message id {msg_id} is not an offset message id")));

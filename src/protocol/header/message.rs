@@ -68,6 +68,26 @@ impl SendMessageRequestHeader {
         })
     }
 
+    /// The same header as V2, without copying its strings.
+    pub fn into_v2(self) -> SendMessageRequestHeaderV2 {
+        SendMessageRequestHeaderV2 {
+            a: self.producer_group,
+            b: self.topic,
+            c: self.default_topic,
+            d: self.default_topic_queue_nums,
+            e: self.queue_id,
+            f: self.sys_flag,
+            g: self.born_timestamp,
+            h: self.flag,
+            i: self.properties,
+            j: self.reconsume_times,
+            k: self.unit_mode,
+            l: self.max_reconsume_times,
+            m: self.batch,
+            n: self.bname,
+        }
+    }
+
     /// The same header as V2 (what Java clients send by default).
     pub fn to_v2(&self) -> SendMessageRequestHeaderV2 {
         SendMessageRequestHeaderV2 {

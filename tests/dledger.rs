@@ -91,7 +91,25 @@ async fn three_nodes_elect_replicate_and_survive_the_leader() {
         assert_eq!(*seen.lock(), a.pos);
         positions.push(a);
     }
-    let last = positions.last().unwrap().index;
+    // Many appends in flight at once: with batch push (on by default) they travel to each
+    // follower several to a PUSH.
+    let before = (leader.push_stats().append_requests(), leader.push_stats().entries());
+    let mut waits = Vec::new();
+    for k in 0..400 {
+        waits.push(leader.submit(Bytes::from(format!("burst-{k}")), None).unwrap());
+    }
+    let mut burst = Vec::new();
+    for w in waits {
+        burst.push(tokio::time::timeout(Duration::from_secs(10), w).await.unwrap().unwrap().unwrap());
+    }
+    assert!(burst.windows(2).all(|w| w[1].index == w[0].index + 1), "in submit order");
+    let (reqs, entries) = (leader.push_stats().append_requests() - before.0, leader.push_stats().entries() - before.1);
+    eprintln!("burst of 400 appends: {entries} entries pushed in {reqs} APPEND requests");
+    // A majority (the leader and one follower) acknowledged them all; the other may still be on its way.
+    assert!(entries >= 400, "{entries} entries pushed");
+    assert!(reqs * 4 <= entries, "no batching: {reqs} requests for {entries} entries");
+
+    let last = burst.last().unwrap().index;
     assert!(leader.status().committed >= last);
     // Every node holds the same entries at the same positions.
     common::wait_async("followers committed", Duration::from_secs(10), || {

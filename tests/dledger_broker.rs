@@ -332,6 +332,9 @@ async fn send_all(client: &RemotingClient, addr: &str, topic: &str, bodies: &[St
     let mut acked = Vec::new();
     for b in bodies {
         let r = send(client, addr, topic, 0, b.as_bytes(), &[]).await;
+        if r.code != response::SUCCESS {
+            eprintln!("send to {addr}: {} {:?}", r.code, r.remark);
+        }
         if r.code == response::SUCCESS {
             let qo: i64 = r.ext("queueOffset").and_then(|o| o.parse().ok()).unwrap();
             acked.push((qo, b.clone()));

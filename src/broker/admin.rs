@@ -323,6 +323,8 @@ impl BrokerAdminProcessor {
                 "maxHeartBeatLeak",
                 "minVoteIntervalMs",
                 "maxVoteIntervalMs",
+                "enableBatchPush",
+                "maxBatchPushSize",
                 "enableControllerMode",
                 "enableSlaveActingMaster",
                 "duplicationEnable",

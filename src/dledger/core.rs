@@ -61,6 +61,11 @@ pub struct CoreConfig {
     pub push_timeout_ms: u64,
     /// Entries pushed to one follower before waiting for its answers.
     pub push_window: i64,
+    /// `enableBatchPush`: several pending entries travel in one PUSH (`batchEntry`).
+    pub batch_push: bool,
+    /// `maxBatchPushSize`: a batch is closed once its entries' sizes reach this many bytes (as
+    /// DLedger, the entry that reaches it is still in the batch; a single larger entry travels alone).
+    pub max_batch_bytes: u64,
     /// `preferredLeaderId`.
     pub preferred_leader: Option<String>,
     /// Seed of the election timeouts' randomness.
@@ -79,6 +84,8 @@ impl CoreConfig {
             max_vote_ms: 1000,
             push_timeout_ms: 1000,
             push_window: 256,
+            batch_push: false,
+            max_batch_bytes: 4 * 1024,
             preferred_leader: None,
             seed: 0x9E37_79B9_7F4A_7C15,
         }
@@ -112,6 +119,8 @@ pub trait LogView<E> {
     fn term_at(&self, index: i64) -> Option<i64>;
     /// The entry at `index`, to send.
     fn entry(&self, index: i64) -> Option<E>;
+    /// The size of the entry at `index` in bytes (what a batch push counts), 0 outside the log.
+    fn entry_size(&self, index: i64) -> u64;
 }
 
 /// A message between two nodes (the wire structs without the JSON).
@@ -164,14 +173,27 @@ pub enum Msg<E> {
         /// Leader's commit index.
         commit: i64,
     },
+    /// Batch APPEND from a leader (`batchEntry`): consecutive entries from `first` on.
+    PushBatch {
+        /// Leader's term.
+        term: i64,
+        /// Index of the first entry.
+        first: i64,
+        /// Each entry with its term, in index order.
+        entries: Vec<(i64, E)>,
+        /// Leader's commit index.
+        commit: i64,
+    },
     /// PUSH answer.
     PushResp {
         /// The term of the request answered.
         req_term: i64,
         /// The mode of the request answered.
         kind: PushType,
-        /// The index of the request answered.
+        /// The index of the request answered (the first entry of a batch).
         index: i64,
+        /// Entries in the request answered (1 for a single APPEND, 0 without entry).
+        count: i64,
         /// The follower's term.
         term: i64,
         /// A [`code`].
@@ -713,16 +735,34 @@ impl Core {
                 }
             }
             Msg::Push { term, kind, index, entry_term, entry, commit } => {
+                let count = i64::from(entry.is_some() || kind == PushType::Compare);
                 let (c, end) = self.on_push(&from, term, kind, index, entry_term, entry, commit, log, &mut out);
-                let resp = Msg::PushResp { req_term: term, kind, index, term: self.term, code: c, end_index: end };
+                let resp =
+                    Msg::PushResp { req_term: term, kind, index, count, term: self.term, code: c, end_index: end };
                 self.send(&mut out, &from, resp);
             }
-            Msg::PushResp { req_term, kind, index, term, code: c, end_index } => {
+            Msg::PushBatch { term, first, entries, commit } => {
+                let count = entries.len() as i64;
+                let (c, end) = self.on_push_batch(&from, term, first, entries, commit, log, &mut out);
+                let resp = Msg::PushResp {
+                    req_term: term,
+                    kind: PushType::Append,
+                    index: first,
+                    count,
+                    term: self.term,
+                    code: c,
+                    end_index: end,
+                };
+                self.send(&mut out, &from, resp);
+            }
+            Msg::PushResp { req_term, kind, index, count, term, code: c, end_index } => {
                 if self.role == Role::Leader {
                     if term > self.term {
                         self.become_candidate(term, now, &mut out);
                     } else if req_term == self.term {
-                        self.on_push_resp(&from, kind, index, c, end_index, now, log);
+                        // The last index the request carried (DLedger: `index + count - 1`).
+                        let last = index + count.max(1) - 1;
+                        self.on_push_resp(&from, kind, index, last, c, end_index, now, log);
                         self.maintain_leader(now, log, &mut out);
                     }
                 }
@@ -777,6 +817,114 @@ impl Core {
         }
     }
 
+    /// The checks every PUSH passes first; `Err` is the answer of a push to refuse. Raises
+    /// `verified` to what is known to match.
+    fn push_prelude<E, L: LogView<E>>(&mut self, from: &str, term: i64, log: &L) -> Result<i64, (i32, i64)> {
+        let end = log.last_index();
+        if term != self.term {
+            return Err((code::INCONSISTENT_TERM, end));
+        }
+        if self.role != Role::Follower {
+            return Err((code::NOT_FOLLOWER, end));
+        }
+        if self.leader.as_deref() != Some(from) {
+            return Err((code::INCONSISTENT_LEADER, end));
+        }
+        // Entries of the current term come only from this term's leader, which never rewrites its
+        // own log, and each was appended after its predecessor was verified: a log ending in this
+        // term matches the leader's up to its end. Never drop them, even for a stale TRUNCATE
+        // (delayed or duplicated) that predates appends already acknowledged.
+        if log.last_term() == self.term && end > self.verified {
+            self.verified = end;
+        }
+        // Committed entries are in every later leader's log at the same places (leader
+        // completeness): they match too, and nothing at or below the commit index is ever dropped.
+        if self.commit.min(end) > self.verified {
+            self.verified = self.commit.min(end);
+        }
+        Ok(end)
+    }
+
+    /// APPEND of one entry (alone or within a batch); `end` and `last_term` are the log's end as
+    /// it is after the actions already pushed to `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn append_one<E, L: LogView<E>>(
+        &mut self,
+        index: i64,
+        entry_term: i64,
+        entry: Option<E>,
+        end: &mut i64,
+        last_term: &mut i64,
+        log: &L,
+        out: &mut Vec<Action<E>>,
+    ) -> i32 {
+        if index <= self.verified && index <= *end && self.term_of(index, *end, *last_term, log) == Some(entry_term) {
+            code::SUCCESS
+        } else if index == *end + 1 && self.verified == index - 1 && entry_term >= *last_term {
+            match entry {
+                Some(e) => {
+                    out.push(Action::Append { index, term: entry_term, entry: e });
+                    self.verified = index;
+                    *end = index;
+                    *last_term = entry_term;
+                    code::SUCCESS
+                }
+                None => code::UNEXPECTED_ARGUMENT,
+            }
+        } else {
+            code::INCONSISTENT_STATE
+        }
+    }
+
+    /// The term at `index` of the log as it is after this call's pending appends (entries past
+    /// the log view's end were appended by this call; only the last one's term is asked).
+    fn term_of<E, L: LogView<E>>(&self, index: i64, end: i64, last_term: i64, log: &L) -> Option<i64> {
+        if index > log.last_index() {
+            (index == end).then_some(last_term)
+        } else {
+            log.term_at(index)
+        }
+    }
+
+    /// Raises the commit index to what the leader committed, up to the last verified entry.
+    fn follow_commit<E>(&mut self, commit: i64, out: &mut Vec<Action<E>>) {
+        let upto = commit.min(self.verified);
+        if upto > self.commit {
+            self.commit = upto;
+            out.push(Action::Commit { index: upto });
+        }
+    }
+
+    /// A batch APPEND: each entry as a single APPEND, in order, stopping at the first that does not
+    /// fit (the entries before it stay: each was appended after its verified predecessor). The
+    /// answer is SUCCESS only if every entry is on the log, as DLedger's follower answers a batch.
+    #[allow(clippy::too_many_arguments)]
+    fn on_push_batch<E: Clone, L: LogView<E>>(
+        &mut self,
+        from: &str,
+        term: i64,
+        first: i64,
+        entries: Vec<(i64, E)>,
+        commit: i64,
+        log: &L,
+        out: &mut Vec<Action<E>>,
+    ) -> (i32, i64) {
+        let mut end = match self.push_prelude(from, term, log) {
+            Ok(end) => end,
+            Err(r) => return r,
+        };
+        let mut last_term = log.last_term();
+        let mut c = if entries.is_empty() { code::UNEXPECTED_ARGUMENT } else { code::SUCCESS };
+        for (k, (t, e)) in entries.into_iter().enumerate() {
+            c = self.append_one(first + k as i64, t, Some(e), &mut end, &mut last_term, log, out);
+            if c != code::SUCCESS {
+                break;
+            }
+        }
+        self.follow_commit(commit, out);
+        (c, end)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_push<E: Clone, L: LogView<E>>(
         &mut self,
@@ -790,46 +938,14 @@ impl Core {
         log: &L,
         out: &mut Vec<Action<E>>,
     ) -> (i32, i64) {
-        let end = log.last_index();
-        if term != self.term {
-            return (code::INCONSISTENT_TERM, end);
-        }
-        if self.role != Role::Follower {
-            return (code::NOT_FOLLOWER, end);
-        }
-        if self.leader.as_deref() != Some(from) {
-            return (code::INCONSISTENT_LEADER, end);
-        }
-        let mut end = end;
-        // Entries of the current term come only from this term's leader, which never rewrites its
-        // own log, and each was appended after its predecessor was verified: a log ending in this
-        // term matches the leader's up to its end. Never drop them, even for a stale TRUNCATE
-        // (delayed or duplicated) that predates appends already acknowledged.
-        if log.last_term() == self.term && end > self.verified {
-            self.verified = end;
-        }
-        // Committed entries are in every later leader's log at the same places (leader
-        // completeness): they match too, and nothing at or below the commit index is ever dropped.
-        if self.commit.min(end) > self.verified {
-            self.verified = self.commit.min(end);
-        }
+        let mut end = match self.push_prelude(from, term, log) {
+            Ok(end) => end,
+            Err(r) => return r,
+        };
         let c = match kind {
             PushType::Append => {
-                if index <= self.verified && log.term_at(index) == Some(entry_term) {
-                    code::SUCCESS
-                } else if index == end + 1 && self.verified == index - 1 && entry_term >= log.last_term() {
-                    match entry {
-                        Some(e) => {
-                            out.push(Action::Append { index, term: entry_term, entry: e });
-                            self.verified = index;
-                            end = index;
-                            code::SUCCESS
-                        }
-                        None => code::UNEXPECTED_ARGUMENT,
-                    }
-                } else {
-                    code::INCONSISTENT_STATE
-                }
+                let mut last_term = log.last_term();
+                self.append_one(index, entry_term, entry, &mut end, &mut last_term, log, out)
             }
             PushType::Compare => {
                 if index >= 0 && log.term_at(index) == Some(entry_term) {
@@ -874,11 +990,7 @@ impl Core {
             }
             PushType::Commit => code::SUCCESS,
         };
-        let upto = commit.min(self.verified);
-        if upto > self.commit {
-            self.commit = upto;
-            out.push(Action::Commit { index: upto });
-        }
+        self.follow_commit(commit, out);
         (c, end)
     }
 
@@ -888,6 +1000,7 @@ impl Core {
         from: &str,
         kind: PushType,
         index: i64,
+        last_sent: i64,
         c: i32,
         end_index: i64,
         now: u64,
@@ -900,17 +1013,27 @@ impl Core {
         if c == code::SUCCESS {
             p.last_ack = now;
         }
+        // The follower's log ends at `end_index`: what it acknowledged past that is gone. It may
+        // drop entries of older terms it had acknowledged (not committed, not of this term): after
+        // it stood as candidate and followed again in the same term it has forgotten what it
+        // verified, and a TRUNCATE then cuts its log after a matching entry. Without this the
+        // leader resumed after `matched`, the follower refused every push there, COMPARE found it
+        // at its end, and the leader went back to `matched + 1`: a livelock, found by the property
+        // test (`raft_safety_three_nodes`, "did not converge after healing").
+        if (c == code::SUCCESS || c == code::INCONSISTENT_STATE) && end_index < p.matched {
+            p.matched = end_index;
+        }
         match (kind, c == code::SUCCESS) {
             (PushType::Commit, _) => {}
             (PushType::Append, true) => {
-                if index > p.matched {
-                    p.matched = index;
+                if last_sent > p.matched {
+                    p.matched = last_sent;
                 }
                 if p.mode == Mode::Append && p.matched + 1 >= p.next {
                     p.sent_at = 0;
                 }
             }
-            (PushType::Append, false) if p.mode == Mode::Append && index > p.matched => {
+            (PushType::Append, false) if p.mode == Mode::Append && last_sent > p.matched => {
                 p.mode = Mode::Compare;
                 p.probe = end_index.min(last).min(p.next - 1);
                 p.sent_at = 0;
@@ -1006,6 +1129,7 @@ impl Core {
         let (term, commit, last) = (self.term, self.commit, log.last_index());
         let begin = log.begin_index().max(0);
         let (timeout, window, hb) = (self.cfg.push_timeout_ms, self.cfg.push_window.max(1), self.cfg.heartbeat_ms);
+        let (batch, max_bytes) = (self.cfg.batch_push, self.cfg.max_batch_bytes);
         let me = self.cfg.self_id.clone();
         let mut sends: Vec<(String, Msg<E>)> = Vec::new();
         for (id, p) in self.peers.iter_mut() {
@@ -1043,23 +1167,34 @@ impl Core {
                         p.next = p.matched + 1;
                     }
                     while p.next <= last && p.next <= p.matched + window {
-                        let (Some(t), Some(e)) = (log.term_at(p.next), log.entry(p.next)) else { break };
-                        sends.push((
-                            id.clone(),
-                            Msg::Push {
-                                term,
-                                kind: PushType::Append,
-                                index: p.next,
-                                entry_term: t,
-                                entry: Some(e),
-                                commit,
-                            },
-                        ));
+                        // One entry, or with batch push every pending entry the window allows up to
+                        // `maxBatchPushSize` bytes.
+                        let first = p.next;
+                        let mut entries = Vec::new();
+                        let mut bytes = 0u64;
+                        while p.next <= last
+                            && p.next <= p.matched + window
+                            && (entries.is_empty() || (batch && bytes < max_bytes))
+                        {
+                            let (Some(t), Some(e)) = (log.term_at(p.next), log.entry(p.next)) else { break };
+                            bytes += log.entry_size(p.next);
+                            entries.push((t, e));
+                            p.next += 1;
+                        }
+                        let msg = match entries.len() {
+                            0 => break,
+                            1 => {
+                                let Some((t, e)) = entries.pop() else { break };
+                                let index = first;
+                                Msg::Push { term, kind: PushType::Append, index, entry_term: t, entry: Some(e), commit }
+                            }
+                            _ => Msg::PushBatch { term, first, entries, commit },
+                        };
+                        sends.push((id.clone(), msg));
                         if p.sent_at == 0 {
                             p.sent_at = now.max(1);
                         }
                         p.sent_commit = commit;
-                        p.next += 1;
                     }
                     if p.next > last
                         && (p.sent_commit < commit || now.saturating_sub(p.last_commit_push) >= hb)

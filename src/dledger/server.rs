@@ -162,6 +162,10 @@ pub struct DLedgerConfig {
     pub max_wait_ack_ms: u64,
     /// `preferredLeaderId`.
     pub preferred_leader: Option<String>,
+    /// `enableBatchPush`.
+    pub batch_push: bool,
+    /// `maxBatchPushSize` (bytes).
+    pub max_batch_bytes: u64,
 }
 
 impl DLedgerConfig {
@@ -182,6 +186,8 @@ impl DLedgerConfig {
             push_timeout_ms: 1000,
             max_wait_ack_ms: 2500,
             preferred_leader: None,
+            batch_push: true,
+            max_batch_bytes: 64 * 1024,
         }
     }
 
@@ -234,6 +240,34 @@ pub struct Appended {
     pub term: i64,
 }
 
+/// What this node sent as leader: APPEND pushes and the entries they carried (with batch push,
+/// several entries to a PUSH).
+#[derive(Debug, Default)]
+pub struct PushStats {
+    append_requests: std::sync::atomic::AtomicU64,
+    entries: std::sync::atomic::AtomicU64,
+}
+
+impl PushStats {
+    /// APPEND PUSH requests sent (single or batch), to every follower.
+    pub fn append_requests(&self) -> u64 {
+        self.append_requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Entries those requests carried.
+    pub fn entries(&self) -> u64 {
+        self.entries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn count(&self, msg: &Msg<WireEntry>) {
+        let n = match msg {
+            Msg::Push { kind: wire::PushType::Append, entry: Some(_), .. } => 1,
+            Msg::PushBatch { entries, .. } => entries.len() as u64,
+            _ => return,
+        };
+        self.append_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.entries.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Patches an entry's body once its position is known (DLedger's append hook).
 pub type AppendHook = Box<dyn FnOnce(i64, &mut [u8]) + Send>;
 
@@ -275,6 +309,9 @@ impl LogView<WireEntry> for LogAdapter<'_> {
             term: m.term,
         })
     }
+    fn entry_size(&self, index: i64) -> u64 {
+        self.0.meta(index).map_or(0, |m| u64::try_from(m.size).unwrap_or(0))
+    }
 }
 
 /// A running DLedger node.
@@ -288,6 +325,7 @@ pub struct DLedgerServer {
     sub: parking_lot::Mutex<Option<SubServer>>,
     client: RemotingClient,
     data: Arc<crate::store::mapped_file_queue::MappedFileQueue>,
+    stats: Arc<PushStats>,
 }
 
 /// Bound of the event queue of a node's thread.
@@ -296,6 +334,8 @@ const EVENT_QUEUE: usize = 16 * 1024;
 const PEER_QUEUE: usize = 1024;
 /// RPCs in flight per peer.
 const PEER_INFLIGHT: usize = 64;
+/// Events a node's thread takes at once before pushing what they appended.
+const DRAIN: usize = 512;
 /// Tick of the node's thread.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -322,6 +362,8 @@ impl DLedgerServer {
         cc.max_vote_ms = cfg.max_vote_ms;
         cc.push_timeout_ms = cfg.push_timeout_ms;
         cc.preferred_leader = cfg.preferred_leader.clone();
+        cc.batch_push = cfg.batch_push;
+        cc.max_batch_bytes = cfg.max_batch_bytes.max(1);
         cc.seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -343,6 +385,7 @@ impl DLedgerServer {
             ..ClientConfig::default()
         });
         // One outgoing queue per peer.
+        let stats = Arc::new(PushStats::default());
         let mut outs = BTreeMap::new();
         for p in cfg.peers.iter().filter(|p| p.id != cfg.self_id) {
             let (tx, rx) = mpsc::channel::<Envelope<WireEntry>>(PEER_QUEUE);
@@ -355,6 +398,7 @@ impl DLedgerServer {
                 timeout: Duration::from_millis(cfg.push_timeout_ms.max(50)),
                 tasks: tasks.clone(),
                 cancel: cancel.clone(),
+                stats: stats.clone(),
             };
             tasks.spawn(sender.run(rx));
         }
@@ -370,6 +414,7 @@ impl DLedgerServer {
             max_wait: Duration::from_millis(cfg.max_wait_ack_ms),
             last_checkpoint: Instant::now(),
             behind_warned: None,
+            unpushed: false,
         };
         let name = format!("dledger-{}-{}", cfg.group, cfg.self_id);
         let span = tracing::Span::current();
@@ -390,6 +435,7 @@ impl DLedgerServer {
             sub: parking_lot::Mutex::new(None),
             client,
             data,
+            stats,
         });
         let mut table = ProcessorTable::new();
         let codes = [
@@ -446,6 +492,11 @@ impl DLedgerServer {
     /// Watches the status (role changes, commits).
     pub fn watch(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// The APPEND pushes this node sent as leader (how many entries travel to a PUSH).
+    pub fn push_stats(&self) -> &PushStats {
+        &self.stats
     }
 
     /// The log's data files (entry bodies are read there; the node writes them).
@@ -543,6 +594,7 @@ struct PeerSender {
     timeout: Duration,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    stats: Arc<PushStats>,
 }
 
 impl PeerSender {
@@ -560,6 +612,7 @@ impl PeerSender {
             let (client, addr, group, events, timeout) =
                 (self.client.clone(), self.addr.clone(), self.group.clone(), self.events.clone(), self.timeout);
             let cancel = self.cancel.clone();
+            self.stats.count(&env.msg);
             self.tasks.spawn(async move {
                 let _permit = permit;
                 let Some((req, answer)) = to_request(&group, &env) else { return };
@@ -614,6 +667,7 @@ fn to_request(group: &str, env: &Envelope<WireEntry>) -> Option<(RemotingCommand
         }
         Msg::Push { term, kind, index, entry_term, entry, commit } => {
             let (req_term, kind, index) = (*term, *kind, *index);
+            let count = i64::from(entry.is_some());
             let mut e = entry.clone();
             if e.is_none() && index >= 0 {
                 // COMPARE carries the entry's identity (DLedger sends the whole entry).
@@ -622,18 +676,18 @@ fn to_request(group: &str, env: &Envelope<WireEntry>) -> Option<(RemotingCommand
             let body = PushEntryRequest::new(base(Some(&env.from), *term), kind, *commit, e);
             let mut cmd = RemotingCommand::request(request::PUSH);
             cmd.body = wire::encode(&body);
-            let answer: Answer = Box::new(move |b: &[u8]| {
-                let r: PushEntryResponse = wire::decode("PushEntryResponse", b).ok()?;
-                Some(Msg::PushResp {
-                    req_term,
-                    kind,
-                    index,
-                    term: r.base.term,
-                    code: r.base.code,
-                    end_index: r.end_index,
-                })
-            });
-            Some((cmd, answer))
+            Some((cmd, push_answer(req_term, kind, index, count)))
+        }
+        Msg::PushBatch { term, first, entries, commit } => {
+            let count = entries.len() as i64;
+            let body = PushEntryRequest::batch(
+                base(Some(&env.from), *term),
+                *commit,
+                entries.iter().map(|(_, e)| e.clone()).collect(),
+            );
+            let mut cmd = RemotingCommand::request(request::PUSH);
+            cmd.body = wire::encode(&body);
+            Some((cmd, push_answer(*term, wire::PushType::Append, *first, count)))
         }
         Msg::TakeLeadership { term, ledger_index } => {
             let req_term = *term;
@@ -653,6 +707,23 @@ fn to_request(group: &str, env: &Envelope<WireEntry>) -> Option<(RemotingCommand
         }
         _ => None,
     }
+}
+
+/// How to read a PUSH answer: what the request carried (`count` entries from `index`) is known
+/// here; the answer gives the code, the follower's term and its last index.
+fn push_answer(req_term: i64, kind: wire::PushType, index: i64, count: i64) -> Answer {
+    Box::new(move |b: &[u8]| {
+        let r: PushEntryResponse = wire::decode("PushEntryResponse", b).ok()?;
+        Some(Msg::PushResp {
+            req_term,
+            kind,
+            index,
+            count,
+            term: r.base.term,
+            code: r.base.code,
+            end_index: r.end_index,
+        })
+    })
 }
 
 struct RpcHandler {
@@ -746,38 +817,38 @@ impl RpcHandler {
                 if let Some(c) = self.check(&p.base) {
                     return self.base_err(&req, &p.base, c);
                 }
-                if !p.batch_entry.is_empty() {
-                    // enableBatchPush is not supported: the leader falls back to single pushes.
-                    return self.base_err(&req, &p.base, code::UNSUPPORTED);
-                }
                 let from = p.base.leader_id.clone().unwrap_or_else(|| from_of(&p.base));
-                let (index, entry_term) = p.entry.as_ref().map(|e| (e.index, e.term)).unwrap_or((-1, -1));
-                let entry = match p.kind {
-                    wire::PushType::Append | wire::PushType::Truncate => p.entry.clone(),
-                    _ => None,
+                let (index, count, msg) = if !p.batch_entry.is_empty() {
+                    // A batch push (`enableBatchPush`): APPEND only, consecutive entries.
+                    let batch = if p.kind == wire::PushType::Append { p.batch_entries() } else { None };
+                    let Some((first, entries)) = batch else {
+                        return self.base_err(&req, &p.base, code::UNEXPECTED_ARGUMENT);
+                    };
+                    let count = entries.len() as i32;
+                    (first, count, Msg::PushBatch { term: p.base.term, first, entries, commit: p.commit_index })
+                } else {
+                    let (index, entry_term) = p.entry.as_ref().map(|e| (e.index, e.term)).unwrap_or((-1, -1));
+                    let entry = match p.kind {
+                        wire::PushType::Append | wire::PushType::Truncate => p.entry.clone(),
+                        _ => None,
+                    };
+                    let count = i32::from(p.entry.is_some());
+                    let msg =
+                        Msg::Push { term: p.base.term, kind: p.kind, index, entry_term, entry, commit: p.commit_index };
+                    (index, count, msg)
                 };
-                let env = Envelope {
-                    from,
-                    to: self.self_id.clone(),
-                    msg: Msg::Push {
-                        term: p.base.term,
-                        kind: p.kind,
-                        index,
-                        entry_term,
-                        entry,
-                        commit: p.commit_index,
-                    },
-                };
+                let env = Envelope { from, to: self.self_id.clone(), msg };
                 let (term, c, end) = match self.ask(env).await {
                     Some(Msg::PushResp { term, code, end_index, .. }) => (term, code, end_index),
                     _ => (self.status.borrow().term, code::INTERNAL_ERROR, -1),
                 };
+                // As DLedger's `buildResponse`: the first index and the count of the request.
                 let resp = PushEntryResponse {
                     base: p.base.reply(c, term),
-                    index: Some(index),
+                    index: (p.kind != wire::PushType::Commit).then_some(index),
                     begin_index: 0,
                     end_index: end,
-                    count: if p.entry.is_some() { 1 } else { 0 },
+                    count,
                 };
                 self.reply(&req, wire::encode(&resp))
             }
@@ -842,6 +913,8 @@ struct NodeThread {
     last_checkpoint: Instant,
     /// The leader begin index last warned about (a follower behind it cannot catch up).
     behind_warned: Option<i64>,
+    /// Entries were appended as leader and not yet handed to the core.
+    unpushed: bool,
 }
 
 impl NodeThread {
@@ -855,7 +928,26 @@ impl NodeThread {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(Event::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-                Ok(ev) => self.on_event(ev),
+                Ok(ev) => {
+                    self.on_event(ev);
+                    // Take what else is queued (bounded) before pushing: appends queued together
+                    // travel to the followers together (one batch push each with enableBatchPush).
+                    let mut stop = false;
+                    for _ in 0..DRAIN {
+                        match rx.try_recv() {
+                            Ok(Event::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => {
+                                stop = true;
+                                break;
+                            }
+                            Ok(ev) => self.on_event(ev),
+                            Err(std_mpsc::TryRecvError::Empty) => break,
+                        }
+                    }
+                    self.push_local_appends();
+                    if stop {
+                        break;
+                    }
+                }
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_tick {
@@ -910,9 +1002,8 @@ impl NodeThread {
                         let appended = Appended { index: m.index, pos: m.pos, term: m.term };
                         self.waiters
                             .insert(m.index, Waiter { appended, deadline: Instant::now() + self.max_wait, reply });
-                        let acts = self.core.on_local_append(now, &LogAdapter(&self.log));
-                        self.apply(acts, None);
-                        self.publish();
+                        // Replicated once the queued events are taken (`push_local_appends`).
+                        self.unpushed = true;
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e.into()));
@@ -941,6 +1032,14 @@ impl NodeThread {
                 let _ = reply.send(r.map_err(DLedgerError::from));
             }
             Event::Stop => {}
+        }
+    }
+
+    /// Tells the core about the entries appended since the last call: it pushes them.
+    fn push_local_appends(&mut self) {
+        if std::mem::take(&mut self.unpushed) {
+            let acts = self.core.on_local_append(self.now(), &LogAdapter(&self.log));
+            self.apply(acts, None);
         }
     }
 

@@ -36,6 +36,10 @@ impl LogView<u64> for SimLog {
         }
         self.entries.get(index as usize).map(|e| e.1)
     }
+    fn entry_size(&self, index: i64) -> u64 {
+        // Sizes 1-3 so that batches close at different counts.
+        self.entry(index).map_or(0, |v| 1 + v % 3)
+    }
 }
 
 struct Node {
@@ -57,6 +61,10 @@ pub(super) struct Cluster {
     committed: Vec<(i64, u64)>,
     next_val: u64,
     preferred: Option<String>,
+    /// Batch pushes delivered (to show the property tests exercise them).
+    pub(super) batches: u64,
+    /// Print every action (`SIMTRACE=1`; `SIMTRACE=heal`: from the healing of `run_ops` on).
+    trace: bool,
 }
 
 const NOOP: u64 = 0;
@@ -69,6 +77,10 @@ fn cfg(id: &str, ids: &[String], preferred: Option<String>, seed: u64) -> CoreCo
     c.max_vote_ms = 100;
     c.push_timeout_ms = 100;
     c.push_window = 4;
+    // Mixed groups, as with Apache nodes of either setting: batch push on some members, off on
+    // others, with batches of a few entries.
+    c.batch_push = (seed ^ id.bytes().map(u64::from).sum::<u64>()) & 1 == 0;
+    c.max_batch_bytes = 4;
     c.preferred_leader = preferred;
     c.seed = seed;
     c
@@ -99,6 +111,8 @@ impl Cluster {
             committed: Vec::new(),
             next_val: 1,
             preferred,
+            batches: 0,
+            trace: std::env::var("SIMTRACE").is_ok_and(|v| v != "heal"),
         }
     }
 
@@ -112,7 +126,7 @@ impl Cluster {
 
     fn apply(&mut self, n: usize, actions: Vec<Action<u64>>) {
         for a in actions {
-            if std::env::var("SIMTRACE").is_ok() {
+            if self.trace {
                 eprintln!(
                     "  t={} n{n} {:?} | log={:?} commit={}",
                     self.now, a, self.nodes[n].log.entries, self.nodes[n].commit
@@ -232,6 +246,9 @@ impl Cluster {
         if !self.nodes[to].up || self.cut(from, to) {
             return;
         }
+        if matches!(env.msg, super::core::Msg::PushBatch { .. }) {
+            self.batches += 1;
+        }
         let node = &mut self.nodes[to];
         let acts = node.core.step(self.now, env, &node.log);
         self.apply(to, acts);
@@ -246,14 +263,22 @@ impl Cluster {
     }
 
     pub(super) fn propose(&mut self, n: usize) -> bool {
+        self.propose_many(n, 1)
+    }
+
+    /// Appends `k` entries on node `n` (if it leads), then tells its core once: the pending
+    /// entries a batch push carries.
+    pub(super) fn propose_many(&mut self, n: usize, k: usize) -> bool {
         let n = n % self.nodes.len();
         let node = &mut self.nodes[n];
         if !node.up || !node.core.can_append() {
             return false;
         }
-        let v = self.next_val;
-        self.next_val += 1;
-        node.log.entries.push((node.core.term(), v));
+        for _ in 0..k {
+            let v = self.next_val;
+            self.next_val += 1;
+            node.log.entries.push((node.core.term(), v));
+        }
         let acts = node.core.on_local_append(self.now, &node.log);
         self.apply(n, acts);
         true
@@ -309,6 +334,15 @@ impl Cluster {
         false
     }
 
+    /// Every node's state, for a failure message.
+    fn summary(&self) -> String {
+        let mut s = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            s.push_str(&format!("\nn{i} up={} commit={} log={:?}\n  {:?}", n.up, n.commit, n.log.entries, n.core));
+        }
+        s
+    }
+
     /// After faults stop: one leader, everyone up follows it and commits its whole log.
     fn converged(&self) -> bool {
         let l = self.leaders_now();
@@ -328,6 +362,7 @@ enum Op {
     Duplicate(usize),
     Drop(usize),
     Propose(usize),
+    ProposeMany(usize, usize),
     Crash(usize),
     Restart(usize),
     Isolate(Option<usize>),
@@ -343,6 +378,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Crash),
         2 => any::<usize>().prop_map(Op::Restart),
         1 => proptest::option::of(0usize..5).prop_map(Op::Isolate),
+    ]
+}
+
+/// [`op`] with several entries appended at once, so that leaders push batches often (the cases
+/// [`op`] generates, and the seeds saved for it, stay as they were).
+fn op_batch() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => op(),
+        2 => (any::<usize>(), 2usize..9).prop_map(|(n, k)| Op::ProposeMany(n, k)),
     ]
 }
 
@@ -362,6 +406,9 @@ fn run_ops(n: usize, seed: u64, ops: &[Op]) {
             Op::Propose(i) => {
                 c.propose(*i);
             }
+            Op::ProposeMany(i, k) => {
+                c.propose_many(*i, *k);
+            }
             Op::Crash(i) => {
                 // Keep a majority up so that the cluster can make progress at the end.
                 let up = c.nodes.iter().filter(|x| x.up).count();
@@ -375,6 +422,7 @@ fn run_ops(n: usize, seed: u64, ops: &[Op]) {
         c.check();
     }
     // Liveness once the faults stop: heal, restart everyone, deliver everything.
+    c.trace |= std::env::var("SIMTRACE").is_ok_and(|v| v == "heal");
     c.isolate(None);
     for i in 0..n {
         c.restart(i, seed ^ 0xABCD ^ i as u64);
@@ -394,7 +442,7 @@ fn run_ops(n: usize, seed: u64, ops: &[Op]) {
             break;
         }
     }
-    assert!(done, "did not converge after healing");
+    assert!(done, "did not converge after healing: {}", c.summary());
 }
 
 proptest! {
@@ -407,6 +455,16 @@ proptest! {
 
     #[test]
     fn raft_safety_five_nodes(seed in any::<u64>(), ops in proptest::collection::vec(op(), 1..400)) {
+        run_ops(5, seed, &ops);
+    }
+
+    #[test]
+    fn raft_safety_three_nodes_batch(seed in any::<u64>(), ops in proptest::collection::vec(op_batch(), 1..400)) {
+        run_ops(3, seed, &ops);
+    }
+
+    #[test]
+    fn raft_safety_five_nodes_batch(seed in any::<u64>(), ops in proptest::collection::vec(op_batch(), 1..400)) {
         run_ops(5, seed, &ops);
     }
 }
@@ -548,4 +606,40 @@ fn stale_truncate_never_drops_acknowledged_entries() {
     c.deliver_at(c.queue.len() - 1, false);
     c.check();
     assert_eq!(c.nodes[f].log.entries, before, "the follower dropped acknowledged entries");
+}
+
+/// Batch pushes happen (leaders with `enableBatchPush` send several pending entries to a PUSH;
+/// members of either setting accept them) and the logs converge, under loss and duplication.
+#[test]
+fn batch_pushes_replicate_under_loss() {
+    let mut batches = 0;
+    for seed in 0..8 {
+        let mut c = Cluster::new(3, seed, None);
+        assert!(c.run_until(10_000, |c| c.leaders_now().len() == 1), "seed {seed}");
+        for k in 0..20 {
+            let l = c.leaders_now().first().copied().unwrap_or(0);
+            c.propose_many(l, 2 + k % 5);
+            // Drop one message in three and duplicate one in four while they fly.
+            for i in 0..c.queue.len() {
+                if i % 4 == 0 {
+                    c.deliver_at(i, true);
+                }
+            }
+            let mut i = 0;
+            while i < c.queue.len() {
+                if i % 3 == 0 {
+                    c.queue.remove(i);
+                }
+                i += 1;
+            }
+            c.advance(10);
+            c.deliver_all();
+            c.check();
+        }
+        let l = c.leaders_now().first().copied().unwrap_or(0);
+        c.propose(l);
+        assert!(c.run_until(10_000, Cluster::converged), "seed {seed}: {}", c.summary());
+        batches += c.batches;
+    }
+    assert!(batches > 20, "{batches} batch pushes");
 }

@@ -265,10 +265,10 @@ pub struct PushEntryRequest {
     /// The entry (APPEND, COMPARE, TRUNCATE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<WireEntry>,
-    /// Batch push (`enableBatchPush`); not sent by this implementation, read if received.
+    /// Batch push (`enableBatchPush`): consecutive entries of an APPEND, `entry` then unset.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub batch_entry: Vec<WireEntry>,
-    /// Sum of the batch's sizes.
+    /// Sum of the batch's entry sizes.
     #[serde(default)]
     pub total_size: i64,
     /// Getter-only (`getFirstEntryIndex`): written, ignored when read.
@@ -284,6 +284,10 @@ pub struct PushEntryRequest {
     #[serde(default, skip_deserializing)]
     pub batch: bool,
 }
+
+/// Entries one batch push may carry when read (a batch is bounded by `maxBatchPushSize` bytes and
+/// by the leader's push window; the frame size bounds the JSON anyway).
+pub const MAX_BATCH_ENTRIES: usize = 64 * 1024;
 
 fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
@@ -308,6 +312,37 @@ impl PushEntryRequest {
             count,
             batch: false,
         }
+    }
+
+    /// A batch APPEND (`enableBatchPush`) of `entries` (consecutive indexes), with the getter-only
+    /// fields as DLedger writes them (`firstEntryIndex`, `lastEntryIndex`, `count`, `batch`).
+    pub fn batch(base: Base, commit_index: i64, entries: Vec<WireEntry>) -> Self {
+        let first = entries.first().map_or(-1, |e| e.index);
+        let last = entries.last().map_or(-1, |e| e.index);
+        PushEntryRequest {
+            base,
+            commit_index,
+            kind: PushType::Append,
+            entry: None,
+            total_size: entries.iter().map(|e| i64::from(e.size)).sum(),
+            first_entry_index: first,
+            last_entry_index: last,
+            count: entries.len() as i32,
+            batch: !entries.is_empty(),
+            batch_entry: entries,
+        }
+    }
+
+    /// The batch's entries if they are consecutive from the first one, each with its term (what
+    /// a follower appends); `None` for a batch out of order or too long.
+    pub fn batch_entries(&self) -> Option<(i64, Vec<(i64, WireEntry)>)> {
+        let first = self.batch_entry.first()?.index;
+        if self.batch_entry.len() > MAX_BATCH_ENTRIES
+            || self.batch_entry.iter().enumerate().any(|(k, e)| e.index != first + k as i64)
+        {
+            return None;
+        }
+        Some((first, self.batch_entry.iter().map(|e| (e.term, e.clone())).collect()))
     }
 }
 
@@ -459,6 +494,32 @@ mod tests {
         let c: PushEntryRequest =
             decode("PushEntryRequest", br#"{"type":"COMMIT","commitIndex":3,"batchEntry":null,"term":1}"#).unwrap();
         assert_eq!((c.kind, c.commit_index, c.entry), (PushType::Commit, 3, None));
+    }
+
+    #[test]
+    fn batch_push_as_dledger_writes_it() {
+        // fastjson output of a batch PushEntryRequest (enableBatchPush): no `entry`, the entries in
+        // `batchEntry`, the getter-only first/last index, count and batch flag, totalSize.
+        let json = r#"{"batch":true,"batchEntry":[{"body":"aGVsbG8=","bodyCrc":0,"chainCrc":0,"channel":0,"index":8,"magic":1,"pos":4096,"size":53,"term":2},{"body":"d29ybGQh","bodyCrc":0,"chainCrc":0,"channel":0,"index":9,"magic":1,"pos":4149,"size":54,"term":2}],"code":200,"commitIndex":7,"count":2,"firstEntryIndex":8,"group":"g","lastEntryIndex":9,"leaderId":"n1","localId":"n1","remoteId":"n2","term":2,"totalSize":107,"type":"APPEND"}"#;
+        let r: PushEntryRequest = decode("PushEntryRequest", json.as_bytes()).unwrap();
+        assert_eq!((r.kind, r.commit_index, r.entry.is_none(), r.batch_entry.len()), (PushType::Append, 7, true, 2));
+        let (first, entries) = r.batch_entries().unwrap();
+        assert_eq!(first, 8);
+        assert_eq!(entries.iter().map(|(t, e)| (*t, e.index)).collect::<Vec<_>>(), vec![(2, 8), (2, 9)]);
+        assert_eq!(&entries[1].1.body[..], b"world!");
+        let rebuilt = PushEntryRequest::batch(r.base.clone(), 7, r.batch_entry.clone());
+        let a: serde_json::Value = serde_json::from_slice(&encode(&rebuilt)).unwrap();
+        assert_eq!(a, serde_json::from_str::<serde_json::Value>(json).unwrap());
+        // Entries out of order are refused.
+        let mut bad = r.clone();
+        bad.batch_entry[1].index = 11;
+        assert!(bad.batch_entries().is_none());
+        // The answer: the first index and the count (DLedger's `buildResponse`).
+        let resp = r#"{"beginIndex":0,"code":200,"count":2,"endIndex":9,"group":"g","index":8,"leaderId":"n1","localId":"n1","remoteId":"n2","term":2}"#;
+        let p: PushEntryResponse = decode("PushEntryResponse", resp.as_bytes()).unwrap();
+        assert_eq!((p.index, p.count, p.end_index), (Some(8), 2, 9));
+        let back: serde_json::Value = serde_json::from_slice(&encode(&p)).unwrap();
+        assert_eq!(back, serde_json::from_str::<serde_json::Value>(resp).unwrap());
     }
 
     #[test]

@@ -246,6 +246,8 @@ pub(crate) fn load_config_file<T: serde::de::DeserializeOwned>(path: &Path) -> R
 pub(crate) fn persist_config_file(path: &Path, content: &str) -> Result<(), MetaError> {
     let io = |source| MetaError::Io { path: path.to_path_buf(), source };
     match std::fs::read(path) {
+        // Unchanged (the periodic persist of every broker, every 5 s): nothing to write or sync.
+        Ok(old) if old == content.as_bytes() => return Ok(()),
         Ok(old) if crate::json::from_slice_lenient::<serde_json::Value>(&old).is_ok() => {
             crate::config::write_atomically(&bak_path(path), &old).map_err(io)?;
         }
@@ -372,5 +374,23 @@ mod tests {
         std::fs::write(bak_path(&p), "garbage").unwrap();
         assert!(matches!(load_config_file::<serde_json::Value>(&p), Err(MetaError::Corrupt { .. })));
         assert!(load_config_file::<serde_json::Value>(&dir.path().join("none.json")).unwrap().is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unchanged_content_is_not_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        persist_config_file(&p, r#"{"a":1}"#).unwrap();
+        persist_config_file(&p, r#"{"a":2}"#).unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        persist_config_file(&p, r#"{"a":2}"#).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().ino(), ino, "an unchanged file was replaced");
+        let bak: serde_json::Value = serde_json::from_slice(&std::fs::read(bak_path(&p)).unwrap()).unwrap();
+        assert_eq!(bak["a"], 1, "the .bak still holds the previous version");
+        persist_config_file(&p, r#"{"a":3}"#).unwrap();
+        assert_ne!(std::fs::metadata(&p).unwrap().ino(), ino, "a change is written (atomically: a new file)");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), r#"{"a":3}"#);
     }
 }

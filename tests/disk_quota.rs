@@ -247,6 +247,9 @@ async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
 
     // A neighbour fills the disk past 90 % and keeps it there: both brokers clean everything they
     // can and refuse writes with code 14 and a remark naming the disk ratio.
+    // The oldest file each broker holds now: forced cleanup deletes from there.
+    let oldest = |store: &Path| commitlog_files(store).first().cloned().unwrap_or_default();
+    let (oldest_a, oldest_b) = (oldest(&store_a), oldest(&store_b));
     let mut filler = Filler::create(&disk.join("neighbour.bin"));
     let probe = vec![b'p'; 1024];
     common::wait_async("both brokers refuse writes with code 14", Duration::from_secs(60), || {
@@ -270,9 +273,34 @@ async fn quota_cleanup_and_disk_full_on_a_real_filesystem() {
             "{addr}: {remark}"
         );
     }
-    wait_until("both brokers deleted their old files", Duration::from_secs(30), || {
-        commitlog_files(&store_a).len() <= 2 && commitlog_files(&store_b).len() <= 2
-    });
+    // Each broker deletes its oldest files (at most `deleteFileBatchMax` a run, and only while the
+    // disk stays above the forced-cleanup ratio: one run may bring it below, leaving newer files).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(oldest(&store_a) > oldest_a && oldest(&store_b) > oldest_b) {
+        if Instant::now() >= deadline {
+            let logs = |b: &str| {
+                let dir = d.join("logs").join(format!("C_{b}_0"));
+                let mut out = String::new();
+                for f in ["broker.log", "store.log"] {
+                    let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                    out.push_str(&format!("--- {b}/{f}\n{}\n", tail.into_iter().rev().collect::<Vec<_>>().join("\n")));
+                }
+                out
+            };
+            panic!(
+                "timed out after 30 s waiting for both brokers to delete their oldest files (A {oldest_a}, B {oldest_b}): A {:?}, B {:?}, disk {:?}\nA: {:?}\nB: {:?}\n{}{}",
+                commitlog_files(&store_a),
+                commitlog_files(&store_b),
+                usage(&disk),
+                runtime_info(&client, &a).await,
+                runtime_info(&client, &b).await,
+                logs("broker-a"),
+                logs("broker-b"),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // The neighbour cleans up: writes succeed again by themselves.
     drop(filler);

@@ -381,6 +381,9 @@ impl Broker {
                 core.clone(),
                 self.env.client.clone(),
                 self.env.namesrvs.clone(),
+                // Subscribed here, before the first registration: a topic created meanwhile is
+                // registered again at once rather than at the next period.
+                core.meta.topics.subscribe_changes(),
                 cancel.clone(),
             )
             .instrument(self.span.clone()),

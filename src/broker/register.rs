@@ -106,13 +106,15 @@ pub async fn unregister_all(core: &BrokerCore, client: &RemotingClient, namesrvs
 }
 
 /// The registration loop: every period (clamped to 10..60 s) and whenever topics change.
+/// `changes` is taken by the caller before the broker's first registration, so that a topic
+/// created between that registration and this task's first poll still wakes it.
 pub async fn registration_loop(
     core: Arc<BrokerCore>,
     client: RemotingClient,
     namesrvs: NamesrvList,
+    mut changes: tokio::sync::watch::Receiver<crate::protocol::body::DataVersion>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let mut changes = core.meta.topics.subscribe_changes();
     loop {
         let cfg = core.config();
         let mut period = cfg.register_name_server_period.clamp(10_000, 60_000);

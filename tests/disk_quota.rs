@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::rmq::{pull, send};
+use common::rmq::{pull, runtime_info, send};
 use common::{free_port_block, port_open, root_or_skip, wait_until, ChildGuard};
 use rmqc::protocol::codes::{request, response};
 use rmqc::remoting::{RemotingClient, RemotingCommand};
@@ -120,16 +120,6 @@ fn commitlog_files(store: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-async fn runtime_info(client: &RemotingClient, addr: &str) -> serde_json::Map<String, serde_json::Value> {
-    let r = client
-        .invoke(addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO), common::rmq::T)
-        .await
-        .expect("runtime info answered");
-    assert_eq!(r.code, response::SUCCESS);
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    v["table"].as_object().unwrap().clone()
 }
 
 fn num(t: &serde_json::Map<String, serde_json::Value>, k: &str) -> f64 {

@@ -85,21 +85,7 @@ fn msg(i: usize) -> MessageInner {
 
 /// Bodies of queue `q` read from `store` from offset 0.
 fn bodies(store: &MessageStore, q: i32) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    for _ in 0..1000 {
-        let r = store.get_message("DlT", q, off, 32, 1 << 20, |_: i64| true).unwrap();
-        if r.messages.is_empty() {
-            break;
-        }
-        for (rec, qo) in r.messages.iter().zip(&r.queue_offsets) {
-            let v = rmqc::protocol::message::decode_record(rec, true).unwrap();
-            assert_eq!(v.queue_offset, *qo);
-            out.push(String::from_utf8_lossy(&v.body).into_owned());
-        }
-        off = r.next_begin_offset;
-    }
-    out
+    common::rmq::queue_bodies(store, "DlT", q, 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -100,21 +100,7 @@ async fn put(store: &MessageStore, from: usize, to: usize) {
 /// Bodies of queue `q` from its min offset, with the first queue offset.
 fn bodies(store: &MessageStore, q: i32) -> (i64, Vec<String>) {
     let min = store.min_offset_in_queue("DlClean", q);
-    let mut out = Vec::new();
-    let mut off = min;
-    for _ in 0..1000 {
-        let r = store.get_message("DlClean", q, off, 32, 1 << 20, |_: i64| true).unwrap();
-        if r.messages.is_empty() {
-            break;
-        }
-        for (rec, qo) in r.messages.iter().zip(&r.queue_offsets) {
-            let v = rmqc::protocol::message::decode_record(rec, true).unwrap();
-            assert_eq!(v.queue_offset, *qo);
-            out.push(String::from_utf8_lossy(&v.body).into_owned());
-        }
-        off = r.next_begin_offset;
-    }
-    (min, out)
+    (min, common::rmq::queue_bodies(store, "DlClean", q, min))
 }
 
 fn expected(q: i32, from_queue_offset: i64, upto: usize) -> Vec<String> {
@@ -334,7 +320,7 @@ mod process {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
-    use super::common::rmq::{pull, send, T};
+    use super::common::rmq::{pull, runtime_info, send, T};
     use super::common::{free_port_block, port_open, wait_async, wait_until, ChildGuard};
     use rmqc::protocol::codes::{request, response};
     use rmqc::remoting::{RemotingClient, RemotingCommand};
@@ -361,16 +347,6 @@ mod process {
             .unwrap_or_default();
         v.sort();
         v
-    }
-
-    async fn runtime_info(client: &RemotingClient, addr: &str) -> serde_json::Map<String, serde_json::Value> {
-        let r = client
-            .invoke(addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO), T)
-            .await
-            .expect("runtime info answered");
-        assert_eq!(r.code, response::SUCCESS);
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        v["table"].as_object().unwrap().clone()
     }
 
     fn num(t: &serde_json::Map<String, serde_json::Value>, k: &str) -> i64 {

@@ -93,3 +93,34 @@ pub async fn create_topic(client: &RemotingClient, addr: &str, topic: &str) {
     let r = client.invoke(addr, req, T).await.expect("UPDATE_AND_CREATE_TOPIC answered");
     assert_eq!(r.code, rmqc::protocol::codes::response::SUCCESS, "{:?}", r.remark);
 }
+
+/// A broker's runtime info table (GET_BROKER_RUNTIME_INFO), asserting that it is answered.
+pub async fn runtime_info(client: &RemotingClient, addr: &str) -> serde_json::Map<String, serde_json::Value> {
+    let r = client
+        .invoke(addr, RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO), T)
+        .await
+        .expect("runtime info answered");
+    assert_eq!(r.code, rmqc::protocol::codes::response::SUCCESS);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["table"].as_object().unwrap().clone()
+}
+
+/// Bodies of queue `q` of `topic` read from `store` from queue offset `from` (at most 1000 reads
+/// of 32), each message's queue offset checked against the one the read gave.
+pub fn queue_bodies(store: &rmqc::store::MessageStore, topic: &str, q: i32, from: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut off = from;
+    for _ in 0..1000 {
+        let r = store.get_message(topic, q, off, 32, 1 << 20, |_: i64| true).unwrap();
+        if r.messages.is_empty() {
+            break;
+        }
+        for (rec, qo) in r.messages.iter().zip(&r.queue_offsets) {
+            let v = rmqc::protocol::message::decode_record(rec, true).unwrap();
+            assert_eq!(v.queue_offset, *qo);
+            out.push(String::from_utf8_lossy(&v.body).into_owned());
+        }
+        off = r.next_begin_offset;
+    }
+    out
+}

@@ -313,6 +313,27 @@ async fn read_all(client: &RemotingClient, addr: &str, topic: &str) -> Vec<(i64,
     out
 }
 
+/// Waits up to `within` for a master other than `old` to register, then sends it 30 messages
+/// (`second-<i>`), each of which must be acknowledged, and adds them to `acked`; returns its address.
+async fn new_master_acknowledges(
+    client: &RemotingClient,
+    ns: &str,
+    old: &str,
+    within: Duration,
+    acked: &mut Vec<(i64, String)>,
+) -> String {
+    common::wait_async("a new master registers", within, || async move {
+        group_addrs(client, ns).await.get(&0).is_some_and(|a| a != old)
+    })
+    .await;
+    let new_master = group_addrs(client, ns).await[&0].clone();
+    let second: Vec<String> = (0..30).map(|i| format!("second-{i}")).collect();
+    let more = send_all(client, &new_master, "DlTopic", &second).await;
+    assert_eq!(more.len(), 30, "the new leader acknowledges");
+    acked.extend(more);
+    new_master
+}
+
 /// Sends `bodies` to `addr` one by one; returns the acknowledged ones with their queue offsets.
 async fn send_all(client: &RemotingClient, addr: &str, topic: &str, bodies: &[String]) -> Vec<(i64, String)> {
     let mut acked = Vec::new();
@@ -521,16 +542,7 @@ async fn a_frozen_leader_is_fenced_and_a_restart_of_all_three_keeps_every_messag
 
     // Freeze the leader: the two others elect a new one, which registers as master.
     signal(&members[leader], "STOP");
-    common::wait_async("a new master registers", Duration::from_secs(15), || {
-        let (client, ns, old) = (client.clone(), ns.clone(), old.clone());
-        async move { group_addrs(&client, &ns).await.get(&0).is_some_and(|a| *a != old) }
-    })
-    .await;
-    let new_master = group_addrs(&client, &ns).await[&0].clone();
-    let second: Vec<String> = (0..30).map(|i| format!("second-{i}")).collect();
-    let more = send_all(&client, &new_master, "DlTopic", &second).await;
-    assert_eq!(more.len(), 30, "the new leader acknowledges");
-    acked.extend(more);
+    let new_master = new_master_acknowledges(&client, &ns, &old, Duration::from_secs(15), &mut acked).await;
 
     // Thaw it. A send to it is not acknowledged (it is fenced, or follows the new leader), and until
     // it registers as a slave the NameServer never shows it as the master.
@@ -697,16 +709,7 @@ async fn a_partitioned_leader_is_replaced_and_rejoins_as_a_slave() {
     // Cut the leader off: a new master registers (the NameServer keeps one address per brokerId,
     // so the old registration is replaced, never listed beside it).
     lab.cut(leader, true);
-    common::wait_async("a new master registers", Duration::from_secs(20), || {
-        let (client, ns, old) = (client.clone(), ns.clone(), old.clone());
-        async move { group_addrs(&client, &ns).await.get(&0).is_some_and(|a| *a != old) }
-    })
-    .await;
-    let new_master = group_addrs(&client, &ns).await[&0].clone();
-    let second: Vec<String> = (0..30).map(|i| format!("second-{i}")).collect();
-    let more = send_all(&client, &new_master, "DlTopic", &second).await;
-    assert_eq!(more.len(), 30, "the new leader acknowledges");
-    acked.extend(more);
+    let new_master = new_master_acknowledges(&client, &ns, &old, Duration::from_secs(20), &mut acked).await;
 
     // Heal: the old leader follows as a slave and has exactly the acknowledged messages.
     lab.cut(leader, false);

@@ -2,6 +2,8 @@
 //! in JSON and ROCKETMQ binary headers; plus the real `mqnamesrv` binary.
 #![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
+mod common;
+
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -560,10 +562,7 @@ impl Drop for Child {
 #[tokio::test]
 async fn mqnamesrv_binary_serves_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let port = common::free_port_block(0, 0);
     let conf = dir.path().join("namesrv.properties");
     std::fs::write(
         &conf,

@@ -3,27 +3,13 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 such that `port - below ..= port + above` are all free too.
-pub fn free_port_block(below: u16, above: u16) -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let p = l.local_addr().unwrap().port();
-        drop(l);
-        if p < 1024 + below || p > 65535 - above {
-            continue;
-        }
-        let all_free = (p - below..=p + above).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok());
-        if all_free {
-            return p;
-        }
-    }
-    panic!("no free port block found");
-}
+mod ports;
+pub use ports::free_port_block;
 
 /// A child process that is killed (SIGKILL) and reaped when dropped.
 pub struct ChildGuard(pub Option<Child>);

@@ -60,21 +60,9 @@ impl Timeline {
     }
 }
 
-/// A free TCP port on 127.0.0.1 such that `port - below ..= port + above` are all free too.
-pub fn free_port_block(below: u16, above: u16) -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let p = l.local_addr().unwrap().port();
-        drop(l);
-        if p < 1024 + below || p > 65535 - above {
-            continue;
-        }
-        if (p - below..=p + above).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no free port block found");
-}
+#[path = "../../common/ports.rs"]
+mod ports;
+pub use ports::free_port_block;
 
 /// Runs blocking `f` without stalling the async runtime we may be on.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {

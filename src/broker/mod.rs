@@ -185,14 +185,35 @@ impl Broker {
         let store_span = span.clone();
         // A DLedger broker's commitlog is its node's log: the node starts first (its port on the
         // shared transport), the store opens on it.
-        let dledger = match cfg.dledger_config(&plan.store) {
-            Some(dc) => Some(
-                crate::dledger::server::DLedgerServer::start(dc, &env.server, None)
-                    .await
-                    .map_err(|e| BrokerError::Config { identity: id.clone(), reason: format!("DLedger node: {e}") })?,
-            ),
-            None => None,
-        };
+        let dledger =
+            match cfg.dledger_config(&plan.store) {
+                Some(dc) => {
+                    // A plain commitlog already in the store stays readable below the DLedger data
+                    // (Apache's `dividedCommitlogOffset`): at the first start it is recovered and
+                    // sealed, and the node's first data file created after it, before the node runs.
+                    let data_dir = crate::dledger::store::LogConfig::new(
+                        &dc.store_root,
+                        &dc.self_id,
+                        dc.data_dir.clone(),
+                        dc.data_file_size,
+                    )
+                    .data_dir;
+                    let (sc, size, sp) = (store_cfg.clone(), dc.data_file_size, span.clone());
+                    let prepared = tokio::task::spawn_blocking(move || {
+                        sp.in_scope(|| MessageStore::prepare_divided(&sc, &data_dir, size))
+                    })
+                    .await;
+                    match prepared {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(source)) => return Err(BrokerError::Store { identity: id.clone(), source }),
+                        Err(source) => return Err(BrokerError::StoreTask { identity: id.clone(), source }),
+                    }
+                    Some(crate::dledger::server::DLedgerServer::start(dc, &env.server, None).await.map_err(|e| {
+                        BrokerError::Config { identity: id.clone(), reason: format!("DLedger node: {e}") }
+                    })?)
+                }
+                None => None,
+            };
         let stop_node = |node: Option<Arc<crate::dledger::server::DLedgerServer>>| async move {
             if let Some(n) = node {
                 n.shutdown().await;

@@ -154,7 +154,8 @@ impl MessageStore {
             let dispatched = s.reput_from.load(Ordering::Acquire).max(0) as u64;
             let file_size = s.commitlog.files().file_size();
             let (reserved, now, at_once) = (policy.file_reserved_ms, clock.now_ms, report.clean_at_once);
-            if let Some(log) = &s.replica {
+            let old_files = s.commitlog.old_files();
+            if let (Some(log), None) = (&s.replica, old_files) {
                 // The log deletes its own files (Apache: DLedger's clean-space service with the
                 // broker's keys, `fileReservedHours = fileReservedTime + 1`), never beyond what
                 // is committed and dispatched here.
@@ -187,14 +188,17 @@ impl MessageStore {
                 }
                 report.deleted_commit_log_files = deleted;
             }
-            let taken = if s.replica.is_some() {
-                Vec::new()
-            } else {
-                s.commitlog.files().take_leading(policy.delete_file_batch_max, |f| {
-                    let dispatched_all = f.from_offset() + file_size <= dispatched;
-                    let expired = f.last_modified_ms().is_some_and(|m| m.saturating_add(reserved) <= now);
-                    dispatched_all && (at_once || expired)
-                })
+            let deletable = |f: &super::mapped_file::MappedFile| {
+                let dispatched_all = f.from_offset() + file_size <= dispatched;
+                let expired = f.last_modified_ms().is_some_and(|m| m.saturating_add(reserved) <= now);
+                dispatched_all && (at_once || expired)
+            };
+            let taken = match (&s.replica, old_files) {
+                // A plain commitlog kept below a replicated log goes first, its last file too; the
+                // log's own files wait until it is gone (Apache's `DLedgerCommitLog.deleteExpiredFile`).
+                (Some(_), Some(old)) => old.take_leading_all(policy.delete_file_batch_max, deletable),
+                (Some(_), None) => Vec::new(),
+                (None, _) => s.commitlog.files().take_leading(policy.delete_file_batch_max, deletable),
             };
             let mut first_err = None;
             for f in &taken {
@@ -216,7 +220,7 @@ impl MessageStore {
                     }
                 }
             }
-            if s.replica.is_some() {
+            if s.replica.is_some() && old_files.is_none() {
             } else if taken.is_empty() && a.space_to_delete && !st.warned_stuck {
                 st.warned_stuck = true;
                 tracing::warn!("disk space will be full soon, but no file could be deleted ({reason})");

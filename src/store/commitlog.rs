@@ -122,6 +122,11 @@ pub struct CommitLog {
     closed: std::sync::atomic::AtomicBool,
     /// Rate limits the "cannot create commitlog file" lines of a full disk.
     create_log: FailureLog,
+    /// A plain commitlog kept read-only below [`CommitLog::divided_offset`] when the store moved
+    /// to a replicated log (Apache's `DLedgerCommitLog` with `dividedCommitlogOffset`).
+    old: Option<Arc<MappedFileQueue>>,
+    /// Where the replicated data starts above `old` (-1: no old commitlog).
+    divided: i64,
 }
 
 impl CommitLog {
@@ -140,6 +145,34 @@ impl CommitLog {
             empty_start: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
             create_log: FailureLog::default(),
+            old: None,
+            divided: -1,
+        }
+    }
+
+    /// A commitlog reading records below `divided` from `old` (a plain commitlog, read-only, its
+    /// last file closed by a BLANK) and from `divided` on from `files` (a replicated log's data
+    /// files, which start at or after `divided`).
+    pub fn over_divided(files: Arc<MappedFileQueue>, old: Arc<MappedFileQueue>, divided: i64) -> CommitLog {
+        CommitLog { old: Some(old), divided, ..Self::over(files) }
+    }
+
+    /// Where the replicated data starts above a kept plain commitlog (-1 if there is none).
+    pub fn divided_offset(&self) -> i64 {
+        self.divided
+    }
+
+    /// The kept plain commitlog below [`CommitLog::divided_offset`], while it has files.
+    pub fn old_files(&self) -> Option<&Arc<MappedFileQueue>> {
+        self.old.as_ref().filter(|o| !o.is_empty())
+    }
+
+    /// The files holding `offset`: the kept plain commitlog below the divided offset, else the
+    /// commitlog's own.
+    fn queue_at(&self, offset: i64) -> &MappedFileQueue {
+        match &self.old {
+            Some(o) if offset < self.divided => o,
+            _ => &self.files,
         }
     }
 
@@ -148,8 +181,11 @@ impl CommitLog {
         &self.files
     }
 
-    /// First offset held.
+    /// First offset held (in the kept plain commitlog while it has files).
     pub fn min_offset(&self) -> i64 {
+        if let Some(f) = self.old_files().and_then(|o| o.first()) {
+            return f.from_offset() as i64;
+        }
         match self.files.first() {
             Some(f) => f.from_offset() as i64,
             None => self.empty_start.load(Ordering::Acquire) as i64,
@@ -408,6 +444,29 @@ impl CommitLog {
         }
     }
 
+    /// Closes the commitlog for good (a store moving to a replicated log, Apache's
+    /// `DLedgerCommitLog.setRecoverPosition`): refuses further appends, fills the rest of the last
+    /// file with a BLANK (unless it is full or already ends in one) and returns the end of that
+    /// file, where the replicated data starts (`dividedCommitlogOffset`); `None` if there is no
+    /// file. The caller flushes.
+    pub fn seal(&self) -> Option<u64> {
+        let _st = self.put.lock();
+        self.closed.store(true, Ordering::Release);
+        let f = self.files.last()?;
+        let pos = f.wrote_pos();
+        let remaining = f.size() - pos;
+        if remaining >= END_FILE_MIN_BLANK_LENGTH {
+            // SAFETY: single writer (put lock, appends refused), at the published position.
+            encode_blank(unsafe { f.slice_mut(pos, 8) }, remaining as i32);
+        } else if remaining > 0 {
+            // Too short for a BLANK: zeros, which readers take as the end of the file.
+            // SAFETY: as above.
+            unsafe { f.slice_mut(pos, remaining) }.fill(0);
+        }
+        f.set_wrote_pos(f.size());
+        Some(f.from_offset() + f.size() as u64)
+    }
+
     /// Appends raw commitlog bytes (replication) at exactly the current max offset.
     pub fn append_raw(&self, start_offset: i64, data: &[u8]) -> Result<()> {
         let _st = self.put.lock();
@@ -450,7 +509,7 @@ impl CommitLog {
         if offset < 0 {
             return None;
         }
-        let f = self.files.find(offset as u64)?;
+        let f = self.queue_at(offset).find(offset as u64)?;
         let pos = (offset as u64 - f.from_offset()) as usize;
         if pos + size > f.wrote_pos() {
             return None;
@@ -473,7 +532,7 @@ impl CommitLog {
         if offset < 0 {
             return None;
         }
-        let f = self.files.find(offset as u64)?;
+        let f = self.queue_at(offset).find(offset as u64)?;
         let pos = (offset as u64 - f.from_offset()) as usize;
         let wrote = f.wrote_pos();
         if pos >= wrote {

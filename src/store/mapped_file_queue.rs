@@ -315,10 +315,25 @@ impl MappedFileQueue {
     /// Removes from the front, oldest first, up to `max` files for which `remove` says yes,
     /// stopping at the first it refuses; the last (current) file is never removed. The removed
     /// files are returned still on disk: the caller destroys them outside the lock.
-    pub fn take_leading(&self, max: usize, mut remove: impl FnMut(&MappedFile) -> bool) -> Vec<Arc<MappedFile>> {
+    pub fn take_leading(&self, max: usize, remove: impl FnMut(&MappedFile) -> bool) -> Vec<Arc<MappedFile>> {
+        self.take_leading_keeping(1, max, remove)
+    }
+
+    /// Like [`Self::take_leading`], the last file included (a read-only queue nothing appends
+    /// to any more: a plain commitlog kept below a replicated log).
+    pub fn take_leading_all(&self, max: usize, remove: impl FnMut(&MappedFile) -> bool) -> Vec<Arc<MappedFile>> {
+        self.take_leading_keeping(0, max, remove)
+    }
+
+    fn take_leading_keeping(
+        &self,
+        keep: usize,
+        max: usize,
+        mut remove: impl FnMut(&MappedFile) -> bool,
+    ) -> Vec<Arc<MappedFile>> {
         let mut files = self.files.write();
         let mut n = 0;
-        while n < max && n + 1 < files.len() && remove(&files[n]) {
+        while n < max && n + keep < files.len() && remove(&files[n]) {
             n += 1;
         }
         files.drain(..n).collect()

@@ -61,6 +61,7 @@ pub mod timer;
 mod admin_ops;
 mod cleanup_run;
 mod dispatch;
+pub mod divided;
 mod flush;
 mod put;
 mod read;
@@ -289,7 +290,13 @@ impl MessageStore {
         let abort_path = root.join("abort");
         let last_exit_ok = !abort_path.exists();
         let commitlog = match &replica {
-            Some(r) => CommitLog::over(r.data()),
+            Some(r) => {
+                let data = r.data();
+                match divided::open_old(&config, &data)? {
+                    Some((old, divided)) => CommitLog::over_divided(data, old, divided),
+                    None => CommitLog::over(data),
+                }
+            }
             None => CommitLog::load(&config.commit_log_dir(), config.mapped_file_size_commit_log)?,
         };
         let cqs = consume_queue::ConsumeQueueTable::load(&root.join("consumequeue"), config.consume_queue_file_size())?;
@@ -587,13 +594,15 @@ impl MessageStore {
     /// config, checkpoint and other files are not counted).
     pub fn logical_disk_usage(&self) -> u64 {
         let s = &self.shared;
-        s.commitlog.files().total_bytes() + s.cqs.total_bytes() + s.index.total_bytes()
+        let old = s.commitlog.old_files().map_or(0, |o| o.total_bytes());
+        s.commitlog.files().total_bytes() + old + s.cqs.total_bytes() + s.index.total_bytes()
     }
 
     /// Store time of the oldest message in the commitlog (`None` if it is empty).
     pub fn earliest_message_time_in_store(&self) -> Option<i64> {
-        let f = self.shared.commitlog.files().first()?;
-        let v = self.shared.commitlog.first_record(&f, false)?;
+        let cl = &self.shared.commitlog;
+        let f = cl.old_files().and_then(|o| o.first()).or_else(|| cl.files().first())?;
+        let v = cl.first_record(&f, false)?;
         Some(v.store_timestamp)
     }
 

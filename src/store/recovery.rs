@@ -126,8 +126,13 @@ impl MessageStore {
         cqs: &consume_queue::ConsumeQueueTable,
         index: &index::IndexService,
     ) -> Result<i64> {
-        let data_min = commitlog.min_offset();
-        let data_end = commitlog.files().max_offset() as i64;
+        // Below a kept plain commitlog's divided offset, consume queues and index were completed
+        // when it was sealed: dispatch follows the replicated data only.
+        let data_min = match commitlog.files().first() {
+            Some(f) => f.from_offset() as i64,
+            None => commitlog.min_offset(),
+        };
+        let data_end = commitlog.files().max_offset().max(data_min.max(0) as u64) as i64;
         for q in cqs.all() {
             q.truncate_dirty(data_end)?;
         }

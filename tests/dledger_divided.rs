@@ -1,0 +1,232 @@
+#![allow(clippy::unwrap_used)]
+//! A store moving from a plain commitlog to DLedger (Apache's `dividedCommitlogOffset`): the
+//! plain commitlog is sealed and kept read-only below the divided offset, the DLedger entries
+//! continue above it, every old and new message stays readable (by queue, by offset, by key),
+//! queue offsets and consumer offsets continue, restarts recover both parts, and cleanup deletes
+//! the old files first.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmqc::dledger::commitlog::DLedgerCommitLog;
+use rmqc::dledger::core::Role;
+use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
+use rmqc::remoting::{RemotingServer, ServerConfig};
+use rmqc::store::cleanup::{CleanupClock, CleanupPolicy, DiskProbe, PartitionUsage};
+use rmqc::store::config::MessageStoreConfig;
+use rmqc::store::message::MessageInner;
+use rmqc::store::{MessageStore, PutMessageStatus};
+
+const FILE: u64 = 16 * 1024;
+const TOPIC: &str = "DvT";
+
+fn node_config(root: &Path, port: u16) -> DLedgerConfig {
+    let peers = format!("n0-127.0.0.1:{port}");
+    let mut c = DLedgerConfig::new("RaftDivided", "n0", parse_peers(&peers).unwrap(), root.to_path_buf());
+    c.data_file_size = FILE;
+    c.index_file_size = 32 * 64;
+    c.heartbeat_ms = 300;
+    c.min_vote_ms = 150;
+    c.max_vote_ms = 450;
+    c
+}
+
+fn store_config(root: &Path) -> MessageStoreConfig {
+    let mut c = MessageStoreConfig::with_root(root);
+    c.mapped_file_size_commit_log = FILE;
+    c.mapped_file_size_consume_queue = 20 * 40;
+    c.max_hash_slot_num = 64;
+    c.max_index_num = 400;
+    c
+}
+
+fn data_dir(root: &Path) -> std::path::PathBuf {
+    root.join("dledger-n0").join("data")
+}
+
+fn transport() -> RemotingServer {
+    RemotingServer::new(ServerConfig { bind_address: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() })
+}
+
+fn body(i: usize) -> String {
+    format!("m{i}-{}", "d".repeat((i * 97) % 1500))
+}
+
+fn msg(i: usize) -> MessageInner {
+    let mut m = MessageInner::new(TOPIC.to_string(), (i % 2) as i32, Bytes::from(body(i)));
+    m.born_host = "127.0.0.1:1".parse().unwrap();
+    m.store_host = "127.0.0.1:2".parse().unwrap();
+    m.properties = format!("KEYS\u{1}k{i}\u{2}");
+    m
+}
+
+/// Prepares the store for DLedger, starts a single-member node and opens the store on it, once
+/// the node leads.
+async fn open_on_dledger(root: &Path, port: u16, net: &RemotingServer) -> (Arc<DLedgerServer>, Arc<MessageStore>, i64) {
+    let (cfg, dd) = (store_config(root), data_dir(root));
+    let divided = tokio::task::spawn_blocking(move || MessageStore::prepare_divided(&cfg, &dd, FILE))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a plain commitlog is there");
+    let node = DLedgerServer::start(node_config(root, port), net, None).await.unwrap();
+    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
+    let r = root.to_path_buf();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    common::wait_until("the single member leads", Duration::from_secs(30), || node.status().role == Role::Leader);
+    (node, store, divided)
+}
+
+async fn close(node: Arc<DLedgerServer>, store: Arc<MessageStore>) {
+    tokio::task::spawn_blocking(move || store.shutdown().unwrap()).await.unwrap();
+    node.shutdown().await;
+}
+
+/// Every message of both queues is read by queue (in order, with its queue offset), by its
+/// offset (the msgId's physical offset) and the key of each is found in the index.
+fn check_all(store: &MessageStore, sent: &[Vec<(i64, String)>; 2], what: &str) {
+    for q in 0..2 {
+        let want: Vec<String> = sent[q].iter().map(|(_, b)| b.clone()).collect();
+        assert_eq!(store.max_offset_in_queue(TOPIC, q as i32), want.len() as i64, "{what}: max offset of queue {q}");
+        let got = common::rmq::queue_bodies(store, TOPIC, q as i32, 0);
+        assert_eq!(got.len(), want.len(), "{what}: queue {q} read {} of {}", got.len(), want.len());
+        assert!(got == want, "{what}: queue {q} differs");
+        for (phys, b) in &sent[q] {
+            let rec = store.look_message_by_offset(*phys).unwrap_or_else(|| panic!("{what}: nothing at offset {phys}"));
+            let v = rmqc::protocol::message::decode_record(&rec, true).unwrap();
+            assert_eq!(v.commit_log_offset, *phys, "{what}");
+            assert_eq!(&String::from_utf8_lossy(&v.body), b, "{what}: body at {phys}");
+        }
+    }
+    let total = sent[0].len() + sent[1].len();
+    for i in [0usize, 1, 17, 59, 60, 61, 99].into_iter().filter(|&i| i < total) {
+        let q = store.query_message(TOPIC, &format!("k{i}"), 4, 0, i64::MAX);
+        assert_eq!(q.messages.len(), 1, "{what}: key k{i} found once");
+    }
+}
+
+struct FakeProbe(Mutex<f64>);
+
+impl DiskProbe for FakeProbe {
+    fn partition(&self, _path: &Path) -> Option<PartitionUsage> {
+        Some(PartitionUsage { ratio: *self.0.lock().unwrap(), total_bytes: 100 << 30 })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_store_moves_under_dledger_and_keeps_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let port = common::free_port_block(0, 0);
+    let net = transport();
+    let mut sent: [Vec<(i64, String)>; 2] = [Vec::new(), Vec::new()];
+
+    // A plain store with 60 messages over several 16 KiB files.
+    let plain = MessageStore::open(store_config(&root)).unwrap();
+    for i in 0..60 {
+        let r = plain.put_message(msg(i)).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk);
+        let a = r.append.unwrap();
+        assert_eq!(a.logics_offset, sent[i % 2].len() as i64);
+        sent[i % 2].push((a.wrote_offset, body(i)));
+    }
+    let old_end = plain.commit_log_max_offset();
+    let old_files = std::fs::read_dir(root.join("commitlog")).unwrap().count();
+    assert!(old_files >= 3, "{old_files} plain files");
+    plain.shutdown().unwrap();
+    drop(plain);
+
+    // First start on DLedger: the last plain file is closed by a BLANK, the DLedger data starts
+    // at its end, the divided offset.
+    let (node, store, divided) = open_on_dledger(&root, port, &net).await;
+    let expect_divided = (old_end as u64).div_ceil(FILE) * FILE;
+    assert_eq!(divided as u64, expect_divided);
+    let last = std::fs::read(root.join("commitlog").join(format!("{:020}", divided as u64 - FILE))).unwrap();
+    let at = (old_end as u64 % FILE) as usize;
+    assert_eq!(&last[at..at + 4], &((FILE as usize - at) as i32).to_be_bytes(), "BLANK size at the old end");
+    assert_eq!(&last[at + 4..at + 8], &(-875286124i32).to_be_bytes(), "BLANK magic at the old end");
+    assert_eq!(node.data_files().min_offset(), divided as u64);
+    assert_eq!(store.commit_log_min_offset(), 0);
+    assert_eq!(store.commit_log_max_offset(), divided);
+    check_all(&store, &sent, "after the switch");
+
+    // New messages go to the DLedger log above the divided offset; queue offsets continue.
+    for i in 60..100 {
+        let r = store.put_message(msg(i)).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk, "put {i}");
+        let a = r.append.unwrap();
+        assert!(a.wrote_offset >= divided + 48, "{} above {divided}", a.wrote_offset);
+        assert_eq!(a.logics_offset, sent[i % 2].len() as i64, "queue offset of {i}");
+        sent[i % 2].push((a.wrote_offset, body(i)));
+    }
+    assert!(node.data_files().len() > 1, "the DLedger data rolled over");
+    common::wait_until("the new messages dispatched", Duration::from_secs(30), || {
+        store.max_offset_in_queue(TOPIC, 0) == 50 && store.max_offset_in_queue(TOPIC, 1) == 50
+    });
+    check_all(&store, &sent, "after new sends");
+    close(node, store).await;
+
+    // Restart: both parts recovered, nothing sealed again.
+    let (node, store, again) = open_on_dledger(&root, port, &net).await;
+    assert_eq!(again, divided);
+    check_all(&store, &sent, "after a restart");
+    let r = store.put_message(msg(100)).await;
+    assert_eq!(r.status, PutMessageStatus::PutOk);
+    sent[0].push((r.append.unwrap().wrote_offset, body(100)));
+    common::wait_until("one more dispatched", Duration::from_secs(30), || store.max_offset_in_queue(TOPIC, 0) == 51);
+
+    // Once more: the old part and the DLedger part recovered again.
+    close(node, store).await;
+    let (node, store, _) = open_on_dledger(&root, port, &net).await;
+    check_all(&store, &sent, "after a second restart");
+
+    // Cleanup: the old files go first, all of them (the last one too) once expired; the DLedger
+    // files stay in that run; the queues' minimum moves past the old messages.
+    let dledger_files = node.data_files().len();
+    let probe = FakeProbe(Mutex::new(0.1));
+    let policy = CleanupPolicy { delete_when_hours: vec![4], delete_file_batch_max: 100, ..Default::default() };
+    let far = rmqc::store::message::now_ms() + 1000 * 3_600_000;
+    let report = store.run_cleanup(&policy, &probe, CleanupClock { now_ms: far, local_hour: 4 }).unwrap();
+    assert_eq!(report.deleted_commit_log_files.len(), old_files, "{report:?}");
+    assert_eq!(std::fs::read_dir(root.join("commitlog")).unwrap().count(), 0);
+    assert_eq!(node.data_files().len(), dledger_files, "DLedger files stay while old ones are deleted");
+    assert_eq!(store.commit_log_min_offset(), divided);
+    assert_eq!(store.min_offset_in_queue(TOPIC, 0), 30);
+    assert_eq!(store.min_offset_in_queue(TOPIC, 1), 30);
+    let later: [Vec<(i64, String)>; 2] = [sent[0][30..].to_vec(), sent[1][30..].to_vec()];
+    for q in 0..2 {
+        let want: Vec<String> = later[q].iter().map(|(_, b)| b.clone()).collect();
+        assert_eq!(common::rmq::queue_bodies(&store, TOPIC, q as i32, 30), want, "queue {q} after cleanup");
+    }
+    close(node, store).await;
+
+    // Without old files the store is a plain DLedger store again.
+    let cfg = store_config(&root);
+    let dd = data_dir(&root);
+    let none = tokio::task::spawn_blocking(move || MessageStore::prepare_divided(&cfg, &dd, FILE)).await.unwrap();
+    assert_eq!(none.unwrap(), None);
+    let node = DLedgerServer::start(node_config(&root, port), &net, None).await.unwrap();
+    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
+    let r = root.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(store.commit_log_min_offset(), divided);
+    for q in 0..2 {
+        let want: Vec<String> = later[q].iter().map(|(_, b)| b.clone()).collect();
+        assert_eq!(common::rmq::queue_bodies(&store, TOPIC, q as i32, 30), want, "queue {q} after reopening");
+    }
+    close(node, store).await;
+}

@@ -94,13 +94,13 @@ async fn close(node: Arc<DLedgerServer>, store: Arc<MessageStore>) {
 /// Every message of both queues is read by queue (in order, with its queue offset), by its
 /// offset (the msgId's physical offset) and the key of each is found in the index.
 fn check_all(store: &MessageStore, sent: &[Vec<(i64, String)>; 2], what: &str) {
-    for q in 0..2 {
-        let want: Vec<String> = sent[q].iter().map(|(_, b)| b.clone()).collect();
+    for (q, part) in sent.iter().enumerate() {
+        let want: Vec<String> = part.iter().map(|(_, b)| b.clone()).collect();
         assert_eq!(store.max_offset_in_queue(TOPIC, q as i32), want.len() as i64, "{what}: max offset of queue {q}");
         let got = common::rmq::queue_bodies(store, TOPIC, q as i32, 0);
         assert_eq!(got.len(), want.len(), "{what}: queue {q} read {} of {}", got.len(), want.len());
         assert!(got == want, "{what}: queue {q} differs");
-        for (phys, b) in &sent[q] {
+        for (phys, b) in part {
             let rec = store.look_message_by_offset(*phys).unwrap_or_else(|| panic!("{what}: nothing at offset {phys}"));
             let v = rmqc::protocol::message::decode_record(&rec, true).unwrap();
             assert_eq!(v.commit_log_offset, *phys, "{what}");
@@ -203,8 +203,8 @@ async fn a_plain_store_moves_under_dledger_and_keeps_its_messages() {
     assert_eq!(store.min_offset_in_queue(TOPIC, 0), 30);
     assert_eq!(store.min_offset_in_queue(TOPIC, 1), 30);
     let later: [Vec<(i64, String)>; 2] = [sent[0][30..].to_vec(), sent[1][30..].to_vec()];
-    for q in 0..2 {
-        let want: Vec<String> = later[q].iter().map(|(_, b)| b.clone()).collect();
+    for (q, part) in later.iter().enumerate() {
+        let want: Vec<String> = part.iter().map(|(_, b)| b.clone()).collect();
         assert_eq!(common::rmq::queue_bodies(&store, TOPIC, q as i32, 30), want, "queue {q} after cleanup");
     }
     close(node, store).await;
@@ -224,9 +224,181 @@ async fn a_plain_store_moves_under_dledger_and_keeps_its_messages() {
             .unwrap(),
     );
     assert_eq!(store.commit_log_min_offset(), divided);
-    for q in 0..2 {
-        let want: Vec<String> = later[q].iter().map(|(_, b)| b.clone()).collect();
+    for (q, part) in later.iter().enumerate() {
+        let want: Vec<String> = part.iter().map(|(_, b)| b.clone()).collect();
         assert_eq!(common::rmq::queue_bodies(&store, TOPIC, q as i32, 30), want, "queue {q} after reopening");
     }
     close(node, store).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A container process: a plain master with N messages, restarted on the same store as a
+// single-member DLedger group.
+
+use common::rmq::{pull, send, wait_max_offset, T};
+use common::ChildGuard;
+use rmqc::protocol::codes::{request, response};
+use rmqc::protocol::message::decode_records;
+use rmqc::remoting::{RemotingClient, RemotingCommand};
+
+const CONTAINER: &str = env!("CARGO_BIN_EXE_mqbrokercontainer");
+const PTOPIC: &str = "DvProc";
+
+/// Writes broker `dv`'s config: a plain master, or (with `dledger_port`) a single-member DLedger
+/// group, on the same store.
+fn write_dv(d: &Path, port: u16, dledger_port: Option<u16>) -> std::path::PathBuf {
+    let conf = d.join("dv.conf");
+    let mode = match dledger_port {
+        None => "brokerId=0\nbrokerRole=ASYNC_MASTER\n".to_string(),
+        Some(p) => format!(
+            "enableDLegerCommitLog=true\ndLegerGroup=dv\ndLegerPeers=n0-127.0.0.1:{p}\ndLegerSelfId=n0\nheartBeatTimeIntervalMs=1000\n"
+        ),
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "brokerClusterName=DvCluster\nbrokerName=dv\nlistenPort={port}\nbrokerIP1=127.0.0.1\nstorePathRootDir={}\n\
+             mappedFileSizeCommitLog=1048576\nmaxHashSlotNum=1000\nmaxIndexNum=4000\nmappedFileSizeConsumeQueue=6000\n\
+             autoCreateTopicEnable=true\n{mode}",
+            d.join("store").display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn proc_body(i: usize) -> String {
+    // About 40 KiB each: the plain commitlog and the DLedger data both roll over (1 MiB files).
+    format!("p{i}-{}", "q".repeat(40_000 + (i * 37) % 500))
+}
+
+/// The master's address once the NameServer lists broker `dv` with brokerId 0.
+async fn master_of(client: &RemotingClient, ns: &str) -> Option<String> {
+    let r = client.invoke(ns, RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO), T).await.ok()?;
+    let ci: rmqc::protocol::body::ClusterInfo = rmqc::json::from_slice_lenient(&r.body).ok()?;
+    ci.broker_addr_table.get("dv")?.broker_addrs.get(&0).cloned()
+}
+
+/// Reads every message of queue 0 by queue, checks each one by its offset msgId and by key, the
+/// queue's max offset and the group's committed offset.
+async fn check_proc(client: &RemotingClient, addr: &str, sent: &[(String, String)], what: &str) {
+    wait_max_offset(client, addr, PTOPIC, 0, sent.len() as i64).await;
+    let mut got = Vec::new();
+    let mut off = 0i64;
+    for _ in 0..1000 {
+        let r = pull(client, addr, "dv-reader", PTOPIC, 0, off, "*", 0).await;
+        if r.code != response::SUCCESS {
+            break;
+        }
+        for m in decode_records(&r.body, true) {
+            assert_eq!(m.queue_offset, got.len() as i64, "{what}: queue order");
+            got.push((m.msg_id.clone(), String::from_utf8_lossy(&m.body).into_owned()));
+        }
+        off = r.ext("nextBeginOffset").and_then(|o| o.parse().ok()).unwrap();
+    }
+    assert_eq!(got.len(), sent.len(), "{what}: read {} of {} by queue", got.len(), sent.len());
+    for (i, ((gid, gb), (sid, sb))) in got.iter().zip(sent).enumerate() {
+        assert_eq!(gid, sid, "{what}: msgId of message {i}");
+        assert!(gb == sb, "{what}: body of message {i}");
+    }
+    let req = RemotingCommand::request(request::GET_MAX_OFFSET).with_ext("topic", PTOPIC).with_ext("queueId", "0");
+    let r = client.invoke(addr, req, T).await.unwrap();
+    assert_eq!(r.ext("offset"), Some(sent.len().to_string().as_str()), "{what}: max offset");
+    for (i, (id, b)) in sent.iter().enumerate().step_by(7) {
+        let off = rmqc::protocol::message::decode_offset_msg_id(id).unwrap().1;
+        let req = RemotingCommand::request(request::VIEW_MESSAGE_BY_ID).with_ext("offset", off.to_string());
+        let r = client.invoke(addr, req, T).await.unwrap();
+        assert_eq!(r.code, response::SUCCESS, "{what}: message {i} by msgId {id}: {:?}", r.remark);
+        assert!(String::from_utf8_lossy(&decode_records(&r.body, true)[0].body) == *b, "{what}: message {i} by msgId");
+        let q = RemotingCommand::request(request::QUERY_MESSAGE)
+            .with_ext("topic", PTOPIC)
+            .with_ext("key", format!("key-{i}"))
+            .with_ext("maxNum", "32")
+            .with_ext("beginTimestamp", "0")
+            .with_ext("endTimestamp", i64::MAX.to_string());
+        let r = client.invoke(addr, q, T).await.unwrap();
+        assert_eq!(r.code, response::SUCCESS, "{what}: key-{i}: {:?}", r.remark);
+        assert_eq!(decode_records(&r.body, true).len(), 1, "{what}: key-{i} found once");
+    }
+    let q = RemotingCommand::request(request::QUERY_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", "dv-group")
+        .with_ext("topic", PTOPIC)
+        .with_ext("queueId", "0");
+    let r = client.invoke(addr, q, T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{what}: consumer offset: {:?}", r.remark);
+    assert_eq!(r.ext("offset"), Some("17"), "{what}: consumer offset kept");
+}
+
+async fn send_range(
+    client: &RemotingClient,
+    addr: &str,
+    range: std::ops::Range<usize>,
+    sent: &mut Vec<(String, String)>,
+) {
+    for i in range {
+        let key = format!("key-{i}");
+        let r = send(client, addr, PTOPIC, 0, proc_body(i).as_bytes(), &[("KEYS", key.as_str())]).await;
+        assert_eq!(r.code, response::SUCCESS, "send {i}: {:?}", r.remark);
+        assert_eq!(r.ext("queueOffset"), Some(i.to_string().as_str()), "queue offset of {i}");
+        sent.push((r.ext("msgId").unwrap().to_string(), proc_body(i)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_broker_restarted_as_a_dledger_group_keeps_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = common::free_port_block(2, 1);
+    let dport = common::free_port_block(0, 0);
+    let conf_file = write_dv(d, port, None);
+    let (container_conf, _cport, ns) = common::write_container(d, &[conf_file.file_name().unwrap().to_str().unwrap()]);
+    let ns = format!("127.0.0.1:{ns}");
+    let addr = format!("127.0.0.1:{port}");
+    let client = RemotingClient::default();
+    let start = |name: &str| ChildGuard::spawn(CONTAINER, &["-c", container_conf.to_str().unwrap()], d, name);
+    let logs = |name: &str| {
+        let err = std::fs::read_to_string(d.join(format!("{name}.err"))).unwrap_or_default();
+        err.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    };
+
+    // The plain master: 40 messages (two commitlog files), a consumer offset committed.
+    let mut c = start("plain");
+    common::wait_until("the plain broker listens", Duration::from_secs(60), || common::port_open(port));
+    let mut sent = Vec::new();
+    send_range(&client, &addr, 0..40, &mut sent).await;
+    // A pull of group dv-group creates the group; then it commits offset 17.
+    assert_eq!(pull(&client, &addr, "dv-group", PTOPIC, 0, 0, "*", 0).await.code, response::SUCCESS);
+    let commit = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", "dv-group")
+        .with_ext("topic", PTOPIC)
+        .with_ext("queueId", "0")
+        .with_ext("commitOffset", "17");
+    let r = client.invoke(&addr, commit, T).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "commit: {:?}", r.remark);
+    check_proc(&client, &addr, &sent, "plain").await;
+    assert!(c.terminate().success(), "plain container exit: {}", logs("plain"));
+    assert!(std::fs::read_dir(d.join("store/commitlog")).unwrap().count() >= 2);
+
+    // The same store as a single-member DLedger group: it elects itself, registers as master,
+    // serves the old messages and takes new ones above the divided offset.
+    write_dv(d, port, Some(dport));
+    for round in ["dledger", "dledger-restart"] {
+        let mut c = start(round);
+        common::wait_async("the DLedger broker registers as master", Duration::from_secs(60), || async {
+            master_of(&client, &ns).await.is_some()
+        })
+        .await;
+        assert_eq!(master_of(&client, &ns).await.as_deref(), Some(addr.as_str()));
+        check_proc(&client, &addr, &sent, &format!("{round}: before sends")).await;
+        let n = sent.len();
+        send_range(&client, &addr, n..n + 30, &mut sent).await;
+        let divided = 2 * 1048576;
+        for (id, _) in &sent[n..] {
+            let off = rmqc::protocol::message::decode_offset_msg_id(id).unwrap().1;
+            assert!(off >= divided + 48, "{round}: new message at {off}, above the divided offset {divided}");
+        }
+        check_proc(&client, &addr, &sent, &format!("{round}: after sends")).await;
+        assert!(c.terminate().success(), "{round} container exit: {}", logs(round));
+    }
+    client.shutdown().await;
 }

@@ -143,3 +143,53 @@ impl MessageStore {
         Ok(Some(divided as i64))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::CommitLog;
+    use super::*;
+
+    fn queue(dir: &Path, from: u64, bytes: &[u8]) -> Arc<MappedFileQueue> {
+        let q = Arc::new(MappedFileQueue::load(dir, 4096).unwrap());
+        let f = q.create_file(from).unwrap();
+        // SAFETY: the test is the only writer, writing before publishing the position.
+        unsafe { f.slice_mut(0, bytes.len()) }.copy_from_slice(bytes);
+        f.set_wrote_pos(bytes.len());
+        q
+    }
+
+    #[test]
+    fn reads_below_the_divided_offset_come_from_the_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = queue(&dir.path().join("commitlog"), 4096, b"old records");
+        let data = queue(&dir.path().join("data"), 8192, b"new entries");
+        let cl = CommitLog::over_divided(data, old.clone(), 8192);
+        assert_eq!(cl.divided_offset(), 8192);
+        assert_eq!(cl.min_offset(), 4096, "the old files come first");
+        assert_eq!(cl.max_offset(), 8192 + 11);
+        assert_eq!(&cl.read(4096, 3).unwrap()[..], b"old");
+        assert_eq!(&cl.read(4100, 7).unwrap()[..], b"records");
+        assert_eq!(&cl.read(8192, 3).unwrap()[..], b"new");
+        assert_eq!(&cl.read_from(4100, 100).unwrap()[..], b"records");
+        assert_eq!(&cl.read_from(8196, 100).unwrap()[..], b"entries");
+        // Beyond what either part holds: nothing.
+        assert!(cl.read(4100, 100).is_none());
+        assert!(cl.read(0, 3).is_none());
+        assert!(cl.read(8192 + 11, 1).is_none());
+        // Once the old files are deleted (the last one too), the data's start is the minimum.
+        assert_eq!(old.take_leading_all(10, |_| true).len(), 1);
+        assert!(cl.old_files().is_none());
+        assert_eq!(cl.min_offset(), 8192);
+        assert!(cl.read(4096, 3).is_none());
+    }
+
+    #[test]
+    fn a_missing_or_foreign_directory_has_no_commitlog_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!has_mapped_files(&dir.path().join("absent")).unwrap());
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        assert!(!has_mapped_files(dir.path()).unwrap());
+        std::fs::write(dir.path().join("00000000000000000000"), b"x").unwrap();
+        assert!(has_mapped_files(dir.path()).unwrap());
+    }
+}

@@ -402,3 +402,88 @@ async fn a_plain_broker_restarted_as_a_dledger_group_keeps_every_message() {
     }
     client.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// A group upgrade: three members, each starting from a copy of the same plain store.
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_upgraded_from_copies_of_one_plain_store_replicate_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain_root = dir.path().join("plain");
+    let mut sent: [Vec<(i64, String)>; 2] = [Vec::new(), Vec::new()];
+    let plain = MessageStore::open(store_config(&plain_root)).unwrap();
+    for i in 0..40 {
+        let r = plain.put_message(msg(i)).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk);
+        sent[i % 2].push((r.append.unwrap().wrote_offset, body(i)));
+    }
+    plain.shutdown().unwrap();
+    drop(plain);
+
+    let base = common::free_port_block(0, 2);
+    let peers = format!("n0-127.0.0.1:{};n1-127.0.0.1:{};n2-127.0.0.1:{}", base, base + 1, base + 2);
+    let net = transport();
+    let mut members = Vec::new();
+    let mut divided = Vec::new();
+    for i in 0..3 {
+        let root = dir.path().join(format!("r{i}"));
+        copy_dir(&plain_root, &root);
+        let (cfg, dd) = (store_config(&root), root.join(format!("dledger-n{i}")).join("data"));
+        divided.push(
+            tokio::task::spawn_blocking(move || MessageStore::prepare_divided(&cfg, &dd, FILE)).await.unwrap().unwrap(),
+        );
+        let mut nc = DLedgerConfig::new("RaftDivided3", &format!("n{i}"), parse_peers(&peers).unwrap(), root.clone());
+        let single = node_config(&root, base);
+        nc.data_file_size = single.data_file_size;
+        nc.index_file_size = single.index_file_size;
+        nc.heartbeat_ms = single.heartbeat_ms;
+        nc.min_vote_ms = single.min_vote_ms;
+        nc.max_vote_ms = single.max_vote_ms;
+        let node = DLedgerServer::start(nc, &net, None).await.unwrap();
+        let log = Arc::new(DLedgerCommitLog::new(node.clone()));
+        let r = root.clone();
+        let store = tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
+            .await
+            .unwrap()
+            .unwrap();
+        members.push((node, Arc::new(store)));
+    }
+    assert!(divided.iter().all(|d| d.is_some() && *d == divided[0]), "the same divided offset: {divided:?}");
+    let divided = divided[0].unwrap();
+    let leader = || {
+        let l: Vec<usize> = (0..3).filter(|&i| members[i].0.status().role == Role::Leader).collect();
+        (l.len() == 1).then(|| l[0])
+    };
+    common::wait_until("a leader", Duration::from_secs(30), || leader().is_some());
+    let l = leader().unwrap();
+    for i in 40..80 {
+        let r = members[l].1.put_message(msg(i)).await;
+        assert_eq!(r.status, PutMessageStatus::PutOk, "put {i}");
+        let a = r.append.unwrap();
+        assert!(a.wrote_offset >= divided + 48);
+        assert_eq!(a.logics_offset, sent[i % 2].len() as i64, "queue offset of {i}");
+        sent[i % 2].push((a.wrote_offset, body(i)));
+    }
+    common::wait_until("every member dispatched the new messages", Duration::from_secs(30), || {
+        members.iter().all(|(_, s)| s.max_offset_in_queue(TOPIC, 0) == 40 && s.max_offset_in_queue(TOPIC, 1) == 40)
+    });
+    for (i, (_, s)) in members.iter().enumerate() {
+        check_all(s, &sent, &format!("member n{i}"));
+    }
+    for (node, store) in members {
+        close(node, store).await;
+    }
+}

@@ -669,6 +669,9 @@ async fn a_partitioned_leader_is_replaced_and_rejoins_as_a_slave() {
     let (_nsrv, ns_local) = common::start_namesrv(NAMESRV, d);
     let ns = ns_local.replace("127.0.0.1", &lab.host_ip());
     let (port, dport) = (common::free_port_block(2, 1), common::free_port_block(0, 0));
+    // The container's own ports (listen and fast, listen - 2) from a block of their own: the
+    // ports next to the broker's block belong to other blocks (here: `dport`).
+    let cport = common::free_port_block(2, 0);
     let peers = (0..3).map(|i| format!("n{i}-{}:{dport}", lab.ip(i))).collect::<Vec<_>>().join(";");
     let confs: Vec<std::path::PathBuf> = (0..3)
         .map(|i| {
@@ -678,7 +681,7 @@ async fn a_partitioned_leader_is_replaced_and_rejoins_as_a_slave() {
                 &conf,
                 format!(
                     "listenPort={}\nnamesrvAddr={ns}\nbrokerConfigPaths={}\nbrokerConfigDirs={}\nlogRoot={}\n",
-                    port + 3,
+                    cport,
                     broker.display(),
                     d.display(),
                     d.join(format!("logs-{i}")).display()

@@ -65,10 +65,19 @@ async fn close_store(store: Arc<MessageStore>) {
     tokio::task::spawn_blocking(move || store.shutdown().unwrap()).await.unwrap();
 }
 
+/// The leader once the group has settled: one node leads and every live node follows it in its
+/// term. A node that just won a vote can still be deposed by a candidate that moved to a higher
+/// term before hearing its first heartbeat (a vote in a higher term makes a leader stand down, as
+/// DLedger's does), so one node in the Leader role is not yet a leader to append to.
 fn leader_of(rs: &[Option<Replica>]) -> Option<usize> {
     let leaders: Vec<usize> =
         (0..rs.len()).filter(|&i| rs[i].as_ref().is_some_and(|r| r.node.status().role == Role::Leader)).collect();
-    (leaders.len() == 1).then(|| leaders[0])
+    let &[l] = leaders.as_slice() else { return None };
+    let (term, id) = (rs[l].as_ref()?.node.status().term, rs[l].as_ref()?.node.self_id().to_string());
+    rs.iter()
+        .flatten()
+        .all(|r| r.node.status().term == term && r.node.status().leader.as_deref() == Some(id.as_str()))
+        .then_some(l)
 }
 
 fn msg(i: usize) -> MessageInner {

@@ -343,11 +343,29 @@ async fn new_master_acknowledges(
     new_master
 }
 
+/// A SYSTEM_BUSY answered before the request was processed (Apache's BrokerFastFailure remarks).
+fn refused_unprocessed(r: &RemotingCommand) -> bool {
+    let remark = r.remark.as_deref().unwrap_or("");
+    r.code == response::SYSTEM_BUSY && (remark.starts_with("[TIMEOUT_CLEAN_QUEUE]") || remark.starts_with("[OVERLOAD]"))
+}
+
 /// Sends `bodies` to `addr` one by one; returns the acknowledged ones with their queue offsets.
 async fn send_all(client: &RemotingClient, addr: &str, topic: &str, bodies: &[String]) -> Vec<(i64, String)> {
     let mut acked = Vec::new();
     for b in bodies {
-        let r = send(client, addr, topic, 0, b.as_bytes(), &[]).await;
+        // Refused before it was processed (it waited in the broker's queue past
+        // waitTimeMillsInSendQueue on a loaded machine, or found the queue full): nothing stored,
+        // sent again as Apache's producer does, at most 20 times. (A SYSTEM_BUSY for an entry
+        // that missed its majority in time is not sent again: it may still commit.)
+        let mut r = send(client, addr, topic, 0, b.as_bytes(), &[]).await;
+        for _ in 0..20 {
+            if !refused_unprocessed(&r) {
+                break;
+            }
+            eprintln!("send to {addr}: busy, sent again: {:?}", r.remark);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r = send(client, addr, topic, 0, b.as_bytes(), &[]).await;
+        }
         if r.code != response::SUCCESS {
             eprintln!("send to {addr}: {} {:?}", r.code, r.remark);
         }

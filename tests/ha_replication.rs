@@ -72,13 +72,16 @@ async fn send_load(
                 let qid = (i % QUEUES as usize) as i32;
                 let key = format!("{tag}-{i}");
                 let body = format!("{key}-{}", "x".repeat(100 + i % 300)).into_bytes();
-                // SYSTEM_BUSY (the send waited in the broker's queue past waitTimeMillsInSendQueue,
-                // 200 ms, on a loaded machine) stores nothing: sent again, as Apache's producer
-                // does (SYSTEM_BUSY is one of its retried codes), a bounded number of times.
+                // Refused before it was processed (it waited in the broker's queue past
+                // waitTimeMillsInSendQueue, 200 ms, on a loaded machine, or found the queue full):
+                // nothing stored, sent again as Apache's producer does (SYSTEM_BUSY is one of its
+                // retried codes), a bounded number of times.
                 let mut busy = Vec::new();
                 let r = loop {
                     let r = send(&client, &addr, TOPIC, qid, &body, &[("KEYS", key.as_str())]).await;
-                    if r.code != response::SYSTEM_BUSY || busy.len() >= 50 {
+                    let remark = r.remark.as_deref().unwrap_or("");
+                    let unprocessed = remark.starts_with("[TIMEOUT_CLEAN_QUEUE]") || remark.starts_with("[OVERLOAD]");
+                    if r.code != response::SYSTEM_BUSY || !unprocessed || busy.len() >= 50 {
                         break r;
                     }
                     busy.push(r.remark.unwrap_or_default());

@@ -54,14 +54,23 @@ struct Replica {
     store: Arc<MessageStore>,
 }
 
+/// Opens (or reopens) a replica's store. A store just closed may be reported AlreadyInUse for a
+/// moment: its directory lock is a flock, and a process this test binary is spawning at that
+/// instant (the other tests start containers and `ip`) holds a copy of every descriptor from its
+/// fork until its exec. Retried for up to 10 s.
 async fn open_store(root: std::path::PathBuf, node: &Arc<DLedgerServer>) -> Arc<MessageStore> {
-    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
-    Arc::new(
-        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&root), log))
-            .await
-            .unwrap()
-            .unwrap(),
-    )
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (log, r) = (Arc::new(DLedgerCommitLog::new(node.clone())), root.clone());
+        match tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log)).await.unwrap() {
+            Ok(store) => return Arc::new(store),
+            Err(rmqc::store::StoreError::AlreadyInUse(p)) if std::time::Instant::now() < deadline => {
+                eprintln!("{} in use, opened again", p.display());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("open {}: {e}", root.display()),
+        }
+    }
 }
 
 async fn close_store(store: Arc<MessageStore>) {

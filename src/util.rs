@@ -39,26 +39,71 @@ pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or SIGTERM (listening from the call on).
 pub async fn wait_for_shutdown_signal() {
+    ShutdownSignal::install().wait().await;
+}
+
+/// SIGTERM and Ctrl-C (SIGINT) listeners, installed when made: from then on such a signal no
+/// longer ends the process by its default action but is kept, and ends [`ShutdownSignal::wait`]
+/// (at once if it came before). A process installs them before it opens its ports, so a SIGTERM
+/// while it is still starting (a pod deleted during start-up) leads to its graceful shutdown once
+/// started instead of a kill with brokers registered and nothing flushed. Must be made inside a
+/// Tokio runtime.
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    /// Installs the listeners (where one cannot be installed, [`ShutdownSignal::wait`] falls back
+    /// to Tokio's Ctrl-C listener).
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            ShutdownSignal { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+        }
+        #[cfg(not(unix))]
+        {
+            ShutdownSignal {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Resolves once SIGTERM or Ctrl-C has been received since [`ShutdownSignal::install`].
+    pub async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            let ShutdownSignal { term, int } = self;
+            let term = async {
+                match term {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = term => {}
+                _ = int => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

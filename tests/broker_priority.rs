@@ -143,9 +143,18 @@ async fn a_saturated_broker_yields_the_cpu_to_its_neighbour_and_gets_it_back_whe
         l.await.unwrap();
     }
     watchdog.abort();
-    wait_until("broker-a's threads get their class back", Duration::from_secs(20), || {
-        threads(pid).iter().all(|t| normal(t, base))
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = threads(pid);
+        if now.iter().all(|t| normal(t, base)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker-a's threads did not get their class back in 20 s: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let r = send(&client, &addr_a, "Prio", 0, b"after", &[]).await;
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
 }

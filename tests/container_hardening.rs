@@ -283,3 +283,89 @@ fn quickstart_binds_loopback_and_keeps_the_checkout_clean() {
     let rt = t.lines().find(|l| l.starts_with("runtimeConfigDir=")).unwrap_or_default();
     assert!(rt.contains("rmqc-store/quickstart"), "{t}");
 }
+
+/// Makes the embedded NameServer of a container started with HOME=`d` (as [`ChildGuard::spawn`]
+/// does) slow to start: it reads a large `$HOME/namesrv/kvConfig.json` (0.5-1.5 s in a debug
+/// build), after the container's admin port has opened and before the listed brokers start.
+fn slow_embedded_namesrv(d: &Path) {
+    let kv: Vec<String> = (0..2000)
+        .map(|n| {
+            let keys: Vec<String> = (0..50).map(|k| format!("\"key-{k}\":\"value-{n}-{k}\"")).collect();
+            format!("\"namespace-{n}\":{{{}}}", keys.join(","))
+        })
+        .collect();
+    std::fs::create_dir_all(d.join("namesrv")).unwrap();
+    std::fs::write(d.join("namesrv").join("kvConfig.json"), format!("{{\"configTable\":{{{}}}}}", kv.join(",")))
+        .unwrap();
+}
+
+/// Waits, polling tightly (30 s at most), until the container's admin port opens.
+fn admin_port_opens(c: &mut ChildGuard, port: u16, d: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !port_open(port) {
+        assert!(Instant::now() < deadline, "the container's admin port did not open within 30 s");
+        let err = || std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
+        assert!(c.try_wait().is_none(), "the container exited:\n{}", err());
+    }
+}
+
+/// A SIGTERM that arrives while the container is still starting (admin port open, embedded
+/// NameServer and broker starting) shuts it down cleanly once started: exit status 0, ports
+/// closed. (The handler was installed only after the start: the signal's default action killed
+/// the process, brokers registered and nothing flushed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_startup_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, a_port) = write_broker(d, "term-a", "");
+    let (conf, port, _ns) = write_container(d, &[&a]);
+    slow_embedded_namesrv(d);
+    let mut c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
+    admin_port_opens(&mut c, port, d);
+    let early = port_open(a_port);
+    let status = c.terminate();
+    let out = std::fs::read_to_string(d.join("container.out")).unwrap_or_default();
+    let err = std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "exit after SIGTERM in start-up (broker up at the signal: {early}): {status:?}\n{err}\n{out}"
+    );
+    assert!(out.contains("Shutting down the broker container"), "{out}");
+    assert!(!port_open(port) && !port_open(a_port), "a port left open:\n{out}");
+}
+
+/// An ADD_BROKER that arrives as soon as the admin port opens, while the container is still
+/// starting, waits for the listed broker: the persisted `brokerConfigPaths` names both, and a
+/// restart hosts both. (The container took its broker list's lock only after its embedded
+/// NameServer had started; an add in between persisted a list without the listed broker.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_add_during_startup_waits_for_the_listed_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, a_port) = write_broker(d, "early-a", "");
+    let (b, b_port) = write_broker(d, "early-b", "");
+    let (conf, port, _ns) = write_container(d, &[&a]);
+    slow_embedded_namesrv(d);
+    let mut c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container");
+    admin_port_opens(&mut c, port, d);
+    let early = port_open(a_port);
+    let client = RemotingClient::default();
+    let r = client.invoke(&format!("127.0.0.1:{port}"), add_req(&d.join(&b)), Duration::from_secs(30)).await.unwrap();
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let file = std::fs::read_to_string(&conf).unwrap();
+    let log = || std::fs::read_to_string(d.join("container.out")).unwrap_or_default();
+    let want = format!("brokerConfigPaths={a}:{}", d.join(&b).canonicalize().unwrap().display());
+    assert!(
+        file.lines().any(|l| l == want),
+        "the listed broker is persisted before the added one (listed broker up when the add was sent: {early}):\n{file}\n{}",
+        log()
+    );
+    let status = c.terminate();
+    let err = std::fs::read_to_string(d.join("container.err")).unwrap_or_default();
+    assert!(status.success(), "exit after SIGTERM: {status:?}\n{err}\n{}", log());
+    let _c = ChildGuard::spawn(CONTAINER, &["-c", conf.to_str().unwrap()], d, "container2");
+    wait_until("both brokers listen after a restart", Duration::from_secs(30), || {
+        port_open(a_port) && port_open(b_port)
+    });
+    client.shutdown().await;
+}

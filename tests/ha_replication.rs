@@ -72,13 +72,28 @@ async fn send_load(
                 let qid = (i % QUEUES as usize) as i32;
                 let key = format!("{tag}-{i}");
                 let body = format!("{key}-{}", "x".repeat(100 + i % 300)).into_bytes();
-                let r = send(&client, &addr, TOPIC, qid, &body, &[("KEYS", key.as_str())]).await;
+                // Refused before it was processed (it waited in the broker's queue past
+                // waitTimeMillsInSendQueue, 200 ms, on a loaded machine, or found the queue full):
+                // nothing stored, sent again as Apache's producer does (SYSTEM_BUSY is one of its
+                // retried codes), a bounded number of times.
+                let mut busy = Vec::new();
+                let r = loop {
+                    let r = send(&client, &addr, TOPIC, qid, &body, &[("KEYS", key.as_str())]).await;
+                    let remark = r.remark.as_deref().unwrap_or("");
+                    let unprocessed = remark.starts_with("[TIMEOUT_CLEAN_QUEUE]") || remark.starts_with("[OVERLOAD]");
+                    if r.code != response::SYSTEM_BUSY || !unprocessed || busy.len() >= 50 {
+                        break r;
+                    }
+                    busy.push(r.remark.unwrap_or_default());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
                 let timeout = r.code == response::FLUSH_SLAVE_TIMEOUT;
                 assert!(
                     r.code == response::SUCCESS || (allow_slave_timeout && timeout),
-                    "send {key} answered {} {:?}",
+                    "send {key} answered {} {:?} (after {} busy answers: {busy:?})",
                     r.code,
-                    r.remark
+                    r.remark,
+                    busy.len()
                 );
                 let off: i64 = r.ext("queueOffset").expect("queueOffset").parse().unwrap();
                 let mut g = acked.lock();

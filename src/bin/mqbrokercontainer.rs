@@ -75,6 +75,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(loaded: LoadedContainerConfig, from_cli: bool, router: rmqc::logging::LogRouter) -> ExitCode {
+    // Before any port opens: a SIGTERM during start-up is kept and shuts down once started.
+    let mut shutdown = rmqc::util::ShutdownSignal::install();
     let container = match BrokerContainer::start(loaded, from_cli, Some(router)).await {
         Ok(c) => c,
         Err(e) => {
@@ -103,7 +105,7 @@ async fn run(loaded: LoadedContainerConfig, from_cli: bool, router: rmqc::loggin
         println!("  cargo run --release --bin mqadmin -- sendMessage -n {ns} -t TopicTest -p 'hello'");
         println!("  cargo run --release --bin mqadmin -- consumeMessage -n {ns} -t TopicTest -g demo-group");
     }
-    rmqc::util::wait_for_shutdown_signal().await;
+    shutdown.wait().await;
     println!("Shutting down the broker container...");
     container.shutdown().await;
     ExitCode::SUCCESS

@@ -70,6 +70,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: NamesrvConfig, tls: Option<Arc<TlsServer>>) -> ExitCode {
+    // Before the port opens: a SIGTERM during start-up is kept and shuts down once started.
+    let mut shutdown = rmqc::util::ShutdownSignal::install();
     let server = RemotingServer::new(rmqc::remoting::ServerConfig { tls, ..config.server_config() });
     let bind = server.config().bind_address;
     let ns = match NameServer::start(config, &server).await {
@@ -81,7 +83,7 @@ async fn run(config: NamesrvConfig, tls: Option<Arc<TlsServer>>) -> ExitCode {
         }
     };
     println!("The Name Server boot success. serializeType=JSON, address {bind}:{}", ns.port());
-    rmqc::util::wait_for_shutdown_signal().await;
+    shutdown.wait().await;
     tracing::info!("shutdown signal received");
     ns.shutdown().await;
     server.shutdown().await;

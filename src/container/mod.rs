@@ -158,6 +158,11 @@ impl BrokerContainer {
             added: Default::default(),
             removed: Default::default(),
         });
+        // Held from before the admin port opens until every listed broker has started: an
+        // ADD_BROKER / REMOVE_BROKER that arrives meanwhile waits for them (it would otherwise
+        // persist a list without them, and a restart would not host them).
+        let starting = shared.clone();
+        let mut hosted = starting.brokers.lock().await;
         let processor: Arc<dyn RequestProcessor> = Arc::new(ContainerProcessor { shared: shared.clone() });
         let mut table = ProcessorTable::new();
         table.set_default(processor);
@@ -180,6 +185,7 @@ impl BrokerContainer {
             match crate::metrics::http::MetricsServer::start(addr, render).await {
                 Ok(m) => container.metrics = Some(m),
                 Err(e) => {
+                    drop(hosted);
                     container.shutdown().await;
                     return Err(ContainerError::Metrics { addr, source: e });
                 }
@@ -196,6 +202,7 @@ impl BrokerContainer {
                     container.namesrv = Some(n);
                 }
                 Err(e) => {
+                    drop(hosted);
                     container.shutdown().await;
                     return Err(ContainerError::Namesrv(e));
                 }
@@ -210,9 +217,6 @@ impl BrokerContainer {
             .filter(|p| !p.trim().is_empty())
             .map(|p| p.trim().to_string())
             .collect();
-        // The admin port is already open: an ADD_BROKER / REMOVE_BROKER that arrives now waits for
-        // the listed brokers (it would otherwise persist a list without them).
-        let mut hosted = container.shared.brokers.lock().await;
         for (i, plan) in planned.into_iter().enumerate() {
             let path = listed.get(i).cloned().unwrap_or_else(|| plan.path.display().to_string());
             match Broker::start(plan, container.shared.env.clone()).await {

@@ -250,9 +250,12 @@ fn dispatched(store: &MessageStore) -> i64 {
 
 /// Three members: the leader and a follower clean their own files at the same positions (each
 /// broker runs its own cleanup); a follower that was down while the leader deleted the files it
-/// lacks is refused (it stays behind, the group goes on with its majority).
+/// lacks comes back and catches up by itself: its log restarts at the leader's begin index (the
+/// same positions), its consume queues and index drop what pointed at its old data and their min
+/// offsets move up, every message from the leader's begin on reads by queue and by offset as on
+/// the leader, across a restart, and the group fails over with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replicas_clean_their_own_files_and_a_follower_behind_the_leaders_begin_is_refused() {
+async fn replicas_clean_their_own_files_and_a_follower_behind_the_leaders_begin_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let base = common::free_port_block(0, 2);
     let peers = format!("n0-127.0.0.1:{};n1-127.0.0.1:{};n2-127.0.0.1:{}", base, base + 1, base + 2);
@@ -274,24 +277,25 @@ async fn replicas_clean_their_own_files_and_a_follower_behind_the_leaders_begin_
             .all(|(n, _)| n.status().term == term && n.status().leader.as_deref() == Some(id.as_str()))
             .then_some(l)
     };
-    common::wait_until("a leader", Duration::from_secs(20), || leader_of(&ms).is_some());
+    common::wait_until("a leader", Duration::from_secs(30), || leader_of(&ms).is_some());
     let l = leader_of(&ms).unwrap();
     let (f, g) = ((l + 1) % 3, (l + 2) % 3);
     let leader = ms[l].as_ref().unwrap().1.clone();
     put(&leader, 0, 300).await;
-    common::wait_until("every replica dispatched", Duration::from_secs(20), || {
+    common::wait_until("every replica dispatched", Duration::from_secs(30), || {
         ms.iter().all(|m| dispatched(&m.as_ref().unwrap().1) == 300)
     });
+    let f_old_max: Vec<i64> = (0..2).map(|q| ms[f].as_ref().unwrap().1.max_offset_in_queue("DlClean", q)).collect();
 
     // f goes down; the leader and g clean at once (forcibly): the same files on both.
     let (fnode, fstore) = ms[f].take().unwrap();
     tokio::task::spawn_blocking(move || fstore.shutdown().unwrap()).await.unwrap();
     fnode.shutdown().await;
-    let f_data_end =
-        files(&root(f).join(format!("dledger-n{f}/data"))).last().unwrap().parse::<i64>().unwrap() + FILE as i64;
+    let f_data = root(f).join(format!("dledger-n{f}/data"));
+    let f_data_end = files(&f_data).last().unwrap().parse::<i64>().unwrap() + FILE as i64;
     // Enough entries while f is down that whole files of them lie past f's end.
     put(&leader, 300, 400).await;
-    common::wait_until("g dispatched", Duration::from_secs(20), || dispatched(&ms[g].as_ref().unwrap().1) == 400);
+    common::wait_until("g dispatched", Duration::from_secs(30), || dispatched(&ms[g].as_ref().unwrap().1) == 400);
     let probe = FakeProbe(Mutex::new(0.87));
     let policy = CleanupPolicy { delete_file_batch_max: 100, ..Default::default() };
     let clock = CleanupClock { now_ms: rmqc::store::message::now_ms(), local_hour: 5 };
@@ -308,21 +312,112 @@ async fn replicas_clean_their_own_files_and_a_follower_behind_the_leaders_begin_
     }
     // The group goes on: the leader pushes g the entries after its (moved) begin.
     put(&leader, 400, 440).await;
-    common::wait_until("g dispatched", Duration::from_secs(20), || dispatched(&ms[g].as_ref().unwrap().1) == 440);
+    common::wait_until("g dispatched", Duration::from_secs(30), || dispatched(&ms[g].as_ref().unwrap().1) == 440);
 
-    // f comes back behind the leader's begin index: it follows the leader but gets no entry.
+    // f comes back behind the leader's begin index and catches up without help.
     ms[f] = Some(open_member(&root(f), &format!("n{f}"), &peers, &net).await);
     let (fnode, fstore) = ms[f].as_ref().unwrap().clone();
-    let term = ms[l].as_ref().unwrap().0.status().term;
-    common::wait_until("f follows the leader", Duration::from_secs(20), || {
-        let st = fnode.status();
-        st.role == Role::Follower && st.term == term
-    });
+    let lnode = ms[l].as_ref().unwrap().0.clone();
     put(&leader, 440, 460).await;
-    common::wait_until("g dispatched", Duration::from_secs(20), || dispatched(&ms[g].as_ref().unwrap().1) == 460);
-    assert_eq!(leader_of(&ms), Some(l), "the refused follower does not disturb the leader");
-    assert!(dispatched(&fstore) <= 300, "f got nothing past its end");
-    assert!(fnode.status().end_index < ms[l].as_ref().unwrap().0.status().end_index);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(dispatched(&fstore) == 460
+        && fnode.status().end_index == lnode.status().end_index
+        && fnode.status().committed == lnode.status().committed)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "f did not catch up in 60 s: f {:?} dispatched {} min {}; leader {:?} min {}; f's data files {:?}",
+            fnode.status(),
+            dispatched(&fstore),
+            fstore.commit_log_min_offset(),
+            lnode.status(),
+            min,
+            files(&f_data)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(leader_of(&ms), Some(l), "the leader kept leading");
+    let check_f = |fstore: &MessageStore| {
+        // Its data restarted at the leader's first file: the same positions.
+        assert_eq!(fstore.commit_log_min_offset(), leader.commit_log_min_offset());
+        assert_eq!(files(&f_data), files(&root(l).join(format!("dledger-n{l}/data"))));
+        for q in 0..2 {
+            let (fmin, fb) = bodies(fstore, q);
+            assert!(fmin > f_old_max[q as usize], "queue {q}: f's min offset {fmin} moved past its old end");
+            assert_eq!((fmin, fb), bodies(&leader, q), "queue {q}: f reads as the leader");
+            // Below the new min: OFFSET_TOO_SMALL with the min, as a plain store after cleanup.
+            let r = fstore.get_message("DlClean", q, 0, 1, 1 << 20, |_: i64| true).unwrap();
+            assert_eq!((r.status, r.next_begin_offset), (GetMessageStatus::OffsetTooSmall, fmin), "queue {q}");
+            // By offset: the same record at the same physical offset on both.
+            let r = fstore.get_message("DlClean", q, fmin, 8, 1 << 20, |_: i64| true).unwrap();
+            assert_eq!(r.messages.len(), 8, "queue {q}: {:?}", r.status);
+            for rec in &r.messages {
+                let v = rmqc::protocol::message::decode_record(rec, true).unwrap();
+                let on_f = fstore.look_message_by_offset(v.commit_log_offset).unwrap();
+                assert_eq!(on_f, leader.look_message_by_offset(v.commit_log_offset).unwrap());
+                assert_eq!(&on_f[..], &rec[..]);
+            }
+        }
+    };
+    check_f(&fstore);
+
+    // A restart of f recovers the restarted log.
+    let (fnode, fstore) = ms[f].take().unwrap();
+    close(fnode, fstore).await;
+    ms[f] = Some(open_member(&root(f), &format!("n{f}"), &peers, &net).await);
+    let fstore = ms[f].as_ref().unwrap().1.clone();
+    put(&leader, 460, 480).await;
+    common::wait_until("f dispatched after its restart", Duration::from_secs(60), || dispatched(&fstore) == 480);
+    check_f(&fstore);
+
+    // The group fails over with f: the leader goes, f and g elect one of them, sends go on.
+    let (lnode, lstore) = ms[l].take().unwrap();
+    close(lnode, lstore).await;
+    common::wait_until("a new leader among f and g", Duration::from_secs(60), || leader_of(&ms).is_some());
+    let nl = leader_of(&ms).unwrap();
+    let (new_node, new_leader) = ms[nl].as_ref().unwrap().clone();
+    // As the broker's role change does: once everything committed is dispatched, the queue
+    // offsets continue from the consume queues.
+    common::wait_until("the new leader dispatched what is committed", Duration::from_secs(60), || {
+        let st = new_node.status();
+        st.role == Role::Leader && st.committed >= st.end_index && new_leader.replica_dispatched_index() >= st.committed
+    });
+    new_leader.recompute_queue_offsets();
+    common::wait_async("the new leader takes sends", Duration::from_secs(60), || {
+        let s = new_leader.clone();
+        async move { s.put_message(msg(480)).await.status == PutMessageStatus::PutOk }
+    })
+    .await;
+    for i in 481..500 {
+        assert_eq!(new_leader.put_message(msg(i)).await.status, PutMessageStatus::PutOk, "put {i}");
+    }
+    // (A send the new leader timed out on may have been stored too: at least 500.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = dispatched(&new_leader);
+        let seen: Vec<i64> = [f, g].iter().map(|&i| dispatched(&ms[i].as_ref().unwrap().1)).collect();
+        if n >= 500 && seen.iter().all(|&d| d == n) {
+            break;
+        }
+        let status: Vec<_> = [f, g].iter().map(|&i| ms[i].as_ref().unwrap().0.status()).collect();
+        let qs: Vec<_> = [f, g]
+            .iter()
+            .map(|&i| {
+                let s = &ms[i].as_ref().unwrap().1;
+                (0..2)
+                    .map(|q| (s.min_offset_in_queue("DlClean", q), s.max_offset_in_queue("DlClean", q)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "f (n{f}) and g (n{g}) did not dispatch what n{nl} did in 60 s: leader {n}, f and g {seen:?}, queues {qs:?}, {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for q in 0..2 {
+        assert_eq!(bodies(&ms[f].as_ref().unwrap().1, q), bodies(&ms[g].as_ref().unwrap().1, q), "queue {q}");
+    }
     for m in ms.into_iter().flatten() {
         close(m.0, m.1).await;
     }

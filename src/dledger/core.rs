@@ -252,6 +252,18 @@ pub enum Action<E> {
         /// The entry.
         entry: E,
     },
+    /// Drop the whole log and restart it at `index` with this entry at its own position (the
+    /// leader's log begins there: it deleted every entry before it, all committed, and this log
+    /// cannot continue up to it). DLedger's follower rebuilds its files at the entry's `pos` on
+    /// such a TRUNCATE. The entries before `index` count as committed.
+    Reset {
+        /// The leader's begin index, the new first index.
+        index: i64,
+        /// Term of the entry.
+        term: i64,
+        /// The entry.
+        entry: E,
+    },
     /// As new leader with an uncommitted tail: append an empty entry in the current term and call
     /// [`Core::on_local_append`].
     AppendNoop,
@@ -403,6 +415,12 @@ impl Core {
     /// Whether the owner may append as leader now (leader, no transfer under way).
     pub fn can_append(&self) -> bool {
         self.role == Role::Leader && self.transferee.is_none()
+    }
+    /// The owner could not carry out a log change this core asked for (append, truncate,
+    /// reset): forget what was verified, so that no later answer claims entries the log lacks;
+    /// the next push starts from the log as it is.
+    pub fn log_write_failed(&mut self) {
+        self.verified = -1;
     }
     /// Whether a leadership transfer is under way.
     pub fn transferring(&self) -> bool {
@@ -858,7 +876,10 @@ impl Core {
         log: &L,
         out: &mut Vec<Action<E>>,
     ) -> i32 {
-        if index <= self.verified && index <= *end && self.term_of(index, *end, *last_term, log) == Some(entry_term) {
+        if index <= self.verified
+            && index <= *end
+            && (self.term_of(index, *end, *last_term, log) == Some(entry_term) || self.deleted_committed(index, log))
+        {
             code::SUCCESS
         } else if index == *end + 1 && self.verified == index - 1 && entry_term >= *last_term {
             match entry {
@@ -884,6 +905,12 @@ impl Core {
         } else {
             log.term_at(index)
         }
+    }
+
+    /// Whether `index` lies below this log's begin index (its file was deleted) and was committed
+    /// here: it matches the leader's entry there (leader completeness), though its term is gone.
+    fn deleted_committed<E, L: LogView<E>>(&self, index: i64, log: &L) -> bool {
+        index >= 0 && index < log.begin_index() && index <= self.commit
     }
 
     /// Raises the commit index to what the leader committed, up to the last verified entry.
@@ -948,7 +975,7 @@ impl Core {
                 self.append_one(index, entry_term, entry, &mut end, &mut last_term, log, out)
             }
             PushType::Compare => {
-                if index >= 0 && log.term_at(index) == Some(entry_term) {
+                if index >= 0 && (log.term_at(index) == Some(entry_term) || self.deleted_committed(index, log)) {
                     self.verified = self.verified.max(index);
                     code::SUCCESS
                 } else {
@@ -970,7 +997,9 @@ impl Core {
                     }
                     self.verified = index;
                     code::SUCCESS
-                } else if index == 0 || (index - 1 <= self.verified && index <= end + 1) {
+                } else if index >= log.begin_index().max(0)
+                    && (index == 0 || (index - 1 <= self.verified && index <= end + 1))
+                {
                     match entry {
                         Some(e) if index > self.commit => {
                             if end >= index {
@@ -982,6 +1011,22 @@ impl Core {
                             code::SUCCESS
                         }
                         Some(_) => code::INCONSISTENT_STATE,
+                        None => code::UNEXPECTED_ARGUMENT,
+                    }
+                } else if index > 0 && index > self.commit && commit >= index - 1 {
+                    // The leader's commit covers every entry before `index` and this log cannot
+                    // reach `index` by itself (it ends before `index - 1`, or what it holds there
+                    // is unverified, or `index` lies below its own begin): the leader sends a
+                    // TRUNCATE there only at its begin index, after deleting what came before.
+                    // Start over at `index`, as DLedger's follower does; what is dropped is
+                    // committed (the group has it) or was never committed.
+                    match entry {
+                        Some(e) => {
+                            out.push(Action::Reset { index, term: entry_term, entry: e });
+                            self.verified = index;
+                            end = index;
+                            code::SUCCESS
+                        }
                         None => code::UNEXPECTED_ARGUMENT,
                     }
                 } else {
@@ -1143,6 +1188,13 @@ impl Core {
                     p.next = p.matched + 1;
                 }
             }
+            if p.mode == Mode::Append && p.sent_at == 0 && p.matched + 1 < begin {
+                // What this follower needs next was deleted (below the begin index, e.g. while it
+                // was down): find where its log ends; a COMPARE below the begin becomes a
+                // TRUNCATE at the begin, which restarts its log there.
+                p.mode = Mode::Compare;
+                p.probe = last;
+            }
             match p.mode {
                 Mode::Compare | Mode::Truncate => {
                     if last < 0 || p.sent_at != 0 {
@@ -1234,5 +1286,118 @@ impl Core {
         self.transferee = Some((pref.clone(), now + self.cfg.election_timeout_ms()));
         let term = self.term;
         self.send(out, &pref, Msg::TakeLeadership { term, ledger_index: last });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of `(term, value)` from index 0.
+    struct VecLog(Vec<(i64, u64)>);
+
+    impl LogView<u64> for VecLog {
+        fn last_index(&self) -> i64 {
+            self.0.len() as i64 - 1
+        }
+        fn last_term(&self) -> i64 {
+            self.0.last().map_or(-1, |e| e.0)
+        }
+        fn begin_index(&self) -> i64 {
+            0
+        }
+        fn term_at(&self, index: i64) -> Option<i64> {
+            usize::try_from(index).ok().and_then(|i| self.0.get(i)).map(|e| e.0)
+        }
+        fn entry(&self, index: i64) -> Option<u64> {
+            usize::try_from(index).ok().and_then(|i| self.0.get(i)).map(|e| e.1)
+        }
+        fn entry_size(&self, _index: i64) -> u64 {
+            1
+        }
+    }
+
+    fn pushes_to(acts: &[Action<u64>], to: &str) -> Vec<Msg<u64>> {
+        acts.iter()
+            .filter_map(|a| match a {
+                Action::Send(e) if e.to == to && matches!(e.msg, Msg::Push { .. } | Msg::PushBatch { .. }) => {
+                    Some(e.msg.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn resp(term: i64, kind: PushType, index: i64, code: i32, end_index: i64) -> Envelope<u64> {
+        let count = i64::from(kind != PushType::Commit);
+        Envelope {
+            from: "n1".into(),
+            to: "n0".into(),
+            msg: Msg::PushResp { req_term: term, kind, index, count, term, code, end_index },
+        }
+    }
+
+    /// The livelock fix: a follower that refuses a push and reports an end below what the leader
+    /// counted as matched (it dropped entries of older terms it had acknowledged: a TRUNCATE after
+    /// it stood as candidate and followed again) makes the leader lower `matched` to that end, so
+    /// that after COMPARE finds it there the leader pushes from `end + 1`. Without it the leader
+    /// went back to its old `matched + 1`, the follower refused again, forever.
+    #[test]
+    fn leader_lowers_matched_to_a_refusing_followers_end() {
+        let peers: Vec<String> = ["n0", "n1", "n2"].iter().map(|s| s.to_string()).collect();
+        let mut cfg = CoreConfig::new("n0", &peers);
+        cfg.batch_push = false;
+        let mut log = VecLog((0..10).map(|i| (1 + i / 5, i as u64)).collect());
+        // Term 3 (the log ends in term 2), elected with n1's vote.
+        let mut core = Core::new(cfg, 3, None, -1, 0);
+        let acts = core.tick(2_000, &log);
+        assert!(acts.iter().any(|a| matches!(a, Action::Send(Envelope { msg: Msg::Vote { .. }, .. }))));
+        let vote = Envelope {
+            from: "n1".into(),
+            to: "n0".into(),
+            msg: Msg::VoteResp { req_term: 3, term: 3, result: VoteResult::Accept },
+        };
+        let acts = core.step(2_010, vote, &log);
+        assert_eq!(core.role(), Role::Leader);
+        assert!(
+            pushes_to(&acts, "n1").iter().any(|m| matches!(m, Msg::Push { kind: PushType::Compare, index: 9, .. })),
+            "{acts:?}"
+        );
+        // The leader appends a no-op (an uncommitted tail of an older term).
+        assert!(acts.contains(&Action::AppendNoop));
+        log.0.push((3, 0));
+        core.on_local_append(2_010, &log);
+        let last = log.last_index();
+        // n1 has the leader's log up to 9: APPEND from 10; it acknowledges 10 (matched = 10).
+        let acts = core.step(2_020, resp(3, PushType::Compare, 9, code::SUCCESS, 9), &log);
+        assert!(
+            pushes_to(&acts, "n1")
+                .iter()
+                .any(|m| matches!(m, Msg::Push { kind: PushType::Append, index, .. } if *index == last)),
+            "{acts:?}"
+        );
+        core.step(2_030, resp(3, PushType::Append, last, code::SUCCESS, last), &log);
+        // Two more entries; n1 meanwhile lost everything after 5 (its end is 5 now): it refuses
+        // the APPEND of 11 with INCONSISTENT_STATE and end 5.
+        log.0.push((3, 11));
+        log.0.push((3, 12));
+        let acts = core.on_local_append(2_040, &log);
+        assert!(
+            pushes_to(&acts, "n1").iter().any(|m| matches!(m, Msg::Push { kind: PushType::Append, index: 11, .. })),
+            "{acts:?}"
+        );
+        let acts = core.step(2_050, resp(3, PushType::Append, 11, code::INCONSISTENT_STATE, 5), &log);
+        assert!(
+            pushes_to(&acts, "n1").iter().any(|m| matches!(m, Msg::Push { kind: PushType::Compare, index: 5, .. })),
+            "COMPARE at the follower's end: {acts:?}"
+        );
+        // COMPARE at 5 matches: the next APPEND must start at 6, not after the old matched (10).
+        let acts = core.step(2_060, resp(3, PushType::Compare, 5, code::SUCCESS, 5), &log);
+        let first_append = pushes_to(&acts, "n1").into_iter().find_map(|m| match m {
+            Msg::Push { kind: PushType::Append, index, .. } => Some(index),
+            Msg::PushBatch { first, .. } => Some(first),
+            _ => None,
+        });
+        assert_eq!(first_append, Some(6), "the leader resumes after the follower's end: {acts:?}");
     }
 }

@@ -413,7 +413,6 @@ impl DLedgerServer {
             status: status_tx,
             max_wait: Duration::from_millis(cfg.max_wait_ack_ms),
             last_checkpoint: Instant::now(),
-            behind_warned: None,
             unpushed: false,
         };
         let name = format!("dledger-{}-{}", cfg.group, cfg.self_id);
@@ -911,8 +910,6 @@ struct NodeThread {
     status: watch::Sender<Status>,
     max_wait: Duration,
     last_checkpoint: Instant,
-    /// The leader begin index last warned about (a follower behind it cannot catch up).
-    behind_warned: Option<i64>,
     /// Entries were appended as leader and not yet handed to the core.
     unpushed: bool,
 }
@@ -978,7 +975,6 @@ impl NodeThread {
         match ev {
             Event::Rpc { env, reply } => {
                 let from = env.from.clone();
-                self.warn_if_behind_leader_begin(&env.msg);
                 let acts = self.core.step(now, env, &LogAdapter(&self.log));
                 self.apply(acts, Some((from, reply)));
             }
@@ -1057,12 +1053,34 @@ impl NodeThread {
                 Action::Truncate { from } => {
                     if let Err(e) = self.log.truncate_from(from) {
                         warn!(error = %e, from, "dledger truncate failed");
+                        self.core.log_write_failed();
                         return;
+                    }
+                }
+                Action::Reset { index, term, entry } => {
+                    let (old_begin, old_end) = (self.log.begin_index(), self.log.end_index());
+                    match self.log.reset_to(index, term, entry.pos, &entry.body) {
+                        Ok(_) => warn!(
+                            group = %self.group,
+                            old_begin_index = old_begin,
+                            old_end_index = old_end,
+                            begin_index = index,
+                            pos = entry.pos,
+                            "this follower's log could not reach the leader's first entry (the leader deleted the \
+                             files it lacked): dropped the local log, restarted at the leader's begin index"
+                        ),
+                        Err(e) => {
+                            // The answer (SUCCESS) is dropped: the leader asks again.
+                            warn!(error = %e, index, pos = entry.pos, "dledger log restart at the leader's begin failed");
+                            self.core.log_write_failed();
+                            return;
+                        }
                     }
                 }
                 Action::Append { index, term, entry } => {
                     if let Err(e) = self.log.append_replica(index, term, entry.pos, &entry.body) {
                         warn!(error = %e, index, "dledger follower append failed");
+                        self.core.log_write_failed();
                         return;
                     }
                 }
@@ -1130,27 +1148,6 @@ impl NodeThread {
             if let Some(w) = self.waiters.remove(&k) {
                 let millis = self.max_wait.as_millis() as u64;
                 let _ = w.reply.send(Err(DLedgerError::Timeout { index: k, millis }));
-            }
-        }
-    }
-
-    /// A leader that deleted the files this follower still lacks sends TRUNCATE at its begin
-    /// index, past this log's end: DLedger would restart the log there; this node refuses (the
-    /// leader keeps probing) and says so once per begin index.
-    fn warn_if_behind_leader_begin(&mut self, msg: &Msg<WireEntry>) {
-        if let Msg::Push { kind: super::wire::PushType::Truncate, index, .. } = msg {
-            let end = self.log.end_index();
-            if *index > end + 1 && self.behind_warned != Some(*index) {
-                self.behind_warned = Some(*index);
-                warn!(
-                    group = %self.group,
-                    leader_begin_index = *index,
-                    end_index = end,
-                    "this follower's log ends before the leader's first entry (the leader deleted the files it \
-                     needs): it cannot catch up (not supported: DLedger restarts the log at the leader's begin); \
-                     stop this broker and copy a caught-up member's store (its dledger-<id>/data and index, \
-                     consumequeue/, index/) into its own, under its own dledger-<selfId> name"
-                );
             }
         }
     }

@@ -9,9 +9,13 @@ use proptest::prelude::*;
 
 use super::core::{Action, Core, CoreConfig, Envelope, LogView, Role};
 
+/// A node's log. Entries below `begin` were deleted (cleanup) and are out of the core's view; the
+/// vector keeps them (after a reset: the committed entries the node dropped) so that the safety
+/// checks compare whole logs.
 #[derive(Debug, Clone, Default)]
 struct SimLog {
     entries: Vec<(i64, u64)>,
+    begin: i64,
 }
 
 impl LogView<u64> for SimLog {
@@ -19,19 +23,22 @@ impl LogView<u64> for SimLog {
         self.entries.len() as i64 - 1
     }
     fn last_term(&self) -> i64 {
+        if self.last_index() < self.begin {
+            return -1;
+        }
         self.entries.last().map(|e| e.0).unwrap_or(-1)
     }
     fn begin_index(&self) -> i64 {
-        0
+        self.begin
     }
     fn term_at(&self, index: i64) -> Option<i64> {
-        if index < 0 {
+        if index < self.begin.max(0) {
             return None;
         }
         self.entries.get(index as usize).map(|e| e.0)
     }
     fn entry(&self, index: i64) -> Option<u64> {
-        if index < 0 {
+        if index < self.begin.max(0) {
             return None;
         }
         self.entries.get(index as usize).map(|e| e.1)
@@ -63,6 +70,8 @@ pub(super) struct Cluster {
     preferred: Option<String>,
     /// Batch pushes delivered (to show the property tests exercise them).
     pub(super) batches: u64,
+    /// Logs restarted at a leader's begin index ([`Action::Reset`]).
+    pub(super) resets: u64,
     /// Print every action (`SIMTRACE=1`; `SIMTRACE=heal`: from the healing of `run_ops` on).
     trace: bool,
 }
@@ -112,6 +121,7 @@ impl Cluster {
             next_val: 1,
             preferred,
             batches: 0,
+            resets: 0,
             trace: std::env::var("SIMTRACE").is_ok_and(|v| v != "heal"),
         }
     }
@@ -143,6 +153,21 @@ impl Cluster {
                     let node = &mut self.nodes[n];
                     assert!(from > node.commit, "node {n} truncates committed entry {from} (commit {})", node.commit);
                     node.log.entries.truncate(from.max(0) as usize);
+                    node.log.begin = node.log.begin.min(from.max(0));
+                }
+                Action::Reset { index, term, entry } => {
+                    // Only committed entries are dropped: everything before `index`.
+                    assert!(
+                        index as usize <= self.committed.len(),
+                        "node {n} restarts its log at {index}, but only {} entries are committed",
+                        self.committed.len()
+                    );
+                    assert!(index > self.nodes[n].commit, "node {n} resets at {index} below its commit");
+                    let node = &mut self.nodes[n];
+                    node.log.entries = self.committed[..index as usize].to_vec();
+                    node.log.entries.push((term, entry));
+                    node.log.begin = index;
+                    self.resets += 1;
                 }
                 Action::Append { index, term, entry } => {
                     let node = &mut self.nodes[n];
@@ -284,6 +309,18 @@ impl Cluster {
         true
     }
 
+    /// Deletes node `n`'s leading entries as the cleanup of data files does: the begin index moves
+    /// up by `k` at most, never past the entry after the committed ones, never past the last entry.
+    pub(super) fn clean(&mut self, n: usize, k: usize) {
+        let n = n % self.nodes.len();
+        let node = &mut self.nodes[n];
+        let last = node.log.last_index();
+        let upto = (node.commit + 1).min(last);
+        if upto > node.log.begin {
+            node.log.begin = (node.log.begin + k.max(1) as i64).min(upto);
+        }
+    }
+
     fn crash(&mut self, n: usize) {
         let n = n % self.nodes.len();
         self.nodes[n].up = false;
@@ -366,6 +403,7 @@ enum Op {
     Crash(usize),
     Restart(usize),
     Isolate(Option<usize>),
+    Clean(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -387,6 +425,15 @@ fn op_batch() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => op(),
         2 => (any::<usize>(), 2usize..9).prop_map(|(n, k)| Op::ProposeMany(n, k)),
+    ]
+}
+
+/// [`op_batch`] with cleanups: members delete leading entries (below their commit), so that a
+/// member that was down or cut off comes back behind its leader's begin index.
+fn op_clean() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => op_batch(),
+        1 => (any::<usize>(), 1usize..12).prop_map(|(n, k)| Op::Clean(n, k)),
     ]
 }
 
@@ -418,6 +465,7 @@ fn run_ops(n: usize, seed: u64, ops: &[Op]) {
             }
             Op::Restart(i) => c.restart(*i, seed.wrapping_add(k as u64)),
             Op::Isolate(i) => c.isolate(i.filter(|&i| i < n)),
+            Op::Clean(i, k) => c.clean(*i, *k),
         }
         c.check();
     }
@@ -461,6 +509,16 @@ proptest! {
     #[test]
     fn raft_safety_three_nodes_batch(seed in any::<u64>(), ops in proptest::collection::vec(op_batch(), 1..400)) {
         run_ops(3, seed, &ops);
+    }
+
+    #[test]
+    fn raft_safety_three_nodes_clean(seed in any::<u64>(), ops in proptest::collection::vec(op_clean(), 1..400)) {
+        run_ops(3, seed, &ops);
+    }
+
+    #[test]
+    fn raft_safety_five_nodes_clean(seed in any::<u64>(), ops in proptest::collection::vec(op_clean(), 1..400)) {
+        run_ops(5, seed, &ops);
     }
 
     #[test]
@@ -642,4 +700,44 @@ fn batch_pushes_replicate_under_loss() {
         batches += c.batches;
     }
     assert!(batches > 20, "{batches} batch pushes");
+}
+
+/// A follower down while the leader deleted entries it lacks comes back: the leader's COMPARE
+/// finds its end below the begin index, its TRUNCATE there restarts the follower's log at the
+/// begin index (dropping only committed entries), and the follower catches up and commits.
+#[test]
+fn follower_behind_the_leaders_begin_restarts_there() {
+    let mut c = Cluster::new(3, 9, None);
+    assert!(c.run_until(10_000, |c| c.leaders_now().len() == 1));
+    let l = c.leaders_now()[0];
+    for _ in 0..5 {
+        assert!(c.propose(l));
+    }
+    assert!(c.run_until(5_000, Cluster::converged));
+    let f = (l + 1) % 3;
+    c.crash(f);
+    for _ in 0..30 {
+        assert!(c.propose_many(l, 2));
+        c.advance(10);
+        c.deliver_all();
+    }
+    assert!(c.run_until(5_000, |c| c.nodes[l].commit == c.nodes[l].log.last_index()));
+    let f_end = c.nodes[f].log.last_index();
+    // The leader and the other follower delete everything they committed but the last entry.
+    c.clean(l, 1000);
+    c.clean((l + 2) % 3, 1000);
+    let begin = c.nodes[l].log.begin;
+    assert!(begin > f_end + 1, "the leader deleted entries f lacks: begin {begin}, f's end {f_end}");
+    c.restart(f, 99);
+    assert!(c.propose(l));
+    assert!(c.run_until(10_000, Cluster::converged), "{}", c.summary());
+    assert_eq!(c.resets, 1, "one reset");
+    assert_eq!(c.nodes[f].log.begin, begin, "f's log restarted at the leader's begin index");
+    assert_eq!(c.leaders_now(), vec![l], "the leader kept leading");
+    // A restart of f keeps its log (begin included) and it stays caught up.
+    c.crash(f);
+    c.restart(f, 100);
+    assert!(c.propose(l));
+    assert!(c.run_until(10_000, Cluster::converged), "{}", c.summary());
+    assert_eq!(c.resets, 1, "no second reset");
 }

@@ -270,6 +270,12 @@ impl DLedgerLog {
                 self.committed_index = c.min(self.end_index);
             }
         }
+        // Entries before the first one on disk were committed (files go only below the committed
+        // entries; a reset starts at the leader's begin, with everything before it committed),
+        // whatever an older checkpoint says.
+        if self.begin_index > 0 && self.committed_index < self.begin_index - 1 {
+            self.committed_index = self.begin_index - 1;
+        }
         Ok(())
     }
 
@@ -305,7 +311,12 @@ impl DLedgerLog {
                 )));
             }
         }
-        let f = self.index.last_or_create(off)?;
+        let f = if self.index.is_empty() {
+            // The index starts at this unit (after a reset at a later index, or rebuilt there).
+            self.index.restart_at(off)?
+        } else {
+            self.index.last_or_create(off)?
+        };
         let rel = (off - f.from_offset()) as usize;
         if rel != f.wrote_pos() {
             return Err(corrupt(format!(
@@ -454,6 +465,39 @@ impl DLedgerLog {
             Some(e) => Err(e),
             None => Ok(deleted),
         }
+    }
+
+    /// Drops the whole log and restarts it at `index` with this entry at `pos`, the position it
+    /// has in the leader's log (DLedger's `truncate` rebuilding its files at the entry's
+    /// position): a follower whose log cannot reach the leader's begin index. `pos` must start a
+    /// data file (the leader's first entry always does: whole files are deleted); the entries
+    /// before `index` count as committed. Data files go first, then index files; the new entry
+    /// and its unit are flushed and the checkpoint written before this returns, so a crash
+    /// leaves either an empty log or the new one.
+    pub fn reset_to(&mut self, index: i64, term: i64, pos: i64, body: &[u8]) -> Result<EntryMeta> {
+        let size = self.cfg.data_file_size;
+        if index <= 0 || pos < 0 || pos as u64 % size != 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "cannot restart the log at entry {index} at {pos}: not the start of a data file of {size} bytes"
+            )));
+        }
+        if index <= self.committed_index {
+            return Err(StoreError::InvalidArgument(format!(
+                "refusing to restart the log at {index}: committed up to {}",
+                self.committed_index
+            )));
+        }
+        self.data.restart_at(pos as u64)?;
+        self.index.clear()?;
+        self.begin_index = -1;
+        self.end_index = index - 1;
+        self.end_term = -1;
+        self.committed_index = index - 1;
+        let m = self.append_replica(index, term, pos, body)?;
+        self.data.flush(0)?;
+        self.index.flush(0)?;
+        self.persist_checkpoint()?;
+        Ok(m)
     }
 
     /// Drops every entry from `index` on (an uncommitted suffix the leader does not have). Refuses
@@ -788,6 +832,72 @@ mod tests {
         let log = DLedgerLog::open(c).unwrap();
         assert_eq!((log.begin_index(), log.end_index()), (begin, 30));
         assert_eq!(&log.get(30).unwrap().1[..], b"after cleanup");
+    }
+
+    #[test]
+    fn reset_restarts_the_log_at_the_leaders_begin_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = |sub: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path().join("b/dledger-n0").join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let mut c = cfg(&dir.path().join("a"), 256);
+        c.index_file_size = 32 * 4;
+        let mut leader = DLedgerLog::open(c).unwrap();
+        let mut fc = cfg(&dir.path().join("b"), 256);
+        fc.index_file_size = 32 * 4;
+        let mut follower = DLedgerLog::open(fc.clone()).unwrap();
+        for i in 0..40 {
+            let m = leader.append(1, &body(i), |_, _| {}).unwrap();
+            if i < 5 {
+                let (_, b) = leader.get(i).unwrap();
+                follower.append_replica(m.index, m.term, m.pos, &b).unwrap();
+            }
+        }
+        follower.set_committed(3);
+        leader.set_committed(39);
+        leader.delete_leading_files(100, u64::MAX, |_| true).unwrap();
+        let begin = leader.begin_index();
+        assert!(begin > 6, "{begin}");
+        let (m, b) = leader.get(begin).unwrap();
+        // Not at the start of a data file, or at or below the committed index: refused.
+        assert!(follower.reset_to(begin, m.term, m.pos + 1, &b).is_err());
+        assert!(follower.reset_to(3, m.term, 0, &b).is_err());
+        assert_eq!(follower.end_index(), 4);
+        let r = follower.reset_to(begin, m.term, m.pos, &b).unwrap();
+        assert_eq!(r, m);
+        assert_eq!(
+            (follower.begin_index(), follower.end_index(), follower.committed_index()),
+            (begin, begin, begin - 1)
+        );
+        assert!(follower.get(4).is_none() && follower.term_at(begin - 1).is_none());
+        assert_eq!(follower.data_queue().min_offset(), m.pos as u64);
+        assert_eq!(files("data"), vec![format!("{:020}", m.pos)]);
+        // The index restarts at the file holding the begin index's unit.
+        let unit_file = (begin as u64 * 32) / (32 * 4) * (32 * 4);
+        assert_eq!(files("index"), vec![format!("{unit_file:020}")]);
+        // Entries follow at the leader's positions.
+        for i in begin + 1..=39 {
+            let (m, b) = leader.get(i).unwrap();
+            assert_eq!(follower.append_replica(i, m.term, m.pos, &b).unwrap(), m);
+        }
+        follower.set_committed(39);
+        follower.flush().unwrap();
+        drop(follower);
+        let follower = DLedgerLog::open(fc.clone()).unwrap();
+        assert_eq!((follower.begin_index(), follower.end_index(), follower.committed_index()), (begin, 39, 39));
+        for i in begin..=39 {
+            assert_eq!(follower.get(i).unwrap().0, leader.meta(i).unwrap());
+        }
+        drop(follower);
+        // A checkpoint older than the reset still gives a committed index below the begin.
+        std::fs::write(dir.path().join("b/dledger-n0/checkpoint"), "endIndex=4\ncommittedIndex=3\n").unwrap();
+        let follower = DLedgerLog::open(fc).unwrap();
+        assert_eq!((follower.begin_index(), follower.committed_index()), (begin, begin - 1));
     }
 
     #[test]

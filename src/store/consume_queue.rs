@@ -214,6 +214,16 @@ impl ConsumeQueue {
         }
         let expected = queue_offset as u64 * CQ_UNIT_SIZE as u64;
         let fsize = self.files.file_size();
+        if !self.files.is_empty()
+            && expected > self.files.max_offset()
+            && self.min_offset_in_queue() >= self.max_offset_in_queue()
+        {
+            // Every entry points at deleted data and this one comes after a gap (the commitlog
+            // restarted later: a DLedger follower reset at its leader's begin): start the files
+            // over at this offset instead of writing a filler for each offset of the gap.
+            tracing::info!(topic = %self.topic, queue = self.queue_id, queue_offset, "consume queue restarts after a gap");
+            self.files.clear()?;
+        }
         if self.files.is_empty() && expected > 0 {
             let start = expected - expected % fsize;
             let f = self.files.create_file(start)?;

@@ -168,6 +168,12 @@ impl Shared {
         // Bounded rounds: publish regularly so readers see progress during a long catch-up.
         for _ in 0..4096 {
             let at = self.reput_from.load(Ordering::Acquire);
+            let min = self.commitlog.min_offset();
+            if at < min {
+                self.data_restarted_at(at, min);
+                progressed = true;
+                continue;
+            }
             let committed = log.committed_index();
             match log.step(at) {
                 LogStep::Wait => {
@@ -230,6 +236,24 @@ impl Shared {
             self.publish(&mut arrivals);
         }
         progressed
+    }
+
+    /// The replicated log's data now starts past the dispatch position (a follower's log restarted
+    /// at its leader's begin index: the leader had deleted what it lacked). Nothing before `min`
+    /// exists any more: consume queues and index drop what points there and queue min offsets
+    /// move up, as after a commitlog cleanup, and dispatch goes on at `min` (Apache's reput
+    /// service moves to the commitlog's min offset likewise).
+    fn data_restarted_at(&self, at: i64, min: i64) {
+        tracing::warn!(dispatched = at, min_offset = min, "commitlog data now starts past the dispatched position");
+        for q in self.cqs.all() {
+            if let Err(e) = q.delete_expired(min) {
+                tracing::error!(topic = q.topic(), queue_id = q.queue_id(), error = %e, "cannot cut consume queue");
+            }
+        }
+        if let Err(e) = self.index.delete_expired(min) {
+            tracing::error!(error = %e, "cannot delete index files");
+        }
+        self.reput_from.store(min, Ordering::Release);
     }
 
     fn publish(&self, arrivals: &mut Arrivals) {

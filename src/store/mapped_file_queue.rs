@@ -292,6 +292,41 @@ impl MappedFileQueue {
         Ok(())
     }
 
+    /// Deletes every file (and prepared file), keeping the directory.
+    pub fn clear(&self) -> Result<()> {
+        let mut prepared = self.prepared.lock();
+        self.drop_prepared(&mut prepared)?;
+        let mut files = self.files.write();
+        for f in files.drain(..) {
+            f.destroy()?;
+        }
+        drop(files);
+        drop(prepared);
+        self.set_flushed_where(0);
+        Ok(())
+    }
+
+    /// Deletes every file (and prepared file), then starts over with the file holding `offset`,
+    /// written up to `offset` (zeros before it): a log restarted at a later position.
+    pub fn restart_at(&self, offset: u64) -> Result<Arc<MappedFile>> {
+        let mut prepared = self.prepared.lock();
+        self.drop_prepared(&mut prepared)?;
+        let mut files = self.files.write();
+        for f in files.drain(..) {
+            f.destroy()?;
+        }
+        let start = offset - offset % self.file_size;
+        let f = MappedFile::create(&self.dir.join(offset_to_file_name(start)), start, self.file_size as usize)?;
+        let rel = (offset - start) as usize;
+        f.set_wrote_pos(rel);
+        f.set_flushed_pos(rel);
+        files.push(Arc::clone(&f));
+        drop(files);
+        drop(prepared);
+        self.set_flushed_where(offset);
+        Ok(f)
+    }
+
     /// Deletes the first files whose whole content lies before `offset`.
     pub fn delete_files_before(&self, offset: u64) -> Result<usize> {
         let mut files = self.files.write();

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use rmqc::dledger::commitlog::DLedgerCommitLog;
 use rmqc::dledger::core::Role;
 use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
-use rmqc::remoting::{RemotingServer, ServerConfig};
+use rmqc::dledger::wire;
+use rmqc::remoting::{ClientConfig, RemotingClient, RemotingCommand, RemotingServer, ServerConfig};
 use rmqc::store::cleanup::{CleanupClock, CleanupPolicy, DiskProbe, PartitionUsage};
 use rmqc::store::config::MessageStoreConfig;
 use rmqc::store::message::MessageInner;
@@ -313,6 +314,30 @@ async fn replicas_clean_their_own_files_and_a_follower_behind_the_leaders_begin_
     // The group goes on: the leader pushes g the entries after its (moved) begin.
     put(&leader, 400, 440).await;
     common::wait_until("g dispatched", Duration::from_secs(30), || dispatched(&ms[g].as_ref().unwrap().1) == 440);
+    // g answers a push with its moved begin index, as DLedger's follower does (DLedger's leader
+    // compares with it to find a follower it must restart at its own begin).
+    let (gnode, lnode) = (ms[g].as_ref().unwrap().0.clone(), ms[l].as_ref().unwrap().0.clone());
+    let g_begin = gnode.status().begin_index;
+    assert!(g_begin > 0, "g's begin index moved with its cleanup: {:?}", gnode.status());
+    let push = wire::PushEntryRequest {
+        base: wire::Base {
+            group: Some("RaftClean3".into()),
+            remote_id: Some(format!("n{g}")),
+            local_id: Some(format!("n{l}")),
+            leader_id: Some(format!("n{l}")),
+            term: lnode.status().term,
+            ..Default::default()
+        },
+        commit_index: lnode.status().committed,
+        kind: wire::PushType::Commit,
+        ..Default::default()
+    };
+    let client = RemotingClient::new(ClientConfig::default());
+    let req = RemotingCommand::request(wire::request::PUSH).with_body(wire::encode(&push));
+    let r = client.invoke(&format!("127.0.0.1:{}", base + g as u16), req, Duration::from_secs(10)).await.unwrap();
+    let resp: wire::PushEntryResponse = wire::decode("PushEntryResponse", &r.body).unwrap();
+    assert_eq!(resp.base.code, wire::code::SUCCESS, "{resp:?}");
+    assert_eq!((resp.begin_index, resp.end_index), (g_begin, gnode.status().end_index), "{resp:?}");
 
     // f comes back behind the leader's begin index and catches up without help.
     ms[f] = Some(open_member(&root(f), &format!("n{f}"), &peers, &net).await);

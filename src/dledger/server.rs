@@ -225,6 +225,8 @@ pub struct Status {
     pub leader: Option<String>,
     /// Committed index.
     pub committed: i64,
+    /// First index (moves with cleanup and a follower's restart at the leader's begin).
+    pub begin_index: i64,
     /// Last index.
     pub end_index: i64,
 }
@@ -375,6 +377,7 @@ impl DLedgerServer {
             term: ts.term,
             leader: None,
             committed: log.committed_index(),
+            begin_index: log.begin_index(),
             end_index: log.end_index(),
         });
         let (ev_tx, ev_rx) = std_mpsc::sync_channel(EVENT_QUEUE);
@@ -841,11 +844,13 @@ impl RpcHandler {
                     Some(Msg::PushResp { term, code, end_index, .. }) => (term, code, end_index),
                     _ => (self.status.borrow().term, code::INTERNAL_ERROR, -1),
                 };
-                // As DLedger's `buildResponse`: the first index and the count of the request.
+                // As DLedger's `buildResponse`: the first index and the count of the request, and
+                // (as its follower fills them in) this log's begin and end: DLedger's leader compares
+                // with the begin index to find a follower it must restart at its own begin.
                 let resp = PushEntryResponse {
                     base: p.base.reply(c, term),
                     index: (p.kind != wire::PushType::Commit).then_some(index),
-                    begin_index: 0,
+                    begin_index: self.status.borrow().begin_index,
                     end_index: end,
                     count,
                 };
@@ -1158,6 +1163,7 @@ impl NodeThread {
             term: self.core.term(),
             leader: self.core.leader().map(str::to_string),
             committed: self.log.committed_index(),
+            begin_index: self.log.begin_index(),
             end_index: self.log.end_index(),
         };
         self.status.send_if_modified(|s| {

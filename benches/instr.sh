@@ -44,7 +44,14 @@ start() { # $1: wrapper ("" or valgrind ...)
   RUST_LOG=warn HOME="$work" $1 $bin/mqbrokercontainer -c "$work/c.conf" > "$work/container.out" 2>&1 &
   pid=$!
   wait_port "$port" 600 0.1
-  sleep 1
+  # Under callgrind on a loaded machine the broker may register well after its port opens: wait
+  # until a send goes through (at most 120 tries, 1 s apart).
+  for _ in $(seq 120); do
+    $bin/mqbench producer -n 127.0.0.1:$ns -t Instr -b bench-async -w 1 -s 16 -q 1 --interval 3600 >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "the broker did not take a send within 120 s" >&2
+  return 1
 }
 bench() { $bin/mqbench producer -n 127.0.0.1:$ns -t Instr -b bench-async -w 64 -s 1024 -q "$1" --interval 3600 --json | tail -1; }
 total() { grep -h '^totals:' "$@" | awk '{s+=$2} END {printf "%.0f\n", s}'; }

@@ -25,6 +25,17 @@ use crate::store::{MessageStore, PutMessageResult};
 /// An error answer: response code and remark.
 pub type Refusal = (i32, String);
 
+/// What a send needs of its topic's config (read without copying the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendQueues {
+    /// Permission bits.
+    pub perm: i32,
+    /// Readable queues.
+    pub read_queue_nums: i32,
+    /// Writable queues.
+    pub write_queue_nums: i32,
+}
+
 const FAQ: &str = "\nSee https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.";
 
 /// Counters shown by GET_BROKER_RUNTIME_INFO.
@@ -236,11 +247,7 @@ impl BrokerCore {
     }
 
     /// The topic a send goes to: validated, created from the default topic if allowed, writable.
-    pub fn topic_for_send(
-        &self,
-        h: &SendMessageRequestHeader,
-        conn: &ConnectionHandle,
-    ) -> Result<TopicConfig, Refusal> {
+    pub fn topic_for_send(&self, h: &SendMessageRequestHeader, conn: &ConnectionHandle) -> Result<SendQueues, Refusal> {
         let topic = h.topic.as_str();
         if let Err(e) = super::meta::topic::validate_topic(topic) {
             return Err((response::INVALID_PARAMETER, e.to_string()));
@@ -249,8 +256,13 @@ impl BrokerCore {
             return Err((response::NO_PERMISSION, format!("Sending message to topic[{topic}] is forbidden.")));
         }
         let topics = &self.meta.topics;
-        let found = match topics.select(topic) {
-            Some(tc) => Some(tc),
+        let queues = |tc: &TopicConfig| SendQueues {
+            perm: tc.perm,
+            read_queue_nums: tc.read_queue_nums,
+            write_queue_nums: tc.write_queue_nums,
+        };
+        let found = match topics.select_with(topic, queues) {
+            Some(q) => Some(q),
             None => {
                 let created = if topic.starts_with(RETRY_PREFIX) {
                     topics.create_topic_in_send_back(topic, 1, perm::READ | perm::WRITE, false, 0).map(Some)
@@ -266,7 +278,7 @@ impl BrokerCore {
                 match created {
                     Ok(Some(tc)) => {
                         self.wake_registration.notify_one();
-                        Some(tc)
+                        Some(queues(&tc))
                     }
                     Ok(None) => None,
                     Err(e) => return Err((response::SYSTEM_ERROR, e.to_string())),
@@ -397,16 +409,23 @@ impl BrokerCore {
 
     /// Stores one message; on a SYNC_MASTER with `inSyncReplicas >= 2` waits for the slaves.
     pub async fn put_message(&self, m: MessageInner) -> PutMessageResult {
-        let wait = Self::wants_replica_wait(&m);
+        // The WAIT property is looked up only where replicas are waited for.
+        let wait = self.waits_for_replicas() && Self::wants_replica_wait(&m);
         let r = self.store.put_message(m).await;
         self.await_replicas(r, wait).await
     }
 
     /// Stores a batch; on a SYNC_MASTER with `inSyncReplicas >= 2` waits for the slaves.
     pub async fn put_messages(&self, msgs: &[MessageInner]) -> PutMessageResult {
-        let wait = msgs.first().is_some_and(Self::wants_replica_wait);
+        let wait = self.waits_for_replicas() && msgs.first().is_some_and(Self::wants_replica_wait);
         let r = self.store.put_messages(msgs).await;
         self.await_replicas(r, wait).await
+    }
+
+    /// True when a stored put may wait for slaves (see [`BrokerCore::await_replicas`]).
+    fn waits_for_replicas(&self) -> bool {
+        let cfg = self.config();
+        cfg.broker_role == BrokerRole::SyncMaster && cfg.in_sync_replicas >= 2 && !self.store.is_replicated()
     }
 
     fn wants_replica_wait(m: &MessageInner) -> bool {

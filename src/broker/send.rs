@@ -11,6 +11,7 @@ use super::delay::{apply_delay, prop, RETRY_PREFIX};
 use crate::protocol::codes::{request, response};
 use crate::protocol::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::protocol::message::{self, decode_batch_body};
+use crate::remoting::command::{CommandHeader, ExtFields};
 use crate::remoting::{BoxFuture, ConnectionHandle, RemotingCommand, RequestProcessor};
 use crate::store::commitlog::PutMessageStatus;
 use crate::store::MessageInner;
@@ -20,7 +21,7 @@ use crate::store::PutMessageResult;
 pub fn put_status_response(
     status: PutMessageStatus,
     max_message_size: usize,
-    disk_info: &str,
+    disk_info: impl FnOnce() -> String,
 ) -> (i32, Option<String>) {
     match status {
         PutMessageStatus::PutOk => (response::SUCCESS, None),
@@ -36,7 +37,8 @@ pub fn put_status_response(
         PutMessageStatus::ServiceNotAvailable => (
             response::SERVICE_NOT_AVAILABLE,
             Some(format!(
-                "service not available now. It may be caused by one of the following reasons: the broker's disk is full [{disk_info}], messages are put to the slave, message store has been shut down, etc."
+                "service not available now. It may be caused by one of the following reasons: the broker's disk is full [{}], messages are put to the slave, message store has been shut down, etc.",
+                disk_info()
             )),
         ),
         PutMessageStatus::OsPageCacheBusy => {
@@ -58,6 +60,22 @@ pub fn build_message(
     store_host: SocketAddr,
     cluster: &str,
 ) -> MessageInner {
+    let mut m = message_of(h, queue_id, body, born_host, store_host);
+    m.properties = h.properties.clone().unwrap_or_default();
+    if message::find_property(&m.properties, prop::CLUSTER).is_none() {
+        m.push_property(prop::CLUSTER, cluster);
+    }
+    m
+}
+
+/// The inner message of a single send without its properties.
+fn message_of(
+    h: &SendMessageRequestHeader,
+    queue_id: i32,
+    body: Bytes,
+    born_host: SocketAddr,
+    store_host: SocketAddr,
+) -> MessageInner {
     let mut m = MessageInner::new(h.topic.clone(), queue_id, body);
     m.flag = h.flag;
     m.sys_flag = h.sys_flag;
@@ -65,11 +83,36 @@ pub fn build_message(
     m.born_host = born_host;
     m.store_host = store_host;
     m.reconsume_times = h.reconsume_times.unwrap_or(0);
-    m.properties = h.properties.clone().unwrap_or_default();
-    if message::find_property(&m.properties, prop::CLUSTER).is_none() {
-        m.push_property(prop::CLUSTER, cluster);
-    }
     m
+}
+
+/// The properties the single-send path looks at, found in one pass over the properties string
+/// (each is what `find_property` gives).
+struct SendProps<'a> {
+    cluster: Option<&'a str>,
+    uniq_key: Option<&'a str>,
+    /// None of the properties that make a send special (half, timer, delay) is there: the
+    /// transaction, timer and delay rewrites would leave the message as it is.
+    plain: bool,
+}
+
+impl<'a> SendProps<'a> {
+    fn scan(properties: &'a str) -> Self {
+        let [cluster, uniq_key, tran, delay, sec, ms, at] = message::find_properties(
+            properties,
+            [
+                prop::CLUSTER,
+                message::property::UNIQ_KEY,
+                prop::TRAN_MSG,
+                message::property::DELAY,
+                message::property::TIMER_DELAY_SEC,
+                message::property::TIMER_DELAY_MS,
+                message::property::TIMER_DELIVER_MS,
+            ],
+        );
+        let plain = tran.is_none() && delay.is_none() && sec.is_none() && ms.is_none() && at.is_none();
+        SendProps { cluster, uniq_key, plain }
+    }
 }
 
 /// Answers the send requests.
@@ -83,10 +126,11 @@ impl SendProcessor {
         SendProcessor { core }
     }
 
-    async fn send(&self, conn: &ConnectionHandle, req: RemotingCommand) -> RemotingCommand {
+    async fn send(&self, conn: &ConnectionHandle, mut req: RemotingCommand) -> RemotingCommand {
         let v2 =
             matches!(req.code, request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE | request::SEND_REPLY_MESSAGE_V2);
-        let h = match SendMessageRequestHeader::read(&req.ext_fields, v2) {
+        // The header's strings are moved out: below, the request is needed only to answer it.
+        let mut h = match SendMessageRequestHeader::take(&mut req.ext_fields, v2) {
             Ok(h) => h,
             Err(e) => return RemotingCommand::error(&req, response::SYSTEM_ERROR, e.to_string()),
         };
@@ -104,13 +148,14 @@ impl SendProcessor {
             return RemotingCommand::error(
                 &req,
                 response::INVALID_PARAMETER,
-                format!("request queueId[{queue_id}] is illegal, {:?} Producer: {}", topic.topic_name, conn.peer()),
+                format!("request queueId[{queue_id}] is illegal, {:?} Producer: {}", h.topic, conn.peer()),
             );
         }
         let store_host = core.store_host();
-        let cluster = core.config().broker_cluster_name.clone();
+        let cfg = core.config();
+        let cluster = cfg.broker_cluster_name.as_str();
         let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch == Some(true);
-        let result = if batch {
+        let (result, transaction_id) = if batch {
             let items = match decode_batch_body(&req.body) {
                 Ok(items) if !items.is_empty() => items,
                 Ok(_) => {
@@ -130,11 +175,11 @@ impl SendProcessor {
             let msgs: Vec<MessageInner> = items
                 .into_iter()
                 .map(|it| {
-                    let mut m = build_message(&h, queue_id, it.body, conn.peer(), store_host, &cluster);
+                    let mut m = build_message(&h, queue_id, it.body, conn.peer(), store_host, cluster);
                     m.flag = it.flag;
                     m.properties = it.properties;
                     if message::find_property(&m.properties, prop::CLUSTER).is_none() {
-                        m.push_property(prop::CLUSTER, &cluster);
+                        m.push_property(prop::CLUSTER, cluster);
                     }
                     m
                 })
@@ -142,22 +187,34 @@ impl SendProcessor {
             if msgs.iter().any(|m| message::find_property(&m.properties, message::property::DELAY).is_some()) {
                 return RemotingCommand::error(&req, response::MESSAGE_ILLEGAL, "batch message does not support delay");
             }
-            core.put_messages(&msgs).await
+            let uniq = h.properties.as_deref().and_then(|p| message::find_property(p, message::property::UNIQ_KEY));
+            (core.put_messages(&msgs).await, uniq.map(str::to_string))
         } else {
-            let mut m = build_message(&h, queue_id, req.body.clone(), conn.peer(), store_host, &cluster);
+            // One pass over the properties for what this path needs; they then move into the message.
+            let properties = h.properties.take().unwrap_or_default();
+            let found = SendProps::scan(&properties);
+            let transaction_id = found.uniq_key.map(str::to_string);
+            let (has_cluster, plain) = (found.cluster.is_some(), found.plain);
+            let mut m = message_of(&h, queue_id, req.body.clone(), conn.peer(), store_host);
+            m.properties = properties;
+            if !has_cluster {
+                m.push_property(prop::CLUSTER, cluster);
+            }
             if let Some(resp) = self.route_retry_to_dlq(&req, &h, &mut m) {
                 return resp;
             }
-            if let Err((code, remark)) = super::transaction::prepare_half(core, &mut m) {
-                return RemotingCommand::error(&req, code, remark);
+            if !plain {
+                if let Err((code, remark)) = super::transaction::prepare_half(core, &mut m) {
+                    return RemotingCommand::error(&req, code, remark);
+                }
+                if let Err((code, remark)) = super::timer::apply_timer(core, &mut m) {
+                    return RemotingCommand::error(&req, code, remark);
+                }
+                apply_delay(&mut m, core.max_delay_level());
             }
-            if let Err((code, remark)) = super::timer::apply_timer(core, &mut m) {
-                return RemotingCommand::error(&req, code, remark);
-            }
-            apply_delay(&mut m, core.max_delay_level());
-            core.put_message(m).await
+            (core.put_message(m).await, transaction_id)
         };
-        self.answer(&req, &h, queue_id, result)
+        self.answer(&req, &h, queue_id, result, transaction_id)
     }
 
     /// A message sent to `%RETRY%group` that has been reconsumed too often goes to `%DLQ%group`.
@@ -188,26 +245,29 @@ impl SendProcessor {
         h: &SendMessageRequestHeader,
         queue_id: i32,
         r: PutMessageResult,
+        transaction_id: Option<String>,
     ) -> RemotingCommand {
-        let (code, remark) = put_status_response(r.status, self.core.max_message_size(), &self.core.disk_info());
+        let (code, remark) = put_status_response(r.status, self.core.max_message_size(), || self.core.disk_info());
         let mut resp = RemotingCommand::response_to(req, code, remark);
-        if let (true, Some(a)) = (r.status.is_stored(), r.append.as_ref()) {
-            let uniq = h.properties.as_deref().and_then(|p| message::find_property(p, message::property::UNIQ_KEY));
+        resp.ext_fields = ExtFields::with_capacity(6);
+        if let (true, Some(a)) = (r.status.is_stored(), r.append) {
             let header = SendMessageResponseHeader {
-                msg_id: a.msg_id.clone(),
+                msg_id: a.msg_id,
                 queue_id,
                 queue_offset: a.logics_offset,
-                transaction_id: uniq.map(str::to_string),
+                transaction_id,
                 batch_uniq_id: None,
             };
-            resp = resp.with_header(&header);
+            header.write_ext_fields(&mut resp.ext_fields);
             self.core.stats_put(&h.topic, a.msg_num, a.wrote_bytes);
             debug!(topic = %h.topic, queue_id, offset = a.logics_offset, "stored");
         } else if code != response::SUCCESS {
             warn!(topic = %h.topic, status = r.status.name(), "send refused");
         }
         let cfg = self.core.config();
-        resp.with_ext("MSG_REGION", cfg.region_id.clone()).with_ext("TRACE_ON", cfg.trace_on.to_string())
+        resp.ext_fields.insert_static("MSG_REGION", cfg.region_id.clone());
+        resp.ext_fields.insert_static("TRACE_ON", String::from(if cfg.trace_on { "true" } else { "false" }));
+        resp
     }
 
     async fn send_back(&self, req: RemotingCommand) -> RemotingCommand {

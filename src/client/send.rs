@@ -42,5 +42,5 @@ pub fn send_request(code: i32, header: &SendMessageRequestHeader, body: Bytes) -
 
 /// Like [`send_request`], moving the header's strings instead of copying them.
 pub fn send_request_owned(code: i32, header: SendMessageRequestHeader, body: Bytes) -> RemotingCommand {
-    RemotingCommand::request_with_header(code, &header.into_v2()).with_body(body)
+    RemotingCommand::request_with_header_owned(code, header.into_v2()).with_body(body)
 }

@@ -174,9 +174,14 @@ pub fn body_crc(body: &[u8]) -> i32 {
 pub fn encode_properties<K: AsRef<str>, V: AsRef<str>>(props: impl IntoIterator<Item = (K, V)>) -> String {
     let mut s = String::new();
     for (k, v) in props {
-        s.push_str(k.as_ref());
+        let (k, v) = (k.as_ref(), v.as_ref());
+        if s.capacity() == 0 {
+            // Room for a few usual properties at once rather than doubling from 8 bytes.
+            s.reserve(96.max(k.len() + v.len() + 2));
+        }
+        s.push_str(k);
         s.push(NAME_VALUE_SEPARATOR);
-        s.push_str(v.as_ref());
+        s.push_str(v);
         s.push(PROPERTY_SEPARATOR);
     }
     s
@@ -222,6 +227,33 @@ pub fn find_property<'a>(s: &'a str, name: &str) -> Option<&'a str> {
         start = end + 1;
     }
     None
+}
+
+/// Finds several properties in one pass: `out[k]` is what `find_property(s, names[k])` gives.
+/// Every name must be non-empty and free of both separators (the well-known names are).
+pub fn find_properties<'a, const N: usize>(s: &'a str, names: [&str; N]) -> [Option<&'a str>; N] {
+    let mut out = [None; N];
+    let mut missing = N;
+    for seg in s.split(PROPERTY_SEPARATOR) {
+        // The name runs up to the segment's first NAME_VALUE_SEPARATOR; the value is not empty.
+        let Some(i) = seg.as_bytes().iter().position(|&c| c == NAME_VALUE_SEPARATOR as u8) else { continue };
+        if i == 0 || i + 1 >= seg.len() {
+            continue;
+        }
+        let name = &seg[..i];
+        for (k, n) in names.iter().enumerate() {
+            if out[k].is_none() && *n == name {
+                debug_assert!(!n.contains(NAME_VALUE_SEPARATOR) && !n.contains(PROPERTY_SEPARATOR));
+                out[k] = Some(&seg[i + 1..]);
+                missing -= 1;
+                if missing == 0 {
+                    return out;
+                }
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Record length from its variable parts (spec §1 length formula).
@@ -802,6 +834,19 @@ mod tests {
         let m = parse_properties("\u{1}x\u{2}a\u{1}\u{2}ok\u{1}1\u{2}bad\u{2}");
         assert_eq!(m.len(), 1);
         assert_eq!(find_property("a\u{1}b\u{1}c\u{2}", "a"), Some("b\u{1}c"));
+        for s in [
+            "",
+            "UNIQ_KEY\u{1}u1\u{2}KEYS\u{1}k\u{2}WAIT\u{1}true\u{2}",
+            "KEYS\u{1}\u{2}KEYS\u{1}k2\u{2}UNIQ_KEY\u{1}a\u{1}b\u{2}\u{1}x\u{2}WAIT",
+            "WAIT\u{1}false\u{2}WAIT\u{1}true\u{2}TAGS\u{1}t",
+            "\u{2}\u{2}\u{1}\u{1}UNIQ_KEYS\u{1}no\u{2}UNIQ_KE\u{1}no\u{2}",
+        ] {
+            let names = ["UNIQ_KEY", "KEYS", "WAIT", "TAGS"];
+            let found = find_properties(s, names);
+            for (k, n) in names.iter().enumerate() {
+                assert_eq!(found[k], find_property(s, n), "{s:?} {n:?}");
+            }
+        }
     }
 
     #[test]

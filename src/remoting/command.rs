@@ -168,7 +168,16 @@ impl RemotingCommand {
     /// A new request whose `extFields` come from a typed header.
     pub fn request_with_header<H: CommandHeader>(code: i32, header: &H) -> Self {
         let mut cmd = Self::request(code);
+        cmd.ext_fields = ExtFields::with_capacity(16);
         header.write_ext_fields(&mut cmd.ext_fields);
+        cmd
+    }
+
+    /// Like [`RemotingCommand::request_with_header`], moving the header's strings into `extFields`.
+    pub fn request_with_header_owned<H: CommandHeader>(code: i32, header: H) -> Self {
+        let mut cmd = Self::request(code);
+        cmd.ext_fields = ExtFields::with_capacity(16);
+        header.into_ext_fields(&mut cmd.ext_fields);
         cmd
     }
 
@@ -366,15 +375,42 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// How many bytes at the start of `b` a JSON string holds as they are (none is `"`, `\\` or a
+/// control character): eight bytes at a time.
+#[inline]
+fn plain_prefix(b: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    for chunk in b.chunks_exact(8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(a);
+        let quote = w ^ (LO * b'"' as u64);
+        let slash = w ^ (LO * b'\\' as u64);
+        // The lowest flagged byte of each test is exact (a borrow only flags bytes above a hit).
+        let hit =
+            ((w.wrapping_sub(LO * 0x20) & !w) | (quote.wrapping_sub(LO) & !quote) | (slash.wrapping_sub(LO) & !slash))
+                & HI;
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !needs_escape(b[i]) {
+        i += 1;
+    }
+    i
+}
+
 fn push_json_string(out: &mut BytesMut, v: &str) {
     out.put_u8(b'"');
     let bytes = v.as_bytes();
     let mut run = 0; // start of the bytes not written yet
-    for (i, &b) in bytes.iter().enumerate() {
-        if !needs_escape(b) {
-            continue;
-        }
+    loop {
+        let i = run + plain_prefix(&bytes[run..]);
         out.extend_from_slice(&bytes[run..i]);
+        let Some(&b) = bytes.get(i) else { break };
         run = i + 1;
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -390,7 +426,6 @@ fn push_json_string(out: &mut BytesMut, v: &str) {
             }
         }
     }
-    out.extend_from_slice(&bytes[run..]);
     out.put_u8(b'"');
 }
 
@@ -504,7 +539,8 @@ fn decode_json_header_fast(header: &[u8]) -> Option<RemotingCommand> {
                     set_once(&mut remark, r)?;
                 }
                 "extFields" => {
-                    let mut m = ExtFields::new();
+                    // Room for a send's fields at once, instead of growing 4 -> 8 -> 16.
+                    let mut m = ExtFields::with_capacity(16);
                     if !p.eat_null() {
                         p.expect(b'{')?;
                         if !p.eat(b'}') {
@@ -601,13 +637,11 @@ impl<'a> JsonCursor<'a> {
         self.expect(b'"')?;
         let b = self.s.as_bytes();
         let start = self.i;
-        loop {
-            match *b.get(self.i)? {
-                b'"' => break,
-                b'\\' => return self.escaped_string(start).map(std::borrow::Cow::Owned),
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
+        self.i += plain_prefix(b.get(self.i..)?);
+        match *b.get(self.i)? {
+            b'"' => {}
+            b'\\' => return self.escaped_string(start).map(std::borrow::Cow::Owned),
+            _ => return None, // a control character
         }
         let out = &self.s[start..self.i];
         self.i += 1;
@@ -620,9 +654,7 @@ impl<'a> JsonCursor<'a> {
         out.push_str(&self.s[start..self.i]);
         loop {
             let run = self.i;
-            while self.i < b.len() && b[self.i] != b'"' && b[self.i] != b'\\' && b[self.i] >= 0x20 {
-                self.i += 1;
-            }
+            self.i += plain_prefix(b.get(self.i..)?);
             out.push_str(&self.s[run..self.i]);
             match *b.get(self.i)? {
                 b'"' => {
@@ -846,6 +878,31 @@ mod tests {
         assert!(decode_json_header_fast(br#"{"code":1,"remark":"\x"}"#).is_none());
         for bad in &cases[3..] {
             assert!(decode_json_header_fast(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_prefix_stops_at_the_first_byte_to_escape() {
+        let naive = |b: &[u8]| b.iter().position(|&c| needs_escape(c)).unwrap_or(b.len());
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"abc".to_vec(), "é\u{7f}ü€".as_bytes().to_vec()];
+        for len in [1usize, 7, 8, 9, 15, 16, 17, 31] {
+            for at in 0..len {
+                for bad in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+                    let mut v: Vec<u8> =
+                        (0..len).map(|i| [b'a', 0x20, 0x7f, 0xc3, 0xff, b'!', b'#', b']'][i % 8]).collect();
+                    v[at] = bad;
+                    cases.push(v.clone());
+                    // A second byte to escape after the first.
+                    if at + 1 < len {
+                        v[len - 1] = b'"';
+                        cases.push(v);
+                    }
+                }
+            }
+            cases.push(vec![0x21; len]);
+        }
+        for c in cases {
+            assert_eq!(plain_prefix(&c), naive(&c), "{c:?}");
         }
     }
 

@@ -94,6 +94,12 @@ impl ExtFields {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
+    /// Takes a field's value out, leaving the field set to an empty string (no shifting, no
+    /// allocation): for a reader that consumes the whole table.
+    pub fn take(&mut self, key: &str) -> Option<String> {
+        self.find(key).ok().map(|i| std::mem::take(&mut self.entries[i].1))
+    }
+
     /// Number of fields.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -25,6 +25,16 @@ pub trait CommandHeader: Sized {
     fn write_ext_fields(&self, map: &mut ExtFields);
     /// Reads the header from the map; a missing required field or a bad value is an error.
     fn read_ext_fields(map: &ExtFields) -> Result<Self, HeaderError>;
+    /// Like [`CommandHeader::read_ext_fields`], moving the string values out of the map instead of
+    /// copying them (the fields read are left empty): for a request handler that needs the
+    /// fields no more.
+    fn take_ext_fields(map: &mut ExtFields) -> Result<Self, HeaderError> {
+        Self::read_ext_fields(map)
+    }
+    /// Like [`CommandHeader::write_ext_fields`], moving the string values into the map.
+    fn into_ext_fields(self, map: &mut ExtFields) {
+        self.write_ext_fields(map)
+    }
 }
 
 /// A value that can travel in an `extFields` string.
@@ -33,15 +43,52 @@ pub trait HeaderValue: Sized {
     fn parse_header(s: &str) -> Option<Self>;
     /// The wire string.
     fn to_header(&self) -> String;
+    /// Parses an owned wire string (a `String` field takes it as is); the string back when it
+    /// does not parse.
+    fn from_header_owned(s: String) -> Result<Self, String> {
+        Self::parse_header(&s).ok_or(s)
+    }
+    /// The wire string, consuming the value (a `String` is moved, not copied).
+    fn into_header(self) -> String {
+        self.to_header()
+    }
 }
 
 impl HeaderValue for String {
     fn parse_header(s: &str) -> Option<Self> {
         Some(s.to_string())
     }
+    fn from_header_owned(s: String) -> Result<Self, String> {
+        Ok(s)
+    }
+    fn into_header(self) -> String {
+        self
+    }
     fn to_header(&self) -> String {
         self.clone()
     }
+}
+
+/// `v` in decimal, what `to_string` gives, without the formatting machinery (headers write a
+/// handful of numbers per request).
+fn decimal(v: i128) -> String {
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    // Only ASCII digits and '-' were written.
+    String::from_utf8_lossy(&buf[i..]).into_owned()
 }
 
 macro_rules! header_num {
@@ -51,7 +98,7 @@ macro_rules! header_num {
                 s.trim().parse().ok()
             }
             fn to_header(&self) -> String {
-                self.to_string()
+                decimal(*self as i128)
             }
         }
     )*};
@@ -64,7 +111,7 @@ impl HeaderValue for bool {
         Some(s.trim().eq_ignore_ascii_case("true"))
     }
     fn to_header(&self) -> String {
-        self.to_string()
+        String::from(if *self { "true" } else { "false" })
     }
 }
 
@@ -98,6 +145,20 @@ macro_rules! command_header {
                     $( $field: $crate::command_header!(@read $kind $ty, $key, map), )*
                 })
             }
+            fn into_ext_fields(self, map: &mut $crate::remoting::command::ExtFields) {
+                #[allow(unused_imports)]
+                use $crate::remoting::command::HeaderValue;
+                $( $crate::command_header!(@into $kind self.$field, $key, map); )*
+            }
+            fn take_ext_fields(
+                map: &mut $crate::remoting::command::ExtFields,
+            ) -> Result<Self, $crate::remoting::command::HeaderError> {
+                #[allow(unused_imports)]
+                use $crate::remoting::command::HeaderValue;
+                Ok($name {
+                    $( $field: $crate::command_header!(@take $kind $ty, $key, map), )*
+                })
+            }
         }
     };
     (@ty req $ty:ty) => { $ty };
@@ -118,6 +179,31 @@ macro_rules! command_header {
             })?,
         }
     };
+    (@into req $v:expr, $key:literal, $map:ident) => {
+        $map.insert_static($key, $v.into_header());
+    };
+    (@into opt $v:expr, $key:literal, $map:ident) => {
+        if let Some(v) = $v {
+            $map.insert_static($key, v.into_header());
+        }
+    };
+    (@take req $ty:ty, $key:literal, $map:ident) => {
+        match $map.take($key) {
+            None => return Err($crate::remoting::command::HeaderError::Missing($key)),
+            Some(s) => <$ty>::from_header_owned(s).map_err(|value| {
+                $crate::remoting::command::HeaderError::Invalid { field: $key, value }
+            })?,
+        }
+    };
+    (@take opt $ty:ty, $key:literal, $map:ident) => {
+        match $map.take($key) {
+            None => None,
+            Some(s) if s.is_empty() => None,
+            Some(s) => Some(<$ty>::from_header_owned(s).map_err(|value| {
+                $crate::remoting::command::HeaderError::Invalid { field: $key, value }
+            })?),
+        }
+    };
     (@read opt $ty:ty, $key:literal, $map:ident) => {
         match $map.get($key) {
             None => None,
@@ -127,4 +213,26 @@ macro_rules! command_header {
             })?),
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_booleans_write_what_to_string_writes() {
+        for v in [0i64, 1, -1, 9, 10, 479, -2147483648, i64::MAX, i64::MIN, 1_732_000_000_123] {
+            assert_eq!(v.to_header(), v.to_string());
+        }
+        for v in [0u64, u64::MAX] {
+            assert_eq!(v.to_header(), v.to_string());
+        }
+        for v in [i32::MIN, i32::MAX, -7] {
+            assert_eq!(v.to_header(), v.to_string());
+        }
+        assert_eq!(i16::MIN.to_header(), i16::MIN.to_string());
+        assert_eq!(u32::MAX.to_header(), u32::MAX.to_string());
+        assert_eq!(true.to_header(), "true");
+        assert_eq!(false.to_header(), "false");
+    }
 }

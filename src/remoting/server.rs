@@ -662,53 +662,64 @@ impl RemotingServer {
             let queued_at = Instant::now();
             // The port's state rather than a clone of its token (cloning a token takes its lock).
             let port = st.clone();
-            requests.spawn(
-                async move {
-                    let _permits = (permit, byte_permit, guard);
-                    if let Some(g) = &admitted {
-                        g.begin();
-                    }
-                    let oneway = cmd.is_oneway();
-                    let code = cmd.code;
-                    let on_panic = RemotingCommand::response_to(&cmd, response::SYSTEM_ERROR, None);
-                    if let Some(a) = route.as_ref().and_then(|r| r.admission.as_ref()) {
-                        let waited = queued_at.elapsed();
-                        if !a.max_wait.is_zero() && waited > a.max_wait {
-                            a.refused.fetch_add(1, Ordering::Relaxed);
-                            if !oneway {
-                                let remark = format!(
+            let request = async move {
+                let _permits = (permit, byte_permit, guard);
+                if let Some(g) = &admitted {
+                    g.begin();
+                }
+                let oneway = cmd.is_oneway();
+                let code = cmd.code;
+                let on_panic = RemotingCommand::response_to(&cmd, response::SYSTEM_ERROR, None);
+                if let Some(a) = route.as_ref().and_then(|r| r.admission.as_ref()) {
+                    let waited = queued_at.elapsed();
+                    if !a.max_wait.is_zero() && waited > a.max_wait {
+                        a.refused.fetch_add(1, Ordering::Relaxed);
+                        if !oneway {
+                            let remark = format!(
                                     "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, period in queue: {}ms, size of queue: {}",
                                     waited.as_millis(),
                                     a.len()
                                 );
-                                let busy = RemotingCommand::response_to(&cmd, response::SYSTEM_BUSY, Some(remark));
-                                let _ = h.inner.tx.send(busy).await;
-                            }
-                            return;
+                            let busy = RemotingCommand::response_to(&cmd, response::SYSTEM_BUSY, Some(remark));
+                            let _ = h.inner.tx.send(busy).await;
                         }
-                    }
-                    let fut = dispatch(route.as_ref().map(|r| &r.processor), &h, cmd);
-                    // Biased: a request that completes at once never registers with the token.
-                    let out = tokio::select! {
-                        biased;
-                        r = AssertUnwindSafe(fut).catch_unwind() => match r {
-                            Ok(r) => r,
-                            Err(payload) => {
-                                let what = panic_message(payload.as_ref());
-                                warn!(code, panic = %what, "request processor panicked");
-                                let mut resp = on_panic;
-                                resp.remark = Some(format!("request processor panicked: {what}"));
-                                Some(resp)
-                            }
-                        },
-                        _ = port.hard.cancelled() => None,
-                    };
-                    if let (Some(resp), false) = (out, oneway) {
-                        let _ = h.inner.tx.send(resp).await;
+                        return;
                     }
                 }
-                .in_current_span(),
-            );
+                let fut = dispatch(route.as_ref().map(|r| &r.processor), &h, cmd);
+                // Biased: a request that completes at once never registers with the token.
+                let out = tokio::select! {
+                    biased;
+                    r = AssertUnwindSafe(fut).catch_unwind() => match r {
+                        Ok(r) => r,
+                        Err(payload) => {
+                            let what = panic_message(payload.as_ref());
+                            warn!(code, panic = %what, "request processor panicked");
+                            let mut resp = on_panic;
+                            resp.remark = Some(format!("request processor panicked: {what}"));
+                            Some(resp)
+                        }
+                    },
+                    _ = port.hard.cancelled() => None,
+                };
+                if let (Some(resp), false) = (out, oneway) {
+                    let _ = h.inner.tx.send(resp).await;
+                }
+            };
+            // Nothing else read waits behind this request: it is polled once here, on the
+            // connection's task (no task spawned, no wake-up), and becomes a task of its own only
+            // if it must wait. A request that arrived with others still buffered is spawned at
+            // once, so a burst queues in the admission queue (and is answered busy when it
+            // overflows) instead of waiting in the read buffer.
+            let mut request: BoxFuture<'static, ()> = Box::pin(request);
+            let pending = !rbuf.is_empty()
+                || std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::future::Future::poll(request.as_mut(), cx).is_pending())
+                })
+                .await;
+            if pending {
+                requests.spawn(request.in_current_span());
+            }
         }
         // Let in-flight requests finish (the hard token cuts them short), then flush and close.
         requests.close();

@@ -283,7 +283,7 @@ impl Shared {
         }
     }
 
-    fn tags_code_of(&self, v: &RecordView, topic: &str, props: &str) -> i64 {
+    fn tags_code_of(&self, v: &RecordView, topic: &str, props: &str, tags: Option<&str>) -> i64 {
         if topic == message::SCHEDULE_TOPIC {
             if let Some(level) = message::find_property(props, message::property::DELAY)
                 .and_then(|d| d.parse::<i64>().ok())
@@ -297,15 +297,20 @@ impl Shared {
                 };
             }
         }
-        message::tags_code(message::find_property(props, message::property::TAGS))
+        message::tags_code(tags)
     }
 
     fn dispatch(&self, v: &RecordView, rec: &[u8], arrivals: &mut Arrivals) -> Result<()> {
         let topic = v.topic(rec);
         let props = v.properties(rec);
         let tran = sysflag::transaction_value(v.sys_flag);
+        // One pass over the properties for the tags and the index keys.
+        let [tags, uniq, keys] = message::find_properties(
+            props,
+            [message::property::TAGS, message::property::UNIQ_KEY, message::property::KEYS],
+        );
         if tran == sysflag::TRANSACTION_NOT_TYPE || tran == sysflag::TRANSACTION_COMMIT {
-            let tags = self.tags_code_of(v, topic, props);
+            let tags = self.tags_code_of(v, topic, props, tags);
             let cq = self
                 .cqs
                 .get_or_create(topic, v.queue_id)
@@ -326,8 +331,6 @@ impl Shared {
             }
         }
         if self.config.message_index_enable && tran != sysflag::TRANSACTION_ROLLBACK {
-            let uniq = message::find_property(props, message::property::UNIQ_KEY);
-            let keys = message::find_property(props, message::property::KEYS);
             self.index
                 .build(topic, uniq, keys, v.commit_log_offset, v.store_timestamp)
                 .inspect_err(|_| self.raise_dispatch_flag(running_flags::WRITE_INDEX_FILE_ERROR))?;

@@ -177,10 +177,9 @@ impl MessageStore {
             msgs.iter()
                 .filter(|m| sysflag::transaction_value(m.sys_flag) != sysflag::TRANSACTION_ROLLBACK)
                 .map(|m| {
-                    index::key_count(
-                        message::find_property(&m.properties, message::property::UNIQ_KEY),
-                        message::find_property(&m.properties, message::property::KEYS),
-                    )
+                    let [uniq, keys] =
+                        message::find_properties(&m.properties, [message::property::UNIQ_KEY, message::property::KEYS]);
+                    index::key_count(uniq, keys)
                 })
                 .sum()
         } else {

@@ -330,6 +330,11 @@ impl TopicConfigManager {
         self.state.read().table.get(topic).cloned()
     }
 
+    /// `f` of a topic's config, without copying it.
+    pub fn select_with<R>(&self, topic: &str, f: impl FnOnce(&TopicConfig) -> R) -> Option<R> {
+        self.state.read().table.get(topic).map(f)
+    }
+
     /// True if the topic is known.
     pub fn contains(&self, topic: &str) -> bool {
         self.state.read().table.contains_key(topic)

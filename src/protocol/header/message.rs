@@ -50,7 +50,15 @@ impl SendMessageRequestHeader {
             return Self::read_ext_fields(ext);
         }
         let h = SendMessageRequestHeaderV2::read_ext_fields(ext)?;
-        Ok(SendMessageRequestHeader {
+        Ok(h.into_v1())
+    }
+}
+
+impl SendMessageRequestHeaderV2 {
+    /// The same header with the named keys, without copying its strings.
+    pub fn into_v1(self) -> SendMessageRequestHeader {
+        let h = self;
+        SendMessageRequestHeader {
             producer_group: h.a,
             topic: h.b,
             default_topic: h.c,
@@ -65,7 +73,19 @@ impl SendMessageRequestHeader {
             max_reconsume_times: h.l,
             batch: h.m,
             bname: h.n,
-        })
+        }
+    }
+}
+
+impl SendMessageRequestHeader {
+    /// Like [`SendMessageRequestHeader::read`], moving the strings out of `ext` instead of copying
+    /// them (the fields read are left empty).
+    pub fn take(ext: &mut ExtFields, v2: bool) -> Result<Self, HeaderError> {
+        if !v2 {
+            return Self::take_ext_fields(ext);
+        }
+        let h = SendMessageRequestHeaderV2::take_ext_fields(ext)?;
+        Ok(h.into_v1())
     }
 
     /// The same header as V2, without copying its strings.

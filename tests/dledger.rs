@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::dledger::transport;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use rmqc::dledger::core::Role;
 use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerError, DLedgerServer};
 use rmqc::dledger::wire::{self, code, request};
-use rmqc::remoting::{RemotingClient, RemotingCommand, RemotingServer, ServerConfig};
+use rmqc::remoting::{RemotingClient, RemotingCommand};
 
 fn config(id: &str, peers: &str, root: &std::path::Path) -> DLedgerConfig {
     let mut c = DLedgerConfig::new("RaftNode00", id, parse_peers(peers).unwrap(), root.to_path_buf());
@@ -24,10 +26,6 @@ fn config(id: &str, peers: &str, root: &std::path::Path) -> DLedgerConfig {
     c.push_timeout_ms = 300;
     c.max_wait_ack_ms = 2000;
     c
-}
-
-fn transport() -> RemotingServer {
-    RemotingServer::new(ServerConfig { bind_address: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() })
 }
 
 async fn leader_of(nodes: &[Option<Arc<DLedgerServer>>]) -> Option<usize> {

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::dledger::transport;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,6 @@ use bytes::Bytes;
 use rmqc::dledger::commitlog::DLedgerCommitLog;
 use rmqc::dledger::core::Role;
 use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
-use rmqc::remoting::{RemotingServer, ServerConfig};
 use rmqc::store::config::MessageStoreConfig;
 use rmqc::store::message::MessageInner;
 use rmqc::store::{MessageStore, PutMessageStatus};
@@ -46,10 +47,6 @@ fn store_config(root: &std::path::Path) -> MessageStoreConfig {
     c.max_hash_slot_num = 64;
     c.max_index_num = 400;
     c
-}
-
-fn transport() -> RemotingServer {
-    RemotingServer::new(ServerConfig { bind_address: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() })
 }
 
 struct Replica {

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::dledger::transport;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use bytes::Bytes;
 use rmqc::dledger::commitlog::DLedgerCommitLog;
 use rmqc::dledger::core::Role;
 use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
-use rmqc::remoting::{RemotingServer, ServerConfig};
+use rmqc::remoting::RemotingServer;
 use rmqc::store::cleanup::{CleanupClock, CleanupPolicy, DiskProbe, PartitionUsage};
 use rmqc::store::config::MessageStoreConfig;
 use rmqc::store::message::MessageInner;
@@ -25,31 +27,15 @@ const FILE: u64 = 16 * 1024;
 const TOPIC: &str = "DvT";
 
 fn node_config(root: &Path, port: u16) -> DLedgerConfig {
-    let peers = format!("n0-127.0.0.1:{port}");
-    let mut c = DLedgerConfig::new("RaftDivided", "n0", parse_peers(&peers).unwrap(), root.to_path_buf());
-    c.data_file_size = FILE;
-    c.index_file_size = 32 * 64;
-    c.heartbeat_ms = 300;
-    c.min_vote_ms = 150;
-    c.max_vote_ms = 450;
-    c
+    common::dledger::single_member("RaftDivided", root, port, FILE)
 }
 
 fn store_config(root: &Path) -> MessageStoreConfig {
-    let mut c = MessageStoreConfig::with_root(root);
-    c.mapped_file_size_commit_log = FILE;
-    c.mapped_file_size_consume_queue = 20 * 40;
-    c.max_hash_slot_num = 64;
-    c.max_index_num = 400;
-    c
+    common::dledger::small_store(root, FILE, 400)
 }
 
 fn data_dir(root: &Path) -> std::path::PathBuf {
     root.join("dledger-n0").join("data")
-}
-
-fn transport() -> RemotingServer {
-    RemotingServer::new(ServerConfig { bind_address: "127.0.0.1".parse().unwrap(), ..ServerConfig::default() })
 }
 
 fn body(i: usize) -> String {

@@ -352,7 +352,13 @@ impl RemotingCommand {
 
 /// Writes `v` in decimal (what `to_string` gives), without allocating.
 fn push_int(out: &mut BytesMut, v: i64) {
-    let mut buf = [0u8; 20];
+    let mut buf = [0u8; 40];
+    out.extend_from_slice(decimal_ascii(i128::from(v), &mut buf));
+}
+
+/// `v` in decimal ASCII (what `to_string` gives), written at the end of `buf` without the
+/// formatting machinery: headers write a handful of numbers per request.
+pub(crate) fn decimal_ascii(v: i128, buf: &mut [u8; 40]) -> &[u8] {
     let mut i = buf.len();
     let mut n = v.unsigned_abs();
     loop {
@@ -364,9 +370,10 @@ fn push_int(out: &mut BytesMut, v: i64) {
         }
     }
     if v < 0 {
-        out.put_u8(b'-');
+        i -= 1;
+        buf[i] = b'-';
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
 }
 
 /// True for the bytes a JSON string cannot hold as they are.

@@ -73,22 +73,8 @@ impl HeaderValue for String {
 /// handful of numbers per request).
 fn decimal(v: i128) -> String {
     let mut buf = [0u8; 40];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    // Only ASCII digits and '-' were written.
-    String::from_utf8_lossy(&buf[i..]).into_owned()
+    // Only ASCII digits and '-' are written.
+    String::from_utf8_lossy(super::command::decimal_ascii(v, &mut buf)).into_owned()
 }
 
 macro_rules! header_num {

@@ -376,15 +376,7 @@ impl MappedFileQueue {
 
     /// Deletes every file and the directory.
     pub fn destroy(&self) -> Result<()> {
-        let mut prepared = self.prepared.lock();
-        self.drop_prepared(&mut prepared)?;
-        let mut files = self.files.write();
-        for f in files.drain(..) {
-            f.destroy()?;
-        }
-        drop(files);
-        drop(prepared);
-        self.set_flushed_where(0);
+        self.clear()?;
         match std::fs::remove_dir(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rmqc::dledger::commitlog::DLedgerCommitLog;
 use rmqc::dledger::core::Role;
 use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
 use rmqc::dledger::wire;
@@ -46,14 +45,7 @@ fn store_config(root: &Path) -> MessageStoreConfig {
 
 async fn open(root: &Path, port: u16, net: &RemotingServer) -> (Arc<DLedgerServer>, Arc<MessageStore>) {
     let node = DLedgerServer::start(node_config(root, port), net, None).await.unwrap();
-    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
-    let r = root.to_path_buf();
-    let store = Arc::new(
-        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
-            .await
-            .unwrap()
-            .unwrap(),
-    );
+    let store = common::dledger::open_on(&node, store_config(root)).await;
     let n = node.clone();
     common::wait_until("the single member leads", Duration::from_secs(20), || n.status().role == Role::Leader);
     (node, store)
@@ -220,14 +212,7 @@ async fn open_member(
     net: &RemotingServer,
 ) -> (Arc<DLedgerServer>, Arc<MessageStore>) {
     let node = DLedgerServer::start(group_config(root, id, peers), net, None).await.unwrap();
-    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
-    let r = root.to_path_buf();
-    let store = Arc::new(
-        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
-            .await
-            .unwrap()
-            .unwrap(),
-    );
+    let store = common::dledger::open_on(&node, store_config(root)).await;
     (node, store)
 }
 

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rmqc::dledger::commitlog::DLedgerCommitLog;
 use rmqc::dledger::core::Role;
 use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
 use rmqc::remoting::RemotingServer;
@@ -60,14 +59,7 @@ async fn open_on_dledger(root: &Path, port: u16, net: &RemotingServer) -> (Arc<D
         .unwrap()
         .expect("a plain commitlog is there");
     let node = DLedgerServer::start(node_config(root, port), net, None).await.unwrap();
-    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
-    let r = root.to_path_buf();
-    let store = Arc::new(
-        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
-            .await
-            .unwrap()
-            .unwrap(),
-    );
+    let store = common::dledger::open_on(&node, store_config(root)).await;
     common::wait_until("the single member leads", Duration::from_secs(30), || node.status().role == Role::Leader);
     (node, store, divided)
 }
@@ -201,14 +193,7 @@ async fn a_plain_store_moves_under_dledger_and_keeps_its_messages() {
     let none = tokio::task::spawn_blocking(move || MessageStore::prepare_divided(&cfg, &dd, FILE)).await.unwrap();
     assert_eq!(none.unwrap(), None);
     let node = DLedgerServer::start(node_config(&root, port), &net, None).await.unwrap();
-    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
-    let r = root.clone();
-    let store = Arc::new(
-        tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
-            .await
-            .unwrap()
-            .unwrap(),
-    );
+    let store = common::dledger::open_on(&node, store_config(&root)).await;
     assert_eq!(store.commit_log_min_offset(), divided);
     for (q, part) in later.iter().enumerate() {
         let want: Vec<String> = part.iter().map(|(_, b)| b.clone()).collect();
@@ -439,13 +424,8 @@ async fn three_members_upgraded_from_copies_of_one_plain_store_replicate_above_i
         nc.min_vote_ms = single.min_vote_ms;
         nc.max_vote_ms = single.max_vote_ms;
         let node = DLedgerServer::start(nc, &net, None).await.unwrap();
-        let log = Arc::new(DLedgerCommitLog::new(node.clone()));
-        let r = root.clone();
-        let store = tokio::task::spawn_blocking(move || MessageStore::open_replicated(store_config(&r), log))
-            .await
-            .unwrap()
-            .unwrap();
-        members.push((node, Arc::new(store)));
+        let store = common::dledger::open_on(&node, store_config(&root)).await;
+        members.push((node, store));
     }
     assert!(divided.iter().all(|d| d.is_some() && *d == divided[0]), "the same divided offset: {divided:?}");
     let divided = divided[0].unwrap();

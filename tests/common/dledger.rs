@@ -4,10 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
+use std::sync::Arc;
 
-use rmqc::dledger::server::{parse_peers, DLedgerConfig};
+use rmqc::dledger::commitlog::DLedgerCommitLog;
+use rmqc::dledger::server::{parse_peers, DLedgerConfig, DLedgerServer};
 use rmqc::remoting::{RemotingServer, ServerConfig};
 use rmqc::store::config::MessageStoreConfig;
+use rmqc::store::MessageStore;
 
 /// A shared transport bound to 127.0.0.1 for the nodes of one test.
 pub fn transport() -> RemotingServer {
@@ -36,4 +39,10 @@ pub fn small_store(root: &Path, file: u64, max_index_num: u32) -> MessageStoreCo
     c.max_hash_slot_num = 64;
     c.max_index_num = max_index_num;
     c
+}
+
+/// A store with `cfg` on `node`'s log, opened off the runtime's threads.
+pub async fn open_on(node: &Arc<DLedgerServer>, cfg: MessageStoreConfig) -> Arc<MessageStore> {
+    let log = Arc::new(DLedgerCommitLog::new(node.clone()));
+    Arc::new(tokio::task::spawn_blocking(move || MessageStore::open_replicated(cfg, log)).await.unwrap().unwrap())
 }

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -52,15 +51,8 @@ fn broker_conf(dir: &Path, name: &str, id: i64, port: u16, store: &Path) -> Stri
     file
 }
 
-async fn runtime_info(client: &RemotingClient, port: u16) -> Option<BTreeMap<String, String>> {
-    let req = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
-    let r = client.invoke(&format!("127.0.0.1:{port}"), req, Duration::from_secs(3)).await.ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    Some(v["table"].as_object()?.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-}
-
 async fn info(client: &RemotingClient, port: u16, key: &str) -> Option<String> {
-    runtime_info(client, port).await?.get(key).cloned()
+    common::rmq::try_runtime_info(client, port).await?.get(key).cloned()
 }
 
 /// Every message of queue 0 of `topic` on the broker at `port` (bounded: at most 20 pulls).

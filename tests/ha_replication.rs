@@ -40,15 +40,8 @@ fn broker_conf(dir: &Path, name: &str, id: i64, port: u16, store: &Path) -> Stri
     file
 }
 
-async fn runtime_info(client: &RemotingClient, port: u16) -> Option<BTreeMap<String, String>> {
-    let req = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
-    let r = client.invoke(&format!("127.0.0.1:{port}"), req, Duration::from_secs(3)).await.ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    Some(v["table"].as_object()?.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
-}
-
 async fn info_i64(client: &RemotingClient, port: u16, key: &str) -> Option<i64> {
-    runtime_info(client, port).await?.get(key)?.parse().ok()
+    common::rmq::try_runtime_info(client, port).await?.get(key)?.parse().ok()
 }
 
 /// Sends `count` messages with keys from `conc` workers; returns every stored one (SUCCESS, or
@@ -251,11 +244,11 @@ async fn sync_replication_survives_kill_9_of_a_container() {
         mean_lag,
         max_lag
     );
-    let info = runtime_info(&client, a_s).await.unwrap();
+    let info = common::rmq::try_runtime_info(&client, a_s).await.unwrap();
     for k in ["masterAddr", "haMasterAddr", "haReplicatedOffset", "haLagBytes"] {
         assert!(info.contains_key(k), "slave runtime info has {k}: {info:?}");
     }
-    let info = runtime_info(&client, a_m).await.unwrap();
+    let info = common::rmq::try_runtime_info(&client, a_m).await.unwrap();
     for k in ["haConnectedSlaves", "haSlaveAckOffset", "haReplicationLagBytes"] {
         assert!(info.contains_key(k), "master runtime info has {k}: {info:?}");
     }

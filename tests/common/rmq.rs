@@ -105,6 +105,18 @@ pub async fn runtime_info(client: &RemotingClient, addr: &str) -> serde_json::Ma
     v["table"].as_object().unwrap().clone()
 }
 
+/// The runtime info of the broker at 127.0.0.1:`port` as strings, or None when it does not answer
+/// (in 3 s) or answers something else: for waits on a broker that may be down.
+pub async fn try_runtime_info(
+    client: &RemotingClient,
+    port: u16,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let req = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
+    let r = client.invoke(&format!("127.0.0.1:{port}"), req, Duration::from_secs(3)).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    Some(v["table"].as_object()?.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+}
+
 /// Bodies of queue `q` of `topic` read from `store` from queue offset `from` (at most 1000 reads
 /// of 32), each message's queue offset checked against the one the read gave.
 pub fn queue_bodies(store: &rmqc::store::MessageStore, topic: &str, q: i32, from: i64) -> Vec<String> {

@@ -39,11 +39,6 @@ pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Resolves on Ctrl-C or SIGTERM (listening from the call on).
-pub async fn wait_for_shutdown_signal() {
-    ShutdownSignal::install().wait().await;
-}
-
 /// SIGTERM and Ctrl-C (SIGINT) listeners, installed when made: from then on such a signal no
 /// longer ends the process by its default action but is kept, and ends [`ShutdownSignal::wait`]
 /// (at once if it came before). A process installs them before it opens its ports, so a SIGTERM

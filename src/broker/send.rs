@@ -51,24 +51,7 @@ pub fn put_status_response(
     }
 }
 
-/// Builds the inner message of a single send.
-pub fn build_message(
-    h: &SendMessageRequestHeader,
-    queue_id: i32,
-    body: Bytes,
-    born_host: SocketAddr,
-    store_host: SocketAddr,
-    cluster: &str,
-) -> MessageInner {
-    let mut m = message_of(h, queue_id, body, born_host, store_host);
-    m.properties = h.properties.clone().unwrap_or_default();
-    if message::find_property(&m.properties, prop::CLUSTER).is_none() {
-        m.push_property(prop::CLUSTER, cluster);
-    }
-    m
-}
-
-/// The inner message of a single send without its properties.
+/// The inner message of a send (one message, or one of a batch) without its properties.
 fn message_of(
     h: &SendMessageRequestHeader,
     queue_id: i32,
@@ -175,7 +158,7 @@ impl SendProcessor {
             let msgs: Vec<MessageInner> = items
                 .into_iter()
                 .map(|it| {
-                    let mut m = build_message(&h, queue_id, it.body, conn.peer(), store_host, cluster);
+                    let mut m = message_of(&h, queue_id, it.body, conn.peer(), store_host);
                     m.flag = it.flag;
                     m.properties = it.properties;
                     if message::find_property(&m.properties, prop::CLUSTER).is_none() {

@@ -295,14 +295,20 @@ impl MappedFileQueue {
     /// Deletes every file (and prepared file), keeping the directory.
     pub fn clear(&self) -> Result<()> {
         let mut prepared = self.prepared.lock();
-        self.drop_prepared(&mut prepared)?;
         let mut files = self.files.write();
-        for f in files.drain(..) {
-            f.destroy()?;
-        }
+        self.destroy_all(&mut prepared, &mut files)?;
         drop(files);
         drop(prepared);
         self.set_flushed_where(0);
+        Ok(())
+    }
+
+    /// Destroys the prepared files and then every file, under the caller's locks.
+    fn destroy_all(&self, prepared: &mut VecDeque<Arc<MappedFile>>, files: &mut Vec<Arc<MappedFile>>) -> Result<()> {
+        self.drop_prepared(prepared)?;
+        for f in files.drain(..) {
+            f.destroy()?;
+        }
         Ok(())
     }
 
@@ -310,11 +316,8 @@ impl MappedFileQueue {
     /// written up to `offset` (zeros before it): a log restarted at a later position.
     pub fn restart_at(&self, offset: u64) -> Result<Arc<MappedFile>> {
         let mut prepared = self.prepared.lock();
-        self.drop_prepared(&mut prepared)?;
         let mut files = self.files.write();
-        for f in files.drain(..) {
-            f.destroy()?;
-        }
+        self.destroy_all(&mut prepared, &mut files)?;
         let start = offset - offset % self.file_size;
         let f = MappedFile::create(&self.dir.join(offset_to_file_name(start)), start, self.file_size as usize)?;
         let rel = (offset - start) as usize;
